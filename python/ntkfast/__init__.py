@@ -1,0 +1,27 @@
+"""ntkfast: Neural Tangent Kernels of fully-connected networks, fast on multicore CPUs.
+
+>>> import numpy as np, ntkfast as nk
+>>> x = np.random.default_rng(0).standard_normal((4, 3))
+>>> k = nk.limit_kernel(x, depth=4, activation="relu", beta=0.1)
+>>> k.ntk.shape
+(4, 4)
+"""
+
+from . import activations
+from ._threads import _init_from_env, get_num_threads, set_num_threads
+from .kernels import Kernel, limit_kernel
+from .network import MLP
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Kernel",
+    "MLP",
+    "activations",
+    "get_num_threads",
+    "limit_kernel",
+    "set_num_threads",
+]
+
+_init_from_env()
+del _init_from_env

@@ -1,0 +1,100 @@
+"""Input coercion and checks shared by the public functions."""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+
+
+def as_samples(x, name: str) -> np.ndarray:
+    """Returns ``x`` as a C-contiguous 2-D float32/float64 array of finite values.
+
+    float32 and float64 keep their dtype; other real dtypes (bool, integers, float16) become
+    float64. Complex, object, string and other non-real arrays raise TypeError; wrong shapes,
+    empty arrays and non-finite values raise ValueError.
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {arr.shape}")
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{name} has non-finite values (NaN or inf) in row {row}")
+    return np.ascontiguousarray(arr)
+
+
+def as_positive_int(value, name: str, minimum: int = 1) -> int:
+    """An integer ≥ ``minimum`` (bools and non-integral numbers are TypeError)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def as_finite_float(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def available_memory() -> int | None:
+    """Bytes the system can still hand out (MemAvailable + free swap), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def allocate(shape: tuple[int, ...], dtype, count: int) -> list[np.ndarray]:
+    """``count`` uninitialised arrays, or MemoryError if they cannot fit in memory.
+
+    Linux overcommits, so an ``np.empty`` that is too large can succeed and the process be
+    killed later while the kernel is written; the explicit check turns that into an exception
+    before any work.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    needed = count * itemsize * int(np.prod(shape, dtype=np.float64))
+    available = available_memory()
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"the output needs {needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB "
+            "is available; pass preallocated arrays (e.g. np.lib.format.open_memmap) as out="
+        )
+    return [np.empty(shape, dtype=dtype) for _ in range(count)]
+
+
+def check_out(arr, name: str, shape: tuple[int, int], dtype, inputs) -> np.ndarray:
+    """Checks a caller-provided output array (ValueError for shape, dtype, layout, writability)."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(arr).__name__}")
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if arr.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype)}, got {arr.dtype}")
+    if not arr.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not arr.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    for x in inputs:
+        if np.may_share_memory(arr, x):
+            raise ValueError(f"{name} overlaps an input array")
+    return arr

@@ -1,0 +1,147 @@
+"""Infinite-width kernels: the NNGP kernel Σ⁽ᴸ⁾ and the limiting NTK Θ∞⁽ᴸ⁾.
+
+For a depth-L network in NTK parametrisation with bias scale β and nonlinearity σ
+(Jacot, Gabriel & Hongler 2018), in the sequential limit n_1, …, n_{L−1} → ∞::
+
+    Σ⁽¹⁾(x, x') = xᵀx'/n₀ + β²
+    Σ⁽ˡ⁺¹⁾(x, x') = E[σ(u)σ(v)] + β²,    Σ̇⁽ˡ⁺¹⁾(x, x') = E[σ'(u)σ'(v)],
+                    (u, v) ~ N(0, Σ⁽ˡ⁾ restricted to {x, x'})
+    Θ⁽¹⁾ = Σ⁽¹⁾,   Θ⁽ˡ⁺¹⁾ = Θ⁽ˡ⁾ Σ̇⁽ˡ⁺¹⁾ + Σ⁽ˡ⁺¹⁾
+
+The NTK of the n_L-output network is Θ∞⁽ᴸ⁾ ⊗ Id_{n_L}; these functions return the scalar
+factor. "nngp" is Σ⁽ᴸ⁾ and "ntk" is Θ∞⁽ᴸ⁾.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _ntkfast
+from . import activations as _activations
+from ._validation import allocate, as_finite_float, as_positive_int, as_samples, check_out
+
+__all__ = ["Kernel", "limit_kernel"]
+
+_KINDS = ("nngp", "ntk")
+
+
+class Kernel(NamedTuple):
+    """A pair of kernel matrices, each (N1, N2); a kernel not asked for is None."""
+
+    nngp: np.ndarray | None
+    ntk: np.ndarray | None
+
+
+def _parse_get(get) -> tuple[tuple[str, ...], bool]:
+    """Returns (requested kinds, whether a single array is returned)."""
+    single = isinstance(get, str)
+    kinds = (get,) if single else tuple(get)
+    for kind in kinds:
+        if kind not in _KINDS:
+            raise ValueError(f"get must name 'nngp' and/or 'ntk', got {kind!r}")
+    if not kinds:
+        raise ValueError("get must name at least one of 'nngp', 'ntk'")
+    return kinds, single
+
+
+def limit_kernel(
+    x1,
+    x2=None,
+    *,
+    depth: int,
+    activation="relu",
+    beta: float = 0.1,
+    get=("nngp", "ntk"),
+    out=None,
+):
+    """Infinite-width NNGP kernel Σ⁽ᴸ⁾ and NTK Θ∞⁽ᴸ⁾ between the rows of x1 and x2.
+
+    Parameters
+    ----------
+    x1 : array (N1, n0)
+        Inputs, one per row. float32 and float64 keep their dtype (the result has the same
+        dtype); other real dtypes are converted to float64.
+    x2 : array (N2, n0) or None
+        Second set of inputs; None means x1, in which case only one triangle is computed and
+        the diagonal comes from the exact per-sample recursion (bit-for-bit symmetric output).
+    depth : int
+        L ≥ 1, the number of dense layers (L − 1 nonlinearities).
+    activation : str or ntkfast.activations.Activation
+        "relu", "leaky_relu", "abs", "erf", "gelu", "sin", "cos", "identity", or an object
+        such as ``nk.activations.LeakyReLU(0.2)``.
+    beta : float
+        Bias scale β (enters as β²).
+    get : "nngp", "ntk" or a tuple of them
+        A single name returns that array alone; a tuple returns a :class:`Kernel`.
+    out : array, Kernel, tuple or None
+        Preallocated C-contiguous writable outputs of shape (N1, N2) and the result dtype
+        (for instance ``np.lib.format.open_memmap`` files, for kernels larger than memory).
+        An array when ``get`` is a name; otherwise a Kernel or (nngp, ntk) pair with None for
+        the kernels not requested. The kernel is written tile by tile; extra memory is
+        O(N·(n0 + L)) plus a few 128 × 128 tiles per thread.
+
+    Returns
+    -------
+    numpy.ndarray (N1, N2) or Kernel
+
+    Examples
+    --------
+    >>> import numpy as np, ntkfast as nk
+    >>> x = np.random.default_rng(0).standard_normal((5, 3))
+    >>> k = nk.limit_kernel(x, depth=4, activation="relu", beta=0.1)
+    >>> k.ntk.shape, bool(np.allclose(k.ntk, k.ntk.T))
+    ((5, 5), True)
+    """
+    kinds, single = _parse_get(get)
+    depth = as_positive_int(depth, "depth")
+    beta = as_finite_float(beta, "beta")
+    act = _activations.get(activation)
+    x1 = as_samples(x1, "x1")
+    symmetric = x2 is None or x2 is x1
+    if not symmetric:
+        x2 = as_samples(x2, "x2")
+        if x2.shape[1] != x1.shape[1]:
+            raise ValueError(
+                f"x1 and x2 must have the same number of features, got {x1.shape[1]} and "
+                f"{x2.shape[1]}"
+            )
+        dtype = np.result_type(x1, x2)
+        x1, x2 = x1.astype(dtype, copy=False), x2.astype(dtype, copy=False)
+    dtype = x1.dtype
+    shape = (x1.shape[0], x1.shape[0] if symmetric else x2.shape[0])
+    inputs = (x1,) if symmetric else (x1, x2)
+
+    if out is None:
+        arrays = dict(zip(kinds, allocate(shape, dtype, len(kinds))))
+    else:
+        if single:
+            given = {kinds[0]: out}
+        else:
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                raise TypeError("out must be a Kernel or an (nngp, ntk) pair when get is a tuple")
+            given = dict(zip(_KINDS, out))
+            extra = [k for k, v in given.items() if v is not None and k not in kinds]
+            missing = [k for k in kinds if given[k] is None]
+            if extra or missing:
+                raise ValueError(
+                    f"out must hold arrays for exactly {kinds}; missing {missing}, extra {extra}"
+                )
+        arrays = {k: check_out(given[k], f"out {k}", shape, dtype, inputs) for k in kinds}
+        if len(arrays) == 2 and np.may_share_memory(arrays["nngp"], arrays["ntk"]):
+            raise ValueError("out nngp and out ntk must not overlap")
+
+    _ntkfast.limit_kernel(
+        x1,
+        None if symmetric else x2,
+        depth,
+        act.name,
+        act.param,
+        beta,
+        arrays.get("nngp"),
+        arrays.get("ntk"),
+    )
+    if single:
+        return arrays[kinds[0]]
+    return Kernel(arrays.get("nngp"), arrays.get("ntk"))

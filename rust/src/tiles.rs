@@ -1,0 +1,248 @@
+//! Tiling of the output matrices, the dedicated thread pool, and cancellation.
+//!
+//! A kernel matrix is cut into square tiles of `TILE` rows and columns. Each
+//! tile is computed from start to finish by one thread (Gram block, then all
+//! layers of the recursion while it sits in cache) and written once into the
+//! caller's output, so extra memory is a few tiles per thread whatever the
+//! size of the output, and the result does not depend on the thread count.
+
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Tile edge. Two f64 tiles (Σ and Θ) of 128² take 256 KiB: they stay in L2
+/// during the layer loop.
+pub const TILE: usize = 128;
+
+/// Rows `r0..r1` × columns `c0..c1` of an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub r0: usize,
+    pub r1: usize,
+    pub c0: usize,
+    pub c1: usize,
+}
+
+impl Tile {
+    pub fn rows(&self) -> usize {
+        self.r1 - self.r0
+    }
+    pub fn cols(&self) -> usize {
+        self.c1 - self.c0
+    }
+    /// A tile on the diagonal of a symmetric output.
+    pub fn is_diagonal(&self) -> bool {
+        self.r0 == self.c0
+    }
+}
+
+/// The tiles covering an n1 × n2 output; with `symmetric` only those on or
+/// below the diagonal (n1 == n2).
+pub fn tiles(n1: usize, n2: usize, symmetric: bool) -> Vec<Tile> {
+    let mut out = Vec::new();
+    for r0 in (0..n1).step_by(TILE) {
+        let c_end = if symmetric { r0 + 1 } else { n2 };
+        for c0 in (0..c_end).step_by(TILE) {
+            out.push(Tile {
+                r0,
+                r1: (r0 + TILE).min(n1),
+                c0,
+                c1: (c0 + TILE).min(n2),
+            });
+        }
+    }
+    out
+}
+
+/// How a computed tile is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// At its position only.
+    Plain,
+    /// At its position and, transposed, at the mirror position (symmetric output).
+    Mirrored,
+    /// A diagonal tile of a symmetric output: its lower triangle is written to
+    /// both triangles, so the output is exactly symmetric.
+    Symmetrised,
+}
+
+/// A row-major output that several threads write, each into its own tiles.
+pub struct SharedOutput<'a, T> {
+    ptr: *mut T,
+    rows: usize,
+    cols: usize,
+    _borrow: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: the pointer comes from a `&mut [T]` held for 'a; writers touch
+// disjoint tiles (see `write`), so sharing it between threads is sound.
+unsafe impl<T: Send> Send for SharedOutput<'_, T> {}
+unsafe impl<T: Send> Sync for SharedOutput<'_, T> {}
+
+impl<'a, T: Copy> SharedOutput<'a, T> {
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "output length");
+        SharedOutput {
+            ptr: data.as_mut_ptr(),
+            rows,
+            cols,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Stores `values` (tile.rows() × tile.cols(), row-major) converted by `convert`.
+    ///
+    /// # Safety
+    /// No two concurrent calls may cover the same output entries (tiles from
+    /// [`tiles`] never do, mirrors included), and the tile must lie inside the output.
+    pub unsafe fn write(
+        &self,
+        tile: Tile,
+        values: &[f64],
+        placement: Placement,
+        convert: impl Fn(f64) -> T,
+    ) {
+        let (h, w) = (tile.rows(), tile.cols());
+        debug_assert!(tile.r1 <= self.rows && tile.c1 <= self.cols && values.len() >= h * w);
+        for i in 0..h {
+            let row = std::slice::from_raw_parts_mut(
+                self.ptr.add((tile.r0 + i) * self.cols + tile.c0),
+                w,
+            );
+            match placement {
+                Placement::Symmetrised => {
+                    for (j, out) in row.iter_mut().enumerate() {
+                        let (a, b) = if j <= i { (i, j) } else { (j, i) };
+                        *out = convert(values[a * w + b]);
+                    }
+                }
+                _ => {
+                    for (out, &v) in row.iter_mut().zip(&values[i * w..(i + 1) * w]) {
+                        *out = convert(v);
+                    }
+                }
+            }
+        }
+        if placement == Placement::Mirrored {
+            for j in 0..w {
+                let row = std::slice::from_raw_parts_mut(
+                    self.ptr.add((tile.c0 + j) * self.cols + tile.r0),
+                    h,
+                );
+                for (i, out) in row.iter_mut().enumerate() {
+                    *out = convert(values[i * w + j]);
+                }
+            }
+        }
+    }
+}
+
+static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+
+fn build_pool(threads: usize) -> Result<Arc<ThreadPool>> {
+    ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("ntkfast-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))
+}
+
+/// The pool the kernels run on (created on first use with one thread per core).
+pub fn pool() -> Result<Arc<ThreadPool>> {
+    if let Some(pool) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return Ok(pool.clone());
+    }
+    let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        *slot = Some(build_pool(cores)?);
+    }
+    Ok(slot.as_ref().expect("pool was just set").clone())
+}
+
+/// Replaces the pool by one of `threads` threads (≥ 1). Running computations
+/// keep the pool they started on.
+pub fn set_num_threads(threads: usize) -> Result<()> {
+    if threads == 0 {
+        return Err(Error::Invalid(
+            "the number of threads must be at least 1".into(),
+        ));
+    }
+    let new = build_pool(threads)?;
+    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(new);
+    Ok(())
+}
+
+pub fn num_threads() -> Result<usize> {
+    Ok(pool()?.current_num_threads())
+}
+
+/// Runs `work(scratch, tile)` for every tile on the pool. `scratch` is made by
+/// `init` once per batch of tiles a thread takes. Stops between tiles once
+/// `cancel` is set and then returns [`Error::Cancelled`].
+pub fn for_each_tile<S, I, F>(tiles: &[Tile], cancel: &AtomicBool, init: I, work: F) -> Result<()>
+where
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, Tile) + Sync + Send,
+{
+    pool()?.install(|| {
+        tiles
+            .par_iter()
+            .with_max_len(4)
+            .for_each_init(&init, |scratch, tile| {
+                if !cancel.load(Ordering::Relaxed) {
+                    work(scratch, *tile);
+                }
+            })
+    });
+    if cancel.load(Ordering::Relaxed) {
+        Err(Error::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_each_entry_once() {
+        for &(n1, n2, sym) in &[
+            (300, 300, true),
+            (300, 130, false),
+            (1, 1, true),
+            (128, 129, false),
+        ] {
+            let mut seen = vec![0u8; n1 * n2];
+            for t in tiles(n1, n2, sym) {
+                for i in t.r0..t.r1 {
+                    for j in t.c0..t.c1 {
+                        seen[i * n2 + j] += 1;
+                        if sym && !t.is_diagonal() {
+                            seen[j * n2 + i] += 1;
+                        }
+                    }
+                }
+            }
+            if sym {
+                // Diagonal tiles are written whole; off-diagonal ones twice (mirror).
+                assert!(seen.iter().all(|&c| c == 1), "{n1}x{n2}");
+            } else {
+                assert!(seen.iter().all(|&c| c == 1), "{n1}x{n2}");
+            }
+        }
+    }
+
+    #[test]
+    fn cancellation_stops_the_work() {
+        let cancel = AtomicBool::new(true);
+        let ts = tiles(1000, 1000, false);
+        let r = for_each_tile(&ts, &cancel, || (), |_, _| panic!("must not run"));
+        assert_eq!(r, Err(Error::Cancelled));
+    }
+}

@@ -1,0 +1,87 @@
+"""Slow, independent NumPy reference for the infinite-width recursion.
+
+Written directly from the formulas of the paper's sequential limit and the dual-activation
+table, in the D / θ = atan2(√D, q12) notation (the Rust core works with ρ and its own arcsine),
+over whole matrices with NumPy's own transcendental functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PI = np.pi
+
+
+def _relu_like(neg, pos, q11, q22, q12, d):
+    sd = np.sqrt(d)
+    th = np.arctan2(sd, q12)
+    kp = (sd + (PI - th) * q12) / (2 * PI)
+    km = (sd - th * q12) / (2 * PI)
+    s = (neg**2 + pos**2) * kp - 2 * neg * pos * km
+    sdot = ((neg**2 + pos**2) * (PI - th) + 2 * neg * pos * th) / (2 * PI)
+    return s, sdot
+
+
+def dual(name, q11, q22, q12, param=0.0):
+    """(Σ, Σ̇) = (E[σ(u)σ(v)], E[σ'(u)σ'(v)]) for (u, v) ~ N(0, [[q11, q12], [q12, q22]])."""
+    q11, q22, q12 = np.broadcast_arrays(*map(np.asarray, (q11, q22, q12)))
+    d = np.maximum(q11 * q22 - q12 * q12, 0.0)
+    if name == "relu":
+        return _relu_like(0.0, 1.0, q11, q22, q12, d)
+    if name == "leaky_relu":
+        return _relu_like(param, 1.0, q11, q22, q12, d)
+    if name == "abs":
+        return _relu_like(-1.0, 1.0, q11, q22, q12, d)
+    if name == "erf":
+        a, b = 1 + 2 * q11, 1 + 2 * q22
+        return (
+            2 / PI * np.arcsin(np.clip(2 * q12 / np.sqrt(a * b), -1, 1)),
+            4 / PI / np.sqrt(a * b - 4 * q12**2),
+        )
+    if name == "gelu":
+        p = (1 + q11) * (1 + q22)
+        delta = np.sqrt(p - q12**2)
+        at = np.arctan(q12 / delta)
+        s = q12 / 4 + (q12 * at + (q12**2 + q11 * q22 * delta**2) / (p * delta)) / (2 * PI)
+        sdot = (
+            0.25 + at / (2 * PI) + q12 / (2 * PI * delta) * (1 / delta**2 + (1 - q11 * q22) / p + 1)
+        )
+        return s, sdot
+    if name in ("sin", "cos"):
+        damp = np.exp(-(q11 + q22) / 2)
+        sh, ch = damp * np.sinh(q12), damp * np.cosh(q12)
+        return (sh, ch) if name == "sin" else (ch, sh)
+    if name == "identity":
+        return q12.copy(), np.ones_like(q12)
+    raise ValueError(name)
+
+
+def limit_kernel(x1, x2=None, *, depth, activation="relu", beta=0.1, param=0.0):
+    """Returns (nngp, ntk, closeness) with closeness = min over layers of 1 − |ρ| per entry.
+
+    For x2=None the diagonal starts from q11 = q22 = q12 exactly, so D = 0 there at every
+    layer and the diagonal is exact.
+    """
+    x1 = np.asarray(x1, dtype=np.float64)
+    symmetric = x2 is None
+    x2 = x1 if symmetric else np.asarray(x2, dtype=np.float64)
+    n0 = x1.shape[1]
+    b2 = beta * beta
+    q = x1 @ x2.T / n0 + b2
+    q1 = np.einsum("ij,ij->i", x1, x1) / n0 + b2
+    q2 = np.einsum("ij,ij->i", x2, x2) / n0 + b2
+    if symmetric:
+        np.fill_diagonal(q, q1)
+    theta = q.copy()
+    closeness = np.ones_like(q)
+    for _ in range(depth - 1):
+        qa, qb = np.meshgrid(q1, q2, indexing="ij")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = q / np.sqrt(qa * qb)
+        closeness = np.minimum(closeness, 1 - np.abs(np.nan_to_num(rho)))
+        s, sdot = dual(activation, qa, qb, q, param)
+        d1, _ = dual(activation, q1, q1, q1, param)
+        d2, _ = dual(activation, q2, q2, q2, param)
+        q, q1, q2 = s + b2, d1 + b2, d2 + b2
+        theta = theta * sdot + q
+    return q, theta, closeness

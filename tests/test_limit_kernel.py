@@ -1,0 +1,178 @@
+"""ntkfast.limit_kernel against the independent reference, and its identities."""
+
+import ntkfast as nk
+import numpy as np
+import pytest
+import reference
+from conftest import ACTIVATIONS, make_inputs
+
+
+def _activation(name, param):
+    return nk.activations.LeakyReLU(param) if name == "leaky_relu" else name
+
+
+def normalised_error(got, want, diag1, diag2):
+    """|got − want| / √(K(x,x) K(x',x')): the error relative to the kernel's scale."""
+    return np.abs(got - want) / np.sqrt(np.outer(diag1, diag2))
+
+
+@pytest.mark.parametrize("name,param", ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+@pytest.mark.parametrize("beta", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("cross", [False, True])
+def test_matches_reference(name, param, depth, beta, cross):
+    x1 = make_inputs(150, 6, seed=depth)
+    x2 = make_inputs(140, 6, seed=depth + 100) if cross else None
+    k = nk.limit_kernel(x1, x2, depth=depth, activation=_activation(name, param), beta=beta)
+    s, t, closeness = reference.limit_kernel(
+        x1, x2, depth=depth, activation=name, beta=beta, param=param
+    )
+    ds1, dt1, _ = reference.limit_kernel(
+        x1[:, None, :][:, 0], depth=depth, activation=name, beta=beta, param=param
+    )
+    if cross:
+        ds2, dt2, _ = reference.limit_kernel(
+            x2, depth=depth, activation=name, beta=beta, param=param
+        )
+    else:
+        ds2, dt2 = ds1, dt1
+    away = closeness > 1e-6  # ρ stays away from ±1 at every layer
+    for got, want, d1, d2 in ((k.nngp, s, ds1, ds2), (k.ntk, t, dt1, dt2)):
+        err = normalised_error(got, want, np.diag(d1), np.diag(d2))
+        if not cross:
+            np.fill_diagonal(away, False)
+        assert err[away].max(initial=0) <= 1e-12
+        assert err.max() <= 1e-7
+
+
+@pytest.mark.parametrize("name,param", ACTIVATIONS)
+def test_near_parallel_and_antiparallel_rows(name, param):
+    """ρ = ±1 and its neighbourhood, where √(1 − ρ²) amplifies rounding: 1e-7 there."""
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((3, 8))
+    rows = [base[0], 2.5 * base[0], -base[0], -0.4 * base[0], base[0] + 1e-9 * base[1], base[2]]
+    x = np.array(rows)
+    for depth in (2, 4):
+        k = nk.limit_kernel(x, x.copy(), depth=depth, activation=_activation(name, param), beta=0.1)
+        s, t, _ = reference.limit_kernel(x, depth=depth, activation=name, beta=0.1, param=param)
+        for got, want in ((k.nngp, s), (k.ntk, t)):
+            err = normalised_error(got, want, np.diag(want), np.diag(want))
+            assert err.max() <= 1e-7
+
+
+def test_relu_diagonal_is_exact():
+    """On the diagonal Σ̇ = 1/2 exactly: Σ⁽ˡ⁺¹⁾ = Σ⁽ˡ⁾/2 + β², Θ⁽ˡ⁺¹⁾ = Θ⁽ˡ⁾/2 + Σ⁽ˡ⁺¹⁾."""
+    x = make_inputs(300, 20, seed=3)
+    depth, beta = 5, 0.1
+    k = nk.limit_kernel(x, depth=depth, beta=beta)
+    for i in range(0, 300, 7):
+        q = float(np.sum(x[i] * x[i])) / 20 + beta**2
+        th = q
+        for _ in range(depth - 1):
+            q = q / 2 + beta**2
+            th = th / 2 + q
+        assert abs(k.nngp[i, i] - q) <= 1e-15 * q  # a few ulps (order of Σx²)
+        assert abs(k.ntk[i, i] - th) <= 1e-15 * th
+
+
+@pytest.mark.parametrize("name,param", ACTIVATIONS)
+def test_symmetric_psd_and_consistent(name, param):
+    x = make_inputs(300, 10, seed=5)
+    act = _activation(name, param)
+    k = nk.limit_kernel(x, depth=3, activation=act, beta=0.1)
+    kxx = nk.limit_kernel(x, x.copy(), depth=3, activation=act, beta=0.1)
+    for a, b in ((k.nngp, kxx.nngp), (k.ntk, kxx.ntk)):
+        assert np.array_equal(a, a.T)
+        scale = np.sqrt(np.outer(np.diag(a), np.diag(a)))
+        assert (np.abs(a - b) / scale).max() <= 1e-7
+        off = ~np.eye(len(a), dtype=bool)
+        assert (np.abs(a - b) / scale)[off].max() <= 1e-12
+        eig = np.linalg.eigvalsh(a)
+        assert eig.min() >= -1e-12 * eig.max()
+
+
+def test_same_object_counts_as_symmetric():
+    x = make_inputs(50, 4, seed=0)
+    a = nk.limit_kernel(x, x, depth=3)
+    b = nk.limit_kernel(x, depth=3)
+    assert np.array_equal(a.ntk, b.ntk)
+
+
+def test_tiles_and_edges():
+    """Sizes that are not multiples of the tile, so partial tiles are exercised."""
+    tile = nk._ntkfast.TILE
+    for n1, n2 in ((1, 1), (tile + 1, 3), (2 * tile + 5, tile - 1)):
+        x1, x2 = make_inputs(n1, 3, seed=n1), make_inputs(n2, 3, seed=n2 + 1)
+        k = nk.limit_kernel(x1, x2, depth=3)
+        s, t, _ = reference.limit_kernel(x1, x2, depth=3)
+        np.testing.assert_allclose(k.ntk, t, rtol=1e-7, atol=1e-12)
+        ks = nk.limit_kernel(x1, depth=3)
+        s, t, _ = reference.limit_kernel(x1, depth=3)
+        np.testing.assert_allclose(ks.nngp, s, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,param", ACTIVATIONS)
+def test_float32_within_1e4_of_float64(name, param):
+    x = make_inputs(200, 30, seed=9)
+    act = _activation(name, param)
+    k64 = nk.limit_kernel(x, depth=4, activation=act, beta=0.1)
+    k32 = nk.limit_kernel(x.astype(np.float32), depth=4, activation=act, beta=0.1)
+    assert k32.ntk.dtype == np.float32 and k32.nngp.dtype == np.float32
+    for a, b in ((k32.nngp, k64.nngp), (k32.ntk, k64.ntk)):
+        scale = np.sqrt(np.outer(np.diag(b), np.diag(b)))
+        assert (np.abs(a - b) / scale).max() <= 1e-4
+
+
+def test_dtypes():
+    x = make_inputs(20, 3, seed=2)
+    assert nk.limit_kernel(x.astype(np.int64), depth=2, get="ntk").dtype == np.float64
+    assert nk.limit_kernel(x.astype(np.float16), depth=2, get="ntk").dtype == np.float64
+    mixed = nk.limit_kernel(x.astype(np.float32), x, depth=2, get="ntk")
+    assert mixed.dtype == np.float64
+    assert nk.limit_kernel(x.tolist(), depth=2, get="ntk").shape == (20, 20)
+    # Non-contiguous input is accepted and gives the same values.
+    xf = np.asfortranarray(x)
+    assert np.array_equal(
+        nk.limit_kernel(xf, depth=2, get="ntk"), nk.limit_kernel(x, depth=2, get="ntk")
+    )
+
+
+def test_get_variants():
+    x = make_inputs(30, 3, seed=4)
+    both = nk.limit_kernel(x, depth=3)
+    assert isinstance(both, nk.Kernel)
+    assert np.array_equal(nk.limit_kernel(x, depth=3, get="ntk"), both.ntk)
+    assert np.array_equal(nk.limit_kernel(x, depth=3, get="nngp"), both.nngp)
+    only = nk.limit_kernel(x, depth=3, get=("ntk",))
+    assert only.nngp is None and np.array_equal(only.ntk, both.ntk)
+
+
+def test_depth_one_is_the_input_kernel():
+    x1, x2 = make_inputs(10, 4, seed=1), make_inputs(7, 4, seed=2)
+    k = nk.limit_kernel(x1, x2, depth=1, beta=0.3)
+    np.testing.assert_allclose(k.nngp, x1 @ x2.T / 4 + 0.09, rtol=1e-14)
+    assert np.array_equal(k.nngp, k.ntk)
+
+
+def test_mlp_limit_kernel():
+    net = nk.MLP([4, 50, 50, 2], activation="erf", beta=0.5)
+    assert net.depth == 3
+    assert net.num_params == 5 * 50 + 51 * 50 + 51 * 2
+    x = make_inputs(12, 4, seed=6)
+    k = net.limit_kernel(x)
+    want = nk.limit_kernel(x, depth=3, activation="erf", beta=0.5)
+    assert np.array_equal(k.ntk, want.ntk)
+    with pytest.raises(ValueError, match="input width"):
+        net.limit_kernel(make_inputs(3, 5, seed=0))
+
+
+def test_activation_objects():
+    assert nk.activations.get("relu") == nk.activations.ReLU()
+    assert nk.activations.LeakyReLU(0.2) != nk.activations.LeakyReLU(0.3)
+    x = make_inputs(20, 3, seed=8)
+    a = nk.limit_kernel(x, depth=3, activation=nk.activations.LeakyReLU(0.0), get="ntk")
+    b = nk.limit_kernel(x, depth=3, activation="relu", get="ntk")
+    np.testing.assert_allclose(a, b, rtol=1e-15)
+    c = nk.limit_kernel(x, depth=3, activation=nk.activations.LeakyReLU(-1.0), get="ntk")
+    d = nk.limit_kernel(x, depth=3, activation="abs", get="ntk")
+    np.testing.assert_allclose(c, d, rtol=1e-15)
