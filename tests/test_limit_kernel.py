@@ -1,8 +1,10 @@
 """ntkfast.limit_kernel against the independent reference, and its identities."""
 
-import ntkfast as nk
 import numpy as np
 import pytest
+
+import ntkfast as nk
+
 import reference
 from conftest import ACTIVATIONS, make_inputs
 

@@ -8,8 +8,9 @@ Smooth σ use a 2-D Gauss–Hermite rule with many nodes.
 
 import numpy as np
 import pytest
-from reference import dual
 from scipy import integrate, special
+
+from reference import dual
 
 PAIRS = [
     (0.7, 1.3, 0.4),

@@ -1,0 +1,57 @@
+"""asv benchmarks of the infinite-width kernels (time and peak memory).
+
+Run in the current environment with ``asv run --python=same``; ``benchmarks/compare.py``
+puts ntkfast beside NumPy and neural-tangents in one run.
+"""
+
+import numpy as np
+
+import ntkfast as nk
+
+
+def _inputs(n, n0, dtype):
+    return np.random.default_rng(0).standard_normal((n, n0)).astype(dtype)
+
+
+class LimitKernel:
+    params = ([512, 2048], [2, 4, 8], ["relu", "erf", "gelu"], ["float32", "float64"])
+    param_names = ["N", "depth", "activation", "dtype"]
+
+    def setup(self, n, depth, activation, dtype):
+        self.x = _inputs(n, 784, dtype)
+        self.out = nk.Kernel(np.empty((n, n), dtype), np.empty((n, n), dtype))
+
+    def time_limit_kernel(self, n, depth, activation, dtype):
+        nk.limit_kernel(self.x, depth=depth, activation=activation, beta=0.1)
+
+    def time_limit_kernel_into_out(self, n, depth, activation, dtype):
+        nk.limit_kernel(self.x, depth=depth, activation=activation, beta=0.1, out=self.out)
+
+
+class CrossKernel:
+    params = ([512, 2048], ["float32", "float64"])
+    param_names = ["N", "dtype"]
+
+    def setup(self, n, dtype):
+        self.x1 = _inputs(n, 784, dtype)
+        self.x2 = _inputs(n // 2, 784, dtype)[::-1].copy()
+
+    def time_cross_kernel(self, n, dtype):
+        nk.limit_kernel(self.x1, self.x2, depth=4, activation="relu", beta=0.1)
+
+
+class PaperWorkload:
+    """SPEC row 1: ReLU, L = 4, N = 4096, n0 = 784."""
+
+    params = (["float32", "float64"],)
+    param_names = ["dtype"]
+    timeout = 120
+
+    def setup(self, dtype):
+        self.x = _inputs(4096, 784, dtype)
+
+    def time_relu_depth4_n4096(self, dtype):
+        nk.limit_kernel(self.x, depth=4, activation="relu", beta=0.1)
+
+    def peakmem_relu_depth4_n4096(self, dtype):
+        nk.limit_kernel(self.x, depth=4, activation="relu", beta=0.1)

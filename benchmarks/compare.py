@@ -1,0 +1,151 @@
+"""Side-by-side timings of ntkfast, NumPy's X @ X.T and neural-tangents, in one run.
+
+    python benchmarks/compare.py [--nt-python .venv-nt/bin/python] [--repeat 5] [--quick]
+
+neural-tangents runs in its own pinned virtualenv (``scripts/nt_env.sh``) through
+``benchmarks/nt_timing.py``; without it those columns are reported as unavailable. Prints a
+Markdown table of best-of-``repeat`` wall-clock times and the ratios the targets are stated in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+import ntkfast as nk
+
+HERE = Path(__file__).resolve().parent
+
+
+def best_of(fn, repeat: int) -> float:
+    fn()  # warm-up: thread pool start, page faults of first allocations
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def inputs(n: int, n0: int, dtype) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((n, n0)).astype(dtype)
+
+
+def neural_tangents(python: str | None, args: list[str], save: str | None = None):
+    """Seconds (best) of the neural-tangents kernel_fn, or None if its environment is missing."""
+    if not python or not Path(python).exists():
+        return None
+    cmd = [python, str(HERE / "nt_timing.py"), *args] + (["--save", save] if save else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(f"neural-tangents failed: {out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds_min"]
+
+
+def extra_peak_memory(n: int, n0: int, depth: int, dtype: str) -> tuple[float, float]:
+    """(peak RSS growth during limit_kernel, size of the outputs) in MiB, in a fresh process."""
+    script = textwrap.dedent(
+        f"""
+        import resource, numpy as np, ntkfast as nk
+        x = np.random.default_rng(0).standard_normal(({n}, {n0})).astype("{dtype}")
+        nk.limit_kernel(x[:300], depth=2)  # start the pool
+        def rss_mib():
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+        before = rss_mib()
+        k = nk.limit_kernel(x, depth={depth})
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(peak - before, (k.nngp.nbytes + k.ntk.nbytes) / 2**20)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    grow, outputs = map(float, out.stdout.split())
+    return grow, outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_nt = Path(__file__).resolve().parents[1] / ".venv-nt" / "bin" / "python"
+    parser.add_argument("--nt-python", default=str(default_nt))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke run")
+    args = parser.parse_args()
+
+    n, n0, depth = (1024, 784, 4) if args.quick else (4096, 784, 4)
+    threads = os.cpu_count() or 1
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in ("float32", "float64"):
+            x = inputs(n, n0, dtype)
+            nk.set_num_threads(threads)
+            ours = best_of(
+                lambda x=x: nk.limit_kernel(x, depth=depth, activation="relu"), args.repeat
+            )
+            nk.set_num_threads(1)
+            ours_1 = best_of(
+                lambda x=x: nk.limit_kernel(x, depth=depth, activation="relu"), args.repeat
+            )
+            nk.set_num_threads(threads)
+            gram = best_of(lambda x=x: x @ x.T, args.repeat)
+            save = str(Path(tmp) / f"nt_{dtype}.npz")
+            nt = neural_tangents(
+                args.nt_python,
+                [
+                    "--workload",
+                    "relu",
+                    "--n",
+                    str(n),
+                    "--n0",
+                    str(n0),
+                    "--depth",
+                    str(depth),
+                    "--dtype",
+                    dtype,
+                    "--repeat",
+                    str(args.repeat),
+                ],
+                save=save,
+            )
+            agreement = None
+            if nt is not None and Path(save).exists():
+                ref = np.load(save)
+                k = nk.limit_kernel(x, depth=depth, activation="relu")
+                d = np.sqrt(np.outer(np.diag(ref["ntk"]), np.diag(ref["ntk"])))
+                agreement = float(np.max(np.abs(k.ntk - ref["ntk"]) / d))
+            rows.append((dtype, ours, ours_1, gram, nt, agreement))
+
+    grow, outputs = extra_peak_memory(n, n0, depth, "float64")
+    print(
+        f"Θ∞ + Σ, ReLU, L = {depth}, N = {n}, n0 = {n0}; {threads} threads; best of {args.repeat}\n"
+    )
+    print(
+        "| dtype | ntkfast | ntkfast 1 thread | NumPy X@X.T | neural-tangents | NT / ntkfast "
+        "| ntkfast / X@X.T | 1 thread / 2 threads | max |Θ − Θ_NT| / scale |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for dtype, ours, ours_1, gram, nt, agreement in rows:
+        nt_s = f"{nt:.3f} s" if nt is not None else "n/a"
+        nt_ratio = f"{nt / ours:.1f}×" if nt is not None else "n/a"
+        agree = f"{agreement:.1e}" if agreement is not None else "n/a"
+        print(
+            f"| {dtype} | {ours:.3f} s | {ours_1:.3f} s | {gram:.3f} s | {nt_s} | {nt_ratio} "
+            f"| {ours / gram:.2f} | {ours_1 / ours:.2f}× | {agree} |"
+        )
+    print(
+        f"\nPeak memory growth during the float64 call: {grow:.0f} MiB, of which outputs "
+        f"{outputs:.0f} MiB (extra {grow - outputs:.0f} MiB; inputs {n * n0 * 8 / 2**20:.0f} MiB)."
+    )
+
+
+if __name__ == "__main__":
+    main()

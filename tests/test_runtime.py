@@ -1,0 +1,112 @@
+"""Threads, preallocated and memory-mapped outputs, GIL release and Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import ntkfast as nk
+
+from conftest import make_inputs
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_one_and_two_threads_give_the_same_bits(restore_threads, dtype, symmetric):
+    x1 = make_inputs(700, 17, seed=1).astype(dtype)
+    x2 = None if symmetric else make_inputs(333, 17, seed=2).astype(dtype)
+    nk.set_num_threads(1)
+    assert nk.get_num_threads() == 1
+    one = nk.limit_kernel(x1, x2, depth=4, activation="gelu")
+    nk.set_num_threads(2)
+    assert nk.get_num_threads() == 2
+    two = nk.limit_kernel(x1, x2, depth=4, activation="gelu")
+    assert np.array_equal(one.nngp, two.nngp) and np.array_equal(one.ntk, two.ntk)
+
+
+def test_env_var_sets_threads():
+    code = "import ntkfast as nk; print(nk.get_num_threads())"
+    env = dict(os.environ, NTKFAST_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "3"
+    env["NTKFAST_NUM_THREADS"] = "many"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "ignoring NTKFAST_NUM_THREADS" in out.stderr
+
+
+def test_out_arrays_and_memmap(tmp_path):
+    x = make_inputs(300, 9, seed=4)
+    want = nk.limit_kernel(x, depth=3, activation="erf")
+    nngp = np.lib.format.open_memmap(
+        tmp_path / "nngp.npy", mode="w+", dtype=np.float64, shape=(300, 300)
+    )
+    ntk = np.lib.format.open_memmap(
+        tmp_path / "ntk.npy", mode="w+", dtype=np.float64, shape=(300, 300)
+    )
+    got = nk.limit_kernel(x, depth=3, activation="erf", out=nk.Kernel(nngp, ntk))
+    assert got.ntk is ntk and got.nngp is nngp
+    nngp.flush()
+    ntk.flush()
+    del nngp, ntk, got
+    assert np.array_equal(np.load(tmp_path / "ntk.npy"), want.ntk)
+    assert np.array_equal(np.load(tmp_path / "nngp.npy"), want.nngp)
+    # A single kernel into a plain preallocated array.
+    buf = np.full((300, 300), np.nan)
+    assert nk.limit_kernel(x, depth=3, activation="erf", get="ntk", out=buf) is buf
+    assert np.array_equal(buf, want.ntk)
+
+
+def test_gil_is_released_during_the_computation():
+    x = make_inputs(2500, 200, seed=0)
+    ticks = []
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks.append(1)
+            stop.wait(0.001)
+
+    worker = threading.Thread(target=count)
+    worker.start()
+    before = len(ticks)
+    nk.limit_kernel(x, depth=20)
+    during = len(ticks) - before
+    stop.set()
+    worker.join()
+    assert during > 5
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_raises_keyboard_interrupt():
+    """SIGINT during a long computation: KeyboardInterrupt, and the process stays usable."""
+    script = textwrap.dedent(
+        """
+        import sys, time, numpy as np, ntkfast as nk
+        x = np.random.default_rng(0).standard_normal((12000, 784))
+        print("ready", flush=True)
+        t = time.perf_counter()
+        try:
+            nk.limit_kernel(x, depth=200, get="ntk")
+            print("finished", flush=True)
+        except KeyboardInterrupt:
+            print(f"interrupted {time.perf_counter() - t:.3f}", flush=True)
+        k = nk.limit_kernel(x[:10], depth=3, get="ntk")
+        print("usable", bool(np.isfinite(k).all()), flush=True)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    threading.Event().wait(0.5)
+    proc.send_signal(signal.SIGINT)
+    # The timeout only guards against a hang; it is not a performance assertion.
+    out, err = proc.communicate(timeout=120)
+    lines = out.splitlines()
+    assert lines[0].startswith("interrupted"), (out, err)
+    assert lines[1] == "usable True"
