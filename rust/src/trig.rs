@@ -9,16 +9,21 @@
 
 use std::f64::consts::{FRAC_PI_2, PI};
 
-const P0: f64 = 1.666_666_666_666_666_574_15e-01;
-const P1: f64 = -3.255_658_186_224_009_154_05e-01;
-const P2: f64 = 2.012_125_321_348_629_258_81e-01;
-const P3: f64 = -4.005_553_450_067_941_140_27e-02;
-const P4: f64 = 7.915_349_942_898_145_321_76e-04;
-const P5: f64 = 3.479_331_075_960_211_675_70e-05;
-const Q1: f64 = -2.403_394_911_734_414_218_78e+00;
-const Q2: f64 = 2.020_945_760_233_505_694_71e+00;
-const Q3: f64 = -6.882_839_716_054_532_930_30e-01;
-const Q4: f64 = 7.703_815_055_590_193_527_91e-02;
+// The decimal expansions are kept as published; they round to the intended doubles.
+#[allow(clippy::excessive_precision)]
+mod coefficients {
+    pub const P0: f64 = 1.666_666_666_666_666_574_15e-01;
+    pub const P1: f64 = -3.255_658_186_224_009_154_05e-01;
+    pub const P2: f64 = 2.012_125_321_348_629_258_81e-01;
+    pub const P3: f64 = -4.005_553_450_067_941_140_27e-02;
+    pub const P4: f64 = 7.915_349_942_898_145_321_76e-04;
+    pub const P5: f64 = 3.479_331_075_960_211_675_70e-05;
+    pub const Q1: f64 = -2.403_394_911_734_414_218_78e+00;
+    pub const Q2: f64 = 2.020_945_760_233_505_694_71e+00;
+    pub const Q3: f64 = -6.882_839_716_054_532_930_30e-01;
+    pub const Q4: f64 = 7.703_815_055_590_193_527_91e-02;
+}
+use coefficients::*;
 
 /// asin(t) for 0 ≤ t ≤ 1/2, given z = t².
 #[inline(always)]
