@@ -41,7 +41,7 @@ class CrossKernel:
 
 
 class PaperWorkload:
-    """SPEC row 1: ReLU, L = 4, N = 4096, n0 = 784."""
+    """The headline workload: ReLU, L = 4, N = 4096, n0 = 784."""
 
     params = (["float32", "float64"],)
     param_names = ["dtype"]

@@ -97,7 +97,7 @@ def main() -> None:
             )
             nk.set_num_threads(threads)
             gram = best_of(lambda x=x: x @ x.T, args.repeat)
-            save = str(Path(tmp) / f"nt_{dtype}.npz")
+            save = str(Path(tmp) / f"nt_{dtype}.npy")
             nt = neural_tangents(
                 args.nt_python,
                 [
@@ -118,10 +118,10 @@ def main() -> None:
             )
             agreement = None
             if nt is not None and Path(save).exists():
-                ref = np.load(save)
+                nt_ntk = np.load(save)[1]  # nt_timing.py saves stack([nngp, ntk])
                 k = nk.limit_kernel(x, depth=depth, activation="relu")
-                d = np.sqrt(np.outer(np.diag(ref["ntk"]), np.diag(ref["ntk"])))
-                agreement = float(np.max(np.abs(k.ntk - ref["ntk"]) / d))
+                d = np.sqrt(np.outer(np.diag(k.ntk), np.diag(k.ntk)))
+                agreement = float(np.max(np.abs(k.ntk - nt_ntk) / d))
             rows.append((dtype, ours, ours_1, gram, nt, agreement))
 
     grow, outputs = extra_peak_memory(n, n0, depth, "float64")

@@ -1,0 +1,90 @@
+"""Time neural-tangents 0.6.5 limit kernels (Sigma and Theta) for side-by-side comparisons.
+
+Run with the neural-tangents virtualenv (``scripts/nt_env.sh``), e.g.::
+
+    .venv-nt/bin/python benchmarks/nt_timing.py --workload relu --n 4096 --n0 784 \\
+        --depth 4 --dtype float32 --repeat 3
+
+Network: ``stax.serial(*[Dense(512, 1., beta, "ntk"), Act()] * (depth - 1),
+Dense(1, 1., beta, "ntk"))`` with Act = ``Relu()`` (closed form) or
+``ElementwiseNumerical(jnp.tanh, deg=25)`` (NT's Gauss-Hermite default).
+Data: ``numpy.random.default_rng(0).standard_normal((n, n0))`` cast to ``--dtype``;
+the kernel is K(x, x) (``x2=None``).  The jitted ``kernel_fn`` is run once to compile
+and warm up, then timed ``--repeat`` times (``block_until_ready``).  Prints one JSON
+line; ``--save PATH`` writes ``np.stack([nngp, ntk])`` of shape (2, n, n) to PATH.npy.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+
+def main():
+    """Parse arguments, build and time the kernel function."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workload", choices=("relu", "tanh"), default="relu")
+    ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--n0", type=int, default=784)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--save", default=None, help="write the (2, n, n) kernels to this .npy")
+    args = ap.parse_args()
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # silence TensorFlow
+    import jax
+
+    jax.config.update("jax_enable_x64", args.dtype == "float64")
+    import jax.numpy as jnp
+    import neural_tangents as nt
+    import numpy as np
+    from neural_tangents import stax
+
+    if args.workload == "relu":
+        act = stax.Relu()
+    else:
+        act = stax.ElementwiseNumerical(jnp.tanh, deg=25)
+    dense = dict(W_std=1.0, b_std=args.beta, parameterization="ntk")
+    _, _, kernel_fn = stax.serial(
+        *[stax.Dense(512, **dense), act] * (args.depth - 1), stax.Dense(1, **dense)
+    )
+    kernel_fn = jax.jit(kernel_fn, static_argnames="get")
+    x = np.random.default_rng(0).standard_normal((args.n, args.n0)).astype(args.dtype)
+    x = jax.device_put(x)
+
+    def run():
+        k = kernel_fn(x, None, get=("nngp", "ntk"))
+        return jax.block_until_ready(k)
+
+    k = run()  # compile + warm-up
+    assert k.ntk.dtype == np.dtype(args.dtype), k.ntk.dtype
+    times = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        k = run()
+        times.append(time.perf_counter() - t0)
+    if args.save:
+        np.save(args.save, np.stack([np.asarray(k.nngp), np.asarray(k.ntk)]))
+    result = {
+        "workload": args.workload,
+        "seconds_min": min(times),
+        "seconds_median": statistics.median(times),
+        "n": args.n,
+        "n0": args.n0,
+        "depth": args.depth,
+        "beta": args.beta,
+        "dtype": args.dtype,
+        "repeat": args.repeat,
+        "neural_tangents": nt.__version__,
+        "jax": jax.__version__,
+    }
+    print(json.dumps(result))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
