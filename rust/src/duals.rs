@@ -46,8 +46,10 @@ pub trait Dual: Copy + Send + Sync {
 
 /// σ(x) = neg·min(x, 0) + pos·max(x, 0): ReLU (0, 1), leaky ReLU (α, 1), |x| (−1, 1).
 ///
-///     Σ  = (neg² + pos²) k₊ − 2·neg·pos·k₋,   k₊ = (√D + (π − θ) q₁₂)/(2π),  k₋ = (√D − θ q₁₂)/(2π)
-///     Σ̇ = ((neg² + pos²)(π − θ) + 2·neg·pos·θ) / (2π)
+/// ```text
+/// Σ  = (neg² + pos²) k₊ − 2·neg·pos·k₋,   k₊ = (√D + (π − θ) q₁₂)/(2π),  k₋ = (√D − θ q₁₂)/(2π)
+/// Σ̇ = ((neg² + pos²)(π − θ) + 2·neg·pos·θ) / (2π)
+/// ```
 ///
 /// A zero-variance input (q = 0, only possible for x = 0 and β = 0) is given
 /// ρ = 0, the value that keeps Σ̇ bounded and symmetric in the two arguments.
@@ -81,8 +83,10 @@ impl Dual for PiecewiseLinear {
 
 /// σ(x) = erf(x):
 ///
-///     Σ  = (2/π) asin(2q₁₂ / √((1 + 2q₁₁)(1 + 2q₂₂)))
-///     Σ̇ = (4/π) / √((1 + 2q₁₁)(1 + 2q₂₂) − 4q₁₂²)
+/// ```text
+/// Σ  = (2/π) asin(2q₁₂ / √((1 + 2q₁₁)(1 + 2q₂₂)))
+/// Σ̇ = (4/π) / √((1 + 2q₁₁)(1 + 2q₂₂) − 4q₁₂²)
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Erf;
 
@@ -110,8 +114,10 @@ impl Dual for Erf {
 
 /// σ(x) = x Φ(x) (exact GELU). With P = (1 + q₁₁)(1 + q₂₂), δ = √(P − q₁₂²):
 ///
-///     Σ  = q₁₂/4 + (q₁₂ atan(q₁₂/δ) + (q₁₂² + q₁₁q₂₂δ²)/(Pδ)) / (2π)
-///     Σ̇ = 1/4 + atan(q₁₂/δ)/(2π) + q₁₂/(2πδ) · (1/δ² + (1 − q₁₁q₂₂)/P + 1)
+/// ```text
+/// Σ  = q₁₂/4 + (q₁₂ atan(q₁₂/δ) + (q₁₂² + q₁₁q₂₂δ²)/(Pδ)) / (2π)
+/// Σ̇ = 1/4 + atan(q₁₂/δ)/(2π) + q₁₂/(2πδ) · (1/δ² + (1 − q₁₁q₂₂)/P + 1)
+/// ```
 ///
 /// with atan(q₁₂/δ) = asin(q₁₂/√P). These are smooth up to ρ = ±1, so the
 /// diagonal uses the same expressions.
@@ -147,8 +153,10 @@ impl Dual for Gelu {
 
 /// σ(x) = sin(x) (`cosine = false`) or cos(x) (`cosine = true`). With m = (q₁₁ + q₂₂)/2:
 ///
-///     sin:  Σ = e^{−m} sinh q₁₂,  Σ̇ = e^{−m} cosh q₁₂
-///     cos:  Σ = e^{−m} cosh q₁₂,  Σ̇ = e^{−m} sinh q₁₂
+/// ```text
+/// sin:  Σ = e^{−m} sinh q₁₂,  Σ̇ = e^{−m} cosh q₁₂
+/// cos:  Σ = e^{−m} cosh q₁₂,  Σ̇ = e^{−m} sinh q₁₂
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Trigonometric {
     pub cosine: bool,

@@ -1,8 +1,10 @@
 //! The sequential-limit recursion for the NNGP kernel Σ⁽ᴸ⁾ and the NTK Θ∞⁽ᴸ⁾.
 //!
-//!     Σ⁽¹⁾(x, x') = xᵀx'/n₀ + β²
-//!     Σ⁽ˡ⁺¹⁾      = E[σ(u)σ(v)] + β²,   Σ̇⁽ˡ⁺¹⁾ = E[σ'(u)σ'(v)],   (u, v) ~ N(0, Σ⁽ˡ⁾ on {x, x'})
-//!     Θ⁽¹⁾ = Σ⁽¹⁾,  Θ⁽ˡ⁺¹⁾ = Θ⁽ˡ⁾ Σ̇⁽ˡ⁺¹⁾ + Σ⁽ˡ⁺¹⁾
+//! ```text
+//! Σ⁽¹⁾(x, x') = xᵀx'/n₀ + β²
+//! Σ⁽ˡ⁺¹⁾      = E[σ(u)σ(v)] + β²,   Σ̇⁽ˡ⁺¹⁾ = E[σ'(u)σ'(v)],   (u, v) ~ N(0, Σ⁽ˡ⁾ on {x, x'})
+//! Θ⁽¹⁾ = Σ⁽¹⁾,  Θ⁽ˡ⁺¹⁾ = Θ⁽ˡ⁾ Σ̇⁽ˡ⁺¹⁾ + Σ⁽ˡ⁺¹⁾
+//! ```
 //!
 //! The diagonal Σ⁽ˡ⁾(x, x) is computed once per sample for every layer
 //! (O(N·L)); then each output tile runs Σ⁽¹⁾ through one GEMM and all L − 1
