@@ -110,3 +110,22 @@ def test_ctrl_c_raises_keyboard_interrupt():
     lines = out.splitlines()
     assert lines[0].startswith("interrupted"), (out, err)
     assert lines[1] == "usable True"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_can_compute():
+    """A child forked after the parent used the pool starts its own pool instead of hanging."""
+    x = make_inputs(300, 5, seed=3)
+    want = nk.limit_kernel(x, depth=3, get="ntk")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report through the pipe, never return into pytest
+        signal.alarm(120)  # a hang kills the child instead of the test run
+        try:
+            ok = np.array_equal(nk.limit_kernel(x, depth=3, get="ntk"), want)
+            os.write(write, b"same" if ok else b"different")
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"same" and status == 0

@@ -142,7 +142,10 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
     }
 }
 
-static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+/// The pool and the id of the process that started it: after a `fork` the
+/// child has the pool's bookkeeping but none of its threads, so a pool from
+/// another process is replaced instead of waited on forever.
+static POOL: RwLock<Option<(u32, Arc<ThreadPool>)>> = RwLock::new(None);
 
 fn build_pool(threads: usize) -> Result<Arc<ThreadPool>> {
     ThreadPoolBuilder::new()
@@ -153,17 +156,33 @@ fn build_pool(threads: usize) -> Result<Arc<ThreadPool>> {
         .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))
 }
 
-/// The pool the kernels run on (created on first use with one thread per core).
+/// The pool the kernels run on (created on first use with one thread per core,
+/// or with the size of the parent's pool in a forked child).
 pub fn pool() -> Result<Arc<ThreadPool>> {
-    if let Some(pool) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        return Ok(pool.clone());
+    let pid = std::process::id();
+    if let Some((owner, pool)) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if *owner == pid {
+            return Ok(pool.clone());
+        }
     }
     let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if slot.is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        *slot = Some(build_pool(cores)?);
+    match slot.as_ref() {
+        Some((owner, pool)) if *owner == pid => Ok(pool.clone()),
+        other => {
+            let threads = match other {
+                // Only the size of a pool inherited through fork is read, never its threads.
+                Some((_, inherited)) => inherited.current_num_threads(),
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            let pool = build_pool(threads)?;
+            if let Some((_, inherited)) = slot.take() {
+                // Its threads do not exist in this process: dropping it would wait for them.
+                std::mem::forget(inherited);
+            }
+            *slot = Some((pid, pool.clone()));
+            Ok(pool)
+        }
     }
-    Ok(slot.as_ref().expect("pool was just set").clone())
 }
 
 /// Replaces the pool by one of `threads` threads (≥ 1). Running computations
@@ -175,7 +194,15 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
         ));
     }
     let new = build_pool(threads)?;
-    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(new);
+    let old = POOL
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace((std::process::id(), new));
+    if let Some((owner, inherited)) = old {
+        if owner != std::process::id() {
+            std::mem::forget(inherited);
+        }
+    }
     Ok(())
 }
 
