@@ -139,3 +139,51 @@ def test_threads_argument():
         nk.set_num_threads(0)
     with pytest.raises(TypeError):
         nk.set_num_threads(1.5)
+
+
+def test_overflowing_kernel_is_an_error():
+    with pytest.raises(ValueError, match="overflows.*row 0"):
+        nk.limit_kernel(np.array([[1e160], [1.0]]), depth=3)
+    with pytest.raises(ValueError, match="overflows"):
+        nk.limit_kernel(X, depth=600, activation=nk.activations.LeakyReLU(3.0))
+    with pytest.raises(ValueError, match="overflows"):
+        nk.limit_kernel(X, depth=3, beta=1e200)
+
+
+@pytest.mark.parametrize("depth", [2**40, 2**64])
+def test_impossible_depth_is_memory_error(depth):
+    with pytest.raises(MemoryError, match="depth"):
+        nk.limit_kernel(X, depth=depth)
+
+
+def test_get_twice():
+    with pytest.raises(ValueError, match="twice"):
+        nk.limit_kernel(X, depth=2, get=("ntk", "ntk"))
+
+
+def test_mlp_checks_width_of_any_input():
+    with pytest.raises(ValueError, match="input width"):
+        nk.MLP([4, 10, 1]).limit_kernel(make_inputs(3, 5, seed=0).tolist())
+
+
+def test_too_many_threads():
+    with pytest.raises(ValueError, match="at most"):
+        nk.set_num_threads(10**6)
+    with pytest.raises(ValueError, match="at most"):
+        nk.set_num_threads(2**64)
+
+
+def test_input_being_written_by_another_call():
+    """Reading an array that a running call writes is a ValueError, not a panic."""
+    import threading
+
+    x = make_inputs(1500, 20, seed=0)
+    buf = np.empty((1500, 1500))
+    worker = threading.Thread(target=lambda: nk.limit_kernel(x, depth=800, get="ntk", out=buf))
+    worker.start()
+    try:
+        threading.Event().wait(0.3)
+        with pytest.raises(ValueError, match="cannot be read"):
+            nk.limit_kernel(buf.reshape(-1)[:60].reshape(3, 20), depth=2)
+    finally:
+        worker.join()

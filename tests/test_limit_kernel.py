@@ -95,9 +95,11 @@ def test_symmetric_psd_and_consistent(name, param):
 
 def test_same_object_counts_as_symmetric():
     x = make_inputs(50, 4, seed=0)
-    a = nk.limit_kernel(x, x, depth=3)
     b = nk.limit_kernel(x, depth=3)
-    assert np.array_equal(a.ntk, b.ntk)
+    assert np.array_equal(nk.limit_kernel(x, x, depth=3).ntk, b.ntk)
+    # Also when the object needs converting (list, Fortran order): still one symmetric call.
+    for same in (x.tolist(), np.asfortranarray(x)):
+        assert np.array_equal(nk.limit_kernel(same, same, depth=3).ntk, b.ntk)
 
 
 def test_tiles_and_edges():
@@ -125,12 +127,30 @@ def test_float32_within_1e4_of_float64(name, param):
         assert (np.abs(a - b) / scale).max() <= 1e-4
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_float32_parallel_and_duplicated_rows(symmetric):
+    """Nearly parallel float32 rows, where √(1 − ρ²) amplifies a float32 Gram's rounding."""
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((16, 784))
+    x = np.vstack([base, base, 3 * base, -base, base + 1e-3 * rng.standard_normal(base.shape)])
+    x32 = x.astype(np.float32)
+    x64 = x32.astype(np.float64)
+    for depth in (2, 5):
+        k32 = nk.limit_kernel(x32, None if symmetric else x32.copy(), depth=depth)
+        k64 = nk.limit_kernel(x64, None if symmetric else x64.copy(), depth=depth)
+        for a, b in ((k32.nngp, k64.nngp), (k32.ntk, k64.ntk)):
+            scale = np.sqrt(np.outer(np.diag(b), np.diag(b)))
+            assert (np.abs(a - b) / scale).max() <= 1e-4
+
+
 def test_dtypes():
     x = make_inputs(20, 3, seed=2)
     assert nk.limit_kernel(x.astype(np.int64), depth=2, get="ntk").dtype == np.float64
     assert nk.limit_kernel(x.astype(np.float16), depth=2, get="ntk").dtype == np.float64
-    mixed = nk.limit_kernel(x.astype(np.float32), x, depth=2, get="ntk")
+    x32 = x.astype(np.float32)
+    mixed = nk.limit_kernel(x32, x, depth=2, get="ntk")
     assert mixed.dtype == np.float64
+    assert np.array_equal(mixed, nk.limit_kernel(x32.astype(np.float64), x, depth=2, get="ntk"))
     assert nk.limit_kernel(x.tolist(), depth=2, get="ntk").shape == (20, 20)
     # Non-contiguous input is accepted and gives the same values.
     xf = np.asfortranarray(x)

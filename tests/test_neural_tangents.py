@@ -35,7 +35,12 @@ def test_matches_stored_neural_tangents(i):
         x1, x2, depth=case["depth"], activation=_activation(case), beta=case["beta"]
     )
     _, _, closeness = reference.limit_kernel(
-        x1, x2, depth=max(case["depth"], 2), activation="identity", beta=case["beta"]
+        x1,
+        x2,
+        depth=max(case["depth"], 2),
+        activation=case["activation"],
+        beta=case["beta"],
+        param=case.get("slope", 0.0),
     )
     away = closeness > 1e-6
     for kind in ("nngp", "ntk"):

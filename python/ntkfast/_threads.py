@@ -9,12 +9,16 @@ from . import _ntkfast
 from ._validation import as_positive_int
 
 ENV_VAR = "NTKFAST_NUM_THREADS"
+MAX_THREADS = 1024
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` ≥ 1 threads for subsequent computations (default: one per core, or
     the NTKFAST_NUM_THREADS environment variable). Results do not depend on ``n``."""
-    _ntkfast.set_num_threads(as_positive_int(n, "n"))
+    n = as_positive_int(n, "n")
+    if n > MAX_THREADS:
+        raise ValueError(f"n must be at most {MAX_THREADS}, got {n}")
+    _ntkfast.set_num_threads(n)
 
 
 def get_num_threads() -> int:
@@ -27,14 +31,10 @@ def _init_from_env() -> None:
     if value is None or value.strip() == "":
         return
     try:
-        threads = int(value)
-        if threads < 1:
-            raise ValueError
-    except ValueError:
+        set_num_threads(int(value))
+    except (ValueError, TypeError):
         warnings.warn(
-            f"ignoring {ENV_VAR}={value!r}: expected a positive integer",
+            f"ignoring {ENV_VAR}={value!r}: expected an integer from 1 to {MAX_THREADS}",
             RuntimeWarning,
             stacklevel=3,
         )
-        return
-    _ntkfast.set_num_threads(threads)

@@ -50,18 +50,44 @@ def as_finite_float(value, name: str) -> float:
     return value
 
 
+def _cgroup_headroom() -> int | None:
+    """Bytes left under this process's cgroup (v2) memory limit, if it has one."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open("/sys/fs/cgroup/memory.current") as f:
+            return max(int(limit) - int(f.read().strip()), 0)
+    except (OSError, ValueError):
+        return None
+
+
 def available_memory() -> int | None:
-    """Bytes the system can still hand out (MemAvailable + free swap), or None if unknown."""
+    """Bytes the process can still use: the smaller of the system's MemAvailable + free swap
+    and the headroom under a cgroup limit; None if neither is known."""
+    system = None
     try:
         with open("/proc/meminfo") as f:
             info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
-        return info["MemAvailable"] + info.get("SwapFree", 0)
+        system = info["MemAvailable"] + info.get("SwapFree", 0)
     except (OSError, KeyError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+        try:
+            system = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    known = [m for m in (system, _cgroup_headroom()) if m is not None]
+    return min(known) if known else None
+
+
+def check_memory(needed: float, what: str) -> None:
+    """MemoryError if ``needed`` bytes of working memory cannot fit."""
+    available = available_memory()
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"{what} needs {needed / 2**30:.1f} GiB of working memory but only "
+            f"{available / 2**30:.1f} GiB is available"
+        )
 
 
 def allocate(shape: tuple[int, ...], dtype, count: int) -> list[np.ndarray]:

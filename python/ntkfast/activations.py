@@ -2,7 +2,7 @@
 
 Every activation here has a closed-form dual: for (u, v) ~ N(0, [[q11, q12], [q12, q22]])
 the infinite-width recursion needs Σ = E[σ(u)σ(v)] and Σ̇ = E[σ'(u)σ'(v)], which the Rust core
-evaluates exactly (formulas in ``docs/duals.md``).
+evaluates exactly (formulas in ``rust/src/duals.rs``, summarised in ``docs/kernels.md``).
 
 >>> import ntkfast as nk
 >>> nk.activations.get("relu")

@@ -8,6 +8,7 @@ ntkfast demo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import activations, get_num_threads, limit_kernel, set_num_threads
+from ._validation import as_samples
 
 
 def _activation(name: str, slope: float | None):
@@ -32,40 +34,53 @@ def _load(path: str) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
+def _refuse_overwriting_inputs(output: Path, inputs: list[str]) -> None:
+    for path in inputs:
+        if output.exists() and os.path.samefile(output, path):
+            raise ValueError(f"the output {output} is also an input; choose another file")
+
+
 def run_kernel(args) -> dict:
-    """Computes the kernels asked for by ``args`` and writes them; returns a summary."""
+    """Computes the kernels asked for by ``args`` and writes them; returns a summary.
+
+    Inputs are validated before anything is written; the result goes to a temporary file in
+    the output's folder that replaces the output only once it is complete.
+    """
     kinds = tuple(k.strip() for k in args.get.split(",") if k.strip())
-    x1 = _load(args.x)
-    x2 = _load(args.y) if args.y else None
+    output = Path(args.output)
+    if output.suffix not in (".npy", ".npz"):
+        raise ValueError(f"{output}: the output must end in .npz or .npy")
+    if output.suffix == ".npy" and len(kinds) != 1:
+        raise ValueError("a .npy output holds one kernel: pass --get nngp or --get ntk")
+    _refuse_overwriting_inputs(output, [p for p in (args.x, args.y) if p])
+    x1 = as_samples(_load(args.x), "X")
+    x2 = as_samples(_load(args.y), "Y") if args.y else None
     if args.float32:
         x1 = x1.astype(np.float32)
         x2 = None if x2 is None else x2.astype(np.float32)
+    elif x2 is not None and x2.dtype != x1.dtype:
+        x1, x2 = x1.astype(np.float64), x2.astype(np.float64)
     act = _activation(args.activation, args.slope)
-    output = Path(args.output)
     common = dict(depth=args.depth, activation=act, beta=args.beta)
+    shape = (x1.shape[0], x1.shape[0] if x2 is None else x2.shape[0])
+    fd, tmp = tempfile.mkstemp(prefix=".ntkfast-", suffix=output.suffix, dir=output.parent)
+    os.close(fd)
     t0 = time.perf_counter()
-    if output.suffix == ".npy":
-        if len(kinds) != 1:
-            raise ValueError("a .npy output holds one kernel: pass --get nngp or --get ntk")
-        dtype = np.float32 if (args.float32 or x1.dtype == np.float32) else np.float64
-        if x2 is not None and x2.dtype != x1.dtype:
-            dtype = np.float64
-        shape = (x1.shape[0], x1.shape[0] if x2 is None else x2.shape[0])
-        out = np.lib.format.open_memmap(output, mode="w+", dtype=dtype, shape=shape)
-        limit_kernel(x1, x2, get=kinds[0], out=out, **common)
-        out.flush()
-        del out
-    elif output.suffix == ".npz":
-        k = limit_kernel(x1, x2, get=kinds, **common)
-        np.savez(output, **{kind: getattr(k, kind) for kind in kinds})
-    else:
-        raise ValueError(f"{output}: the output must end in .npz or .npy")
-    seconds = time.perf_counter() - t0
-    return {
-        "kinds": kinds,
-        "shape": (x1.shape[0], (x2 if x2 is not None else x1).shape[0]),
-        "seconds": seconds,
-    }
+    try:
+        if output.suffix == ".npy":
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=x1.dtype, shape=shape)
+            limit_kernel(x1, x2, get=kinds[0], out=out, **common)
+            out.flush()
+            del out
+        else:
+            k = limit_kernel(x1, x2, get=kinds, **common)
+            with open(tmp, "wb") as f:
+                np.savez(f, **{kind: getattr(k, kind) for kind in kinds})
+        os.replace(tmp, output)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return {"kinds": kinds, "shape": shape, "seconds": time.perf_counter() - t0}
 
 
 def _demo(args) -> None:

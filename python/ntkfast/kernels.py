@@ -20,7 +20,14 @@ import numpy as np
 
 from . import _ntkfast
 from . import activations as _activations
-from ._validation import allocate, as_finite_float, as_positive_int, as_samples, check_out
+from ._validation import (
+    allocate,
+    as_finite_float,
+    as_positive_int,
+    as_samples,
+    check_memory,
+    check_out,
+)
 
 __all__ = ["Kernel", "limit_kernel"]
 
@@ -43,6 +50,8 @@ def _parse_get(get) -> tuple[tuple[str, ...], bool]:
             raise ValueError(f"get must name 'nngp' and/or 'ntk', got {kind!r}")
     if not kinds:
         raise ValueError("get must name at least one of 'nngp', 'ntk'")
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"get names a kernel twice: {kinds}")
     return kinds, single
 
 
@@ -98,8 +107,8 @@ def limit_kernel(
     depth = as_positive_int(depth, "depth")
     beta = as_finite_float(beta, "beta")
     act = _activations.get(activation)
+    symmetric = x2 is None or x2 is x1  # before conversion, which makes new objects
     x1 = as_samples(x1, "x1")
-    symmetric = x2 is None or x2 is x1
     if not symmetric:
         x2 = as_samples(x2, "x2")
         if x2.shape[1] != x1.shape[1]:
@@ -113,6 +122,8 @@ def limit_kernel(
     shape = (x1.shape[0], x1.shape[0] if symmetric else x2.shape[0])
     inputs = (x1,) if symmetric else (x1, x2)
 
+    # Per-sample variances of every layer (three float64 per sample and layer).
+    check_memory(8 * (3 * depth + 2) * (shape[0] + (0 if symmetric else shape[1])), "depth")
     if out is None:
         arrays = dict(zip(kinds, allocate(shape, dtype, len(kinds))))
     else:

@@ -9,7 +9,7 @@ with W⁽ˡ⁾ of shape (n_{l+1}, n_l), b⁽ˡ⁾ of shape (n_{l+1},), all param
 from __future__ import annotations
 
 from . import activations as _activations
-from ._validation import as_finite_float, as_positive_int
+from ._validation import as_finite_float, as_positive_int, as_samples
 from .kernels import limit_kernel as _limit_kernel
 
 __all__ = ["MLP"]
@@ -61,11 +61,13 @@ class MLP:
         x1 (N1, n0) and x2 (N2, n0) must have n0 = widths[0] features. The NTK of the
         n_L-output network is the returned Θ∞ times the n_L × n_L identity.
         """
+        same = x2 is x1
+        x1 = as_samples(x1, "x1")
+        x2 = x1 if same else (None if x2 is None else as_samples(x2, "x2"))
         for name, x in (("x1", x1), ("x2", x2)):
-            shape = getattr(x, "shape", None)
-            if shape is not None and len(shape) == 2 and shape[1] != self.widths[0]:
+            if x is not None and x.shape[1] != self.widths[0]:
                 raise ValueError(
-                    f"{name} has {shape[1]} features but the network's input width is "
+                    f"{name} has {x.shape[1]} features but the network's input width is "
                     f"{self.widths[0]}"
                 )
         return _limit_kernel(

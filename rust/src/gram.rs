@@ -6,6 +6,8 @@ use faer::{Accum, MatMut, MatRef, Par};
 /// The floating-point types of inputs and outputs. The recursion itself
 /// always runs in f64; only the Gram matrix and the stored kernels use `Self`.
 pub trait Real: Copy + Send + Sync + Default + 'static {
+    /// Whether the GEMM accumulates in f64 (no refinement of nearly parallel pairs needed).
+    const EXACT_GRAM: bool;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
     /// dst (m × n, row-major) = a (m × k, row-major) · b (n × k, row-major)ᵀ,
@@ -14,8 +16,9 @@ pub trait Real: Copy + Send + Sync + Default + 'static {
 }
 
 macro_rules! impl_real {
-    ($t:ty) => {
+    ($t:ty, $exact:expr) => {
         impl Real for $t {
+            const EXACT_GRAM: bool = $exact;
             #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
@@ -36,8 +39,8 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32);
-impl_real!(f64);
+impl_real!(f32, false);
+impl_real!(f64, true);
 
 #[cfg(test)]
 mod tests {

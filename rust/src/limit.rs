@@ -12,11 +12,11 @@
 
 use crate::activation::Activation;
 use crate::duals::{Dual, Var};
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Error, Result};
 use crate::gram::Real;
 use crate::tiles::{for_each_tile, tiles, Placement, SharedOutput, Tile, TILE};
 use crate::with_dual;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A row-major matrix of samples: `rows` inputs of dimension `cols` (n₀).
 #[derive(Debug, Clone, Copy)]
@@ -89,9 +89,38 @@ pub struct Diagonal {
     pub ntk: Vec<f64>,
 }
 
+/// Largest variance accepted on the diagonal: products of two variances stay
+/// finite in every dual formula. Off-diagonal entries are bounded by the
+/// diagonal (Cauchy–Schwarz), so a finite diagonal means a finite kernel.
+pub const MAX_VARIANCE: f64 = 1e150;
+
 impl Diagonal {
     pub fn nngp(&self) -> &[f64] {
         &self.layers.last().expect("depth ≥ 1").q
+    }
+
+    /// An error naming the first sample and layer whose variance (or NTK
+    /// diagonal) leaves [0, MAX_VARIANCE].
+    pub fn check_range(&self, name: &str) -> Result<()> {
+        let bad = |v: f64| !(0.0..=MAX_VARIANCE).contains(&v);
+        for (l, layer) in self.layers.iter().enumerate() {
+            if let Some(i) = layer.q.iter().position(|&q| bad(q)) {
+                return invalid(format!(
+                    "the kernel overflows: Σ⁽{}⁾ of {name} row {i} is {:e} (limit {MAX_VARIANCE:e}); \
+                     scale the inputs, beta or the activation down",
+                    l + 1,
+                    layer.q[i]
+                ));
+            }
+        }
+        if let Some(i) = self.ntk.iter().position(|&t| bad(t)) {
+            return invalid(format!(
+                "the kernel overflows: Θ of {name} row {i} is {:e} (limit {MAX_VARIANCE:e}); \
+                 scale the inputs, beta or the activation down",
+                self.ntk[i]
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -120,6 +149,13 @@ impl LimitKernel {
 
     /// The per-sample recursion on the diagonal, O(N·(n₀ + L)).
     pub fn diagonal<T: Real>(&self, x: Samples<'_, T>) -> Diagonal {
+        self.diagonal_until(x, &AtomicBool::new(false))
+            .expect("not cancelled")
+    }
+
+    /// [`LimitKernel::diagonal`], stopping between layers once `cancel` is set
+    /// (None then): deep networks make this O(N·L) phase long too.
+    fn diagonal_until<T: Real>(&self, x: Samples<'_, T>, cancel: &AtomicBool) -> Option<Diagonal> {
         let b2 = self.beta * self.beta;
         let inv_n0 = 1.0 / x.cols as f64;
         let mut q: Vec<f64> = x
@@ -130,6 +166,9 @@ impl LimitKernel {
         let mut theta = q.clone();
         let mut layers = Vec::with_capacity(self.depth);
         for _ in 1..self.depth {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
             let next: Vec<f64> = q
                 .iter()
                 .zip(theta.iter_mut())
@@ -143,7 +182,7 @@ impl LimitKernel {
             layers.push(LayerVars::from_q(std::mem::replace(&mut q, next)));
         }
         layers.push(LayerVars::from_q(q));
-        Diagonal { layers, ntk: theta }
+        Some(Diagonal { layers, ntk: theta })
     }
 
     /// Computes the kernels between the rows of `x1` and those of `x2`
@@ -175,11 +214,14 @@ impl LimitKernel {
                 }
             }
         }
-        let d1 = self.diagonal(x1);
+        let d1 = self.diagonal_until(x1, cancel).ok_or(Error::Cancelled)?;
+        d1.check_range("x1")?;
         let d2 = if symmetric {
             None
         } else {
-            Some(self.diagonal(x2s))
+            let d2 = self.diagonal_until(x2s, cancel).ok_or(Error::Cancelled)?;
+            d2.check_range("x2")?;
+            Some(d2)
         };
         let d2 = d2.as_ref().unwrap_or(&d1);
 
@@ -206,6 +248,18 @@ impl LimitKernel {
             for (s, g) in sigma.iter_mut().zip(gram.iter()) {
                 *s = g.to_f64() * inv_n0 + b2;
             }
+            if !T::EXACT_GRAM {
+                refine_parallel_pairs(
+                    sigma,
+                    x1,
+                    x2s,
+                    &d1.layers[0],
+                    &d2.layers[0],
+                    tile,
+                    inv_n0,
+                    b2,
+                );
+            }
             if want_ntk {
                 theta.copy_from_slice(sigma);
             }
@@ -215,6 +269,7 @@ impl LimitKernel {
                 tile,
                 want_ntk,
                 b2,
+                cancel,
             };
             with_dual!(this.activation, |dual| layers.run(dual, simd, sigma, theta));
             let placement = if !symmetric {
@@ -239,6 +294,41 @@ impl LimitKernel {
             }
         };
         for_each_tile(&tiles(n1, n2, symmetric), cancel, Scratch::<T>::new, work)
+    }
+}
+
+/// Recomputes in f64 the Σ⁽¹⁾ entries of pairs with |ρ| > 0.99 whose Gram
+/// entry came from a float32 GEMM: near ρ = ±1 the recursion amplifies the
+/// GEMM's rounding (√(1 − ρ²) has infinite slope there), while the diagonal is
+/// always exact. Typical data has few such pairs.
+#[allow(clippy::too_many_arguments)]
+fn refine_parallel_pairs<T: Real>(
+    sigma: &mut [f64],
+    x1: Samples<'_, T>,
+    x2: Samples<'_, T>,
+    rows: &LayerVars,
+    cols: &LayerVars,
+    tile: Tile,
+    inv_n0: f64,
+    b2: f64,
+) {
+    const THRESHOLD: f64 = 0.99;
+    let w = tile.cols();
+    for (r, srow) in sigma.chunks_exact_mut(w).enumerate() {
+        let i = tile.r0 + r;
+        let xi = &x1.data[i * x1.cols..(i + 1) * x1.cols];
+        for (c, s) in srow.iter_mut().enumerate() {
+            let j = tile.c0 + c;
+            if (*s * rows.inv_sqrt_q[i] * cols.inv_sqrt_q[j]).abs() > THRESHOLD {
+                let xj = &x2.data[j * x2.cols..(j + 1) * x2.cols];
+                let dot: f64 = xi
+                    .iter()
+                    .zip(xj)
+                    .map(|(a, b)| a.to_f64() * b.to_f64())
+                    .sum();
+                *s = dot * inv_n0 + b2;
+            }
+        }
     }
 }
 
@@ -285,6 +375,8 @@ struct Layers<'a> {
     tile: Tile,
     want_ntk: bool,
     b2: f64,
+    /// Checked between layers, so that very deep networks stop promptly too.
+    cancel: &'a AtomicBool,
 }
 
 impl Layers<'_> {
@@ -309,6 +401,9 @@ impl Layers<'_> {
     #[inline(always)]
     fn run_generic<D: Dual>(&self, dual: D, sigma: &mut [f64], theta: &mut [f64]) {
         for (rows, cols) in self.rows.iter().zip(self.cols) {
+            if self.cancel.load(Ordering::Relaxed) {
+                return;
+            }
             self.layer(dual, rows, cols, sigma, theta);
         }
     }
@@ -431,6 +526,68 @@ mod tests {
             assert!((sym[i * n + j] - theta).abs() < 1e-13 * theta.abs());
             assert!((gen[i * n + j] - theta).abs() < 1e-13 * theta.abs());
             assert_eq!(sym[i * n + j], sym[j * n + i]);
+        }
+    }
+
+    #[test]
+    fn overflowing_variances_are_an_error() {
+        let x = [1e160, 1.0];
+        let k = LimitKernel::new(3, Activation::Relu, 0.1).unwrap();
+        let mut out = vec![0.0; 4];
+        let s = Samples::new(&x, 2, 1).unwrap();
+        let r = k.compute(
+            s,
+            None,
+            Outputs {
+                nngp: Some(&mut out),
+                ntk: None,
+            },
+            &AtomicBool::new(false),
+        );
+        assert!(
+            matches!(r, Err(Error::Invalid(m)) if m.contains("overflows") && m.contains("row 0"))
+        );
+    }
+
+    /// float32 Gram entries of (nearly) parallel rows are recomputed in f64, so
+    /// duplicated rows see ρ = 1 exactly, as in float64.
+    #[test]
+    fn float32_parallel_rows_match_float64() {
+        let base: Vec<f64> = (0..300)
+            .map(|i| ((i * 7919 % 613) as f64) / 97.0 - 3.1)
+            .collect();
+        let mut x = base.clone();
+        x.extend(base.iter().map(|v| 2.0 * v));
+        x.extend(base.iter().rev());
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let x64: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+        let k = LimitKernel::new(4, Activation::Relu, 0.0).unwrap();
+        let cancel = AtomicBool::new(false);
+        let (mut a, mut b) = (vec![0.0f32; 9], vec![0.0f64; 9]);
+        let s32 = Samples::new(&x32, 3, 300).unwrap();
+        let s64 = Samples::new(&x64, 3, 300).unwrap();
+        k.compute(
+            s32,
+            Some(s32),
+            Outputs {
+                nngp: None,
+                ntk: Some(&mut a),
+            },
+            &cancel,
+        )
+        .unwrap();
+        k.compute(
+            s64,
+            None,
+            Outputs {
+                nngp: None,
+                ntk: Some(&mut b),
+            },
+            &cancel,
+        )
+        .unwrap();
+        for (p, q) in a.iter().zip(&b) {
+            assert!((*p as f64 - q).abs() <= 1e-6 * q.abs(), "{p} vs {q}");
         }
     }
 }

@@ -40,12 +40,22 @@ fn run_interruptible<R: Send>(
     let cancel = AtomicBool::new(false);
     let done = (Mutex::new(false), Condvar::new());
     std::thread::scope(|scope| {
-        let handle = scope.spawn(|| {
-            let result = catch_unwind(AssertUnwindSafe(|| job(&cancel)));
-            *done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            done.1.notify_all();
-            result
-        });
+        let spawned = std::thread::Builder::new()
+            .name("ntkfast-driver".into())
+            .spawn_scoped(scope, || {
+                let result = catch_unwind(AssertUnwindSafe(|| job(&cancel)));
+                *done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                done.1.notify_all();
+                result
+            });
+        let handle = match spawned {
+            Ok(handle) => handle,
+            Err(e) => {
+                return Err(PyRuntimeError::new_err(format!(
+                    "cannot start a thread: {e}"
+                )))
+            }
+        };
         loop {
             let finished = py.allow_threads(|| {
                 let guard = done.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,12 +116,19 @@ fn limit_kernel_typed<T: Real + Element>(
     out_nngp: Option<&Bound<'_, PyAny>>,
     out_ntk: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    let x1 = x1.readonly();
+    let x1 = x1.try_readonly().map_err(|e| {
+        PyValueError::new_err(format!("x1 cannot be read (written by another call?): {e}"))
+    })?;
     let x2 = x2
         .map(|x| {
             x.downcast::<PyArray2<T>>()
-                .map(|a| a.readonly())
-                .map_err(|_| PyTypeError::new_err("x2 must have the dtype of x1"))
+                .map_err(|_| PyTypeError::new_err("x2 must have the dtype of x1"))?
+                .try_readonly()
+                .map_err(|e| {
+                    PyValueError::new_err(format!(
+                        "x2 cannot be read (written by another call?): {e}"
+                    ))
+                })
         })
         .transpose()?;
     let mut nngp = writable::<T>(out_nngp, "out nngp")?;
