@@ -128,23 +128,26 @@ fn normal_pdf(x: f64) -> f64 {
     INV_SQRT_2PI * (-0.5 * x * x).exp()
 }
 
+/// One activation of each kind, for tests.
+#[cfg(test)]
+pub(crate) const EVERY_KIND: [Activation; 8] = [
+    Activation::Relu,
+    Activation::LeakyRelu { slope: 0.2 },
+    Activation::Abs,
+    Activation::Erf,
+    Activation::Gelu,
+    Activation::Sin,
+    Activation::Cos,
+    Activation::Identity,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn derivatives_match_finite_differences() {
-        let acts = [
-            Activation::Relu,
-            Activation::LeakyRelu { slope: 0.2 },
-            Activation::Abs,
-            Activation::Erf,
-            Activation::Gelu,
-            Activation::Sin,
-            Activation::Cos,
-            Activation::Identity,
-        ];
-        for act in acts {
+        for act in EVERY_KIND {
             for &x in &[-2.3, -0.7, 0.4, 1.9] {
                 let h = 1e-6;
                 let fd = (act.sigma(x + h) - act.sigma(x - h)) / (2.0 * h);

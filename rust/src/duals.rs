@@ -281,16 +281,7 @@ mod tests {
     use super::*;
     use std::f64::consts::PI;
 
-    const ALL: [Activation; 8] = [
-        Activation::Relu,
-        Activation::LeakyRelu { slope: 0.2 },
-        Activation::Abs,
-        Activation::Erf,
-        Activation::Gelu,
-        Activation::Sin,
-        Activation::Cos,
-        Activation::Identity,
-    ];
+    use crate::activation::EVERY_KIND as ALL;
 
     /// Gauss–Hermite nodes and weights for ∫ f(z) φ(z) dz (probabilists'),
     /// by Newton iteration on the recurrence; the weights sum to 1.

@@ -107,6 +107,18 @@ fn writable<'py, T: Element>(
     .transpose()
 }
 
+fn contiguous_mut<'a, T: Element>(
+    out: &'a mut Option<PyReadwriteArray2<'_, T>>,
+    name: &str,
+) -> PyResult<Option<&'a mut [T]>> {
+    out.as_mut()
+        .map(|a| {
+            a.as_slice_mut()
+                .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
+        })
+        .transpose()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn limit_kernel_typed<T: Real + Element>(
     py: Python<'_>,
@@ -135,21 +147,10 @@ fn limit_kernel_typed<T: Real + Element>(
     let mut ntk = writable::<T>(out_ntk, "out ntk")?;
     let s1 = samples(&x1, "x1")?;
     let s2 = x2.as_ref().map(|x| samples(x, "x2")).transpose()?;
-    let nngp = nngp
-        .as_mut()
-        .map(|a| {
-            a.as_slice_mut()
-                .map_err(|_| PyValueError::new_err("out nngp must be C-contiguous"))
-        })
-        .transpose()?;
-    let ntk = ntk
-        .as_mut()
-        .map(|a| {
-            a.as_slice_mut()
-                .map_err(|_| PyValueError::new_err("out ntk must be C-contiguous"))
-        })
-        .transpose()?;
-    let out = Outputs { nngp, ntk };
+    let out = Outputs {
+        nngp: contiguous_mut(&mut nngp, "out nngp")?,
+        ntk: contiguous_mut(&mut ntk, "out ntk")?,
+    };
     run_interruptible(py, |cancel| kernel.compute(s1, s2, out, cancel))?.map_err(to_py)
 }
 
