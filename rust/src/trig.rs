@@ -28,9 +28,14 @@ use coefficients::*;
 /// asin(t) for 0 ≤ t ≤ 1/2, given z = t².
 #[inline(always)]
 fn asin_core(t: f64, z: f64) -> f64 {
-    let p = z * (P0 + z * (P1 + z * (P2 + z * (P3 + z * (P4 + z * P5)))));
-    let q = 1.0 + z * (Q1 + z * (Q2 + z * (Q3 + z * Q4)));
-    t + t * (p / q)
+    // Horner with fused multiply-adds: one rounding per step, and the same
+    // bits on every machine (mul_add is correctly rounded in hardware or in software).
+    let p = z * z.mul_add(
+        z.mul_add(z.mul_add(z.mul_add(z.mul_add(P5, P4), P3), P2), P1),
+        P0,
+    );
+    let q = z.mul_add(z.mul_add(z.mul_add(z.mul_add(Q4, Q3), Q2), Q1), 1.0);
+    t.mul_add(p / q, t)
 }
 
 /// Reduces |x| ≤ 1 to the core interval. Returns (s, large) with
