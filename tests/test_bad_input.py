@@ -187,3 +187,19 @@ def test_input_being_written_by_another_call():
             nk.limit_kernel(buf.reshape(-1)[:60].reshape(3, 20), depth=2)
     finally:
         worker.join()
+
+
+def test_masked_and_byte_order():
+    masked = np.ma.masked_array(X, mask=np.zeros_like(X, dtype=bool))
+    assert np.array_equal(
+        nk.limit_kernel(masked, depth=2, get="ntk"), nk.limit_kernel(X, depth=2, get="ntk")
+    )
+    masked.mask[2, 1] = True
+    with pytest.raises(ValueError, match="masked"):
+        nk.limit_kernel(masked, depth=2)
+    big_endian = X.astype(">f8")
+    assert np.array_equal(
+        nk.limit_kernel(big_endian, depth=2, get="ntk"), nk.limit_kernel(X, depth=2, get="ntk")
+    )
+    with pytest.raises(ValueError, match="native-endian"):
+        nk.limit_kernel(X, depth=2, get="ntk", out=np.empty((6, 6), dtype=">f8"))

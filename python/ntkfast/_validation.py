@@ -15,6 +15,8 @@ def as_samples(x, name: str) -> np.ndarray:
     float64. Complex, object, string and other non-real arrays raise TypeError; wrong shapes,
     empty arrays and non-finite values raise ValueError.
     """
+    if isinstance(x, np.ma.MaskedArray) and np.ma.is_masked(x):
+        raise ValueError(f"{name} has masked entries; fill or drop them first")
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
@@ -115,7 +117,9 @@ def check_out(arr, name: str, shape: tuple[int, int], dtype, inputs) -> np.ndarr
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
     if arr.dtype != dtype:
-        raise ValueError(f"{name} must have dtype {np.dtype(dtype)}, got {arr.dtype}")
+        raise ValueError(
+            f"{name} must have the native-endian dtype {np.dtype(dtype).name}, got {arr.dtype.str}"
+        )
     if not arr.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous")
     if not arr.flags.writeable:
