@@ -82,13 +82,13 @@ def available_memory() -> int | None:
     return min(known) if known else None
 
 
-def check_memory(needed: float, what: str) -> None:
-    """MemoryError if ``needed`` bytes of working memory cannot fit."""
+def check_memory(needed: float, what: str, hint: str = "") -> None:
+    """MemoryError (naming ``what``, then ``hint``) if ``needed`` bytes cannot fit in memory."""
     available = available_memory()
     if available is not None and needed > available:
         raise MemoryError(
-            f"{what} needs {needed / 2**30:.1f} GiB of working memory but only "
-            f"{available / 2**30:.1f} GiB is available"
+            f"{what} needs {needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB "
+            f"is available{hint}"
         )
 
 
@@ -99,14 +99,12 @@ def allocate(shape: tuple[int, ...], dtype, count: int) -> list[np.ndarray]:
     killed later while the kernel is written; the explicit check turns that into an exception
     before any work.
     """
-    itemsize = np.dtype(dtype).itemsize
-    needed = count * itemsize * int(np.prod(shape, dtype=np.float64))
-    available = available_memory()
-    if available is not None and needed > available:
-        raise MemoryError(
-            f"the output needs {needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB "
-            "is available; pass preallocated arrays (e.g. np.lib.format.open_memmap) as out="
-        )
+    needed = count * np.dtype(dtype).itemsize * float(np.prod(shape, dtype=np.float64))
+    check_memory(
+        needed,
+        "the output",
+        "; pass preallocated arrays (e.g. np.lib.format.open_memmap) as out=",
+    )
     return [np.empty(shape, dtype=dtype) for _ in range(count)]
 
 

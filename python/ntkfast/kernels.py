@@ -123,7 +123,8 @@ def limit_kernel(
     inputs = (x1,) if symmetric else (x1, x2)
 
     # Per-sample variances of every layer (three float64 per sample and layer).
-    check_memory(8 * (3 * depth + 2) * (shape[0] + (0 if symmetric else shape[1])), "depth")
+    rows = shape[0] + (0 if symmetric else shape[1])
+    check_memory(8 * (3 * depth + 2) * rows, f"depth {depth} (per-layer variances)")
     if out is None:
         arrays = dict(zip(kinds, allocate(shape, dtype, len(kinds))))
     else:

@@ -64,11 +64,17 @@ pub struct LayerVars {
 
 impl LayerVars {
     fn from_q(q: Vec<f64>) -> Self {
-        let v: Vec<Var> = q.iter().map(|&q| Var::new(q)).collect();
+        let (sqrt_q, inv_sqrt_q) = q
+            .iter()
+            .map(|&q| {
+                let v = Var::new(q);
+                (v.sqrt_q, v.inv_sqrt_q)
+            })
+            .unzip();
         LayerVars {
-            sqrt_q: v.iter().map(|v| v.sqrt_q).collect(),
-            inv_sqrt_q: v.iter().map(|v| v.inv_sqrt_q).collect(),
             q,
+            sqrt_q,
+            inv_sqrt_q,
         }
     }
 
@@ -102,23 +108,20 @@ impl Diagonal {
     /// An error naming the first sample and layer whose variance (or NTK
     /// diagonal) leaves [0, MAX_VARIANCE].
     pub fn check_range(&self, name: &str) -> Result<()> {
-        let bad = |v: f64| !(0.0..=MAX_VARIANCE).contains(&v);
-        for (l, layer) in self.layers.iter().enumerate() {
-            if let Some(i) = layer.q.iter().position(|&q| bad(q)) {
+        let out_of_range = |v: &f64| !(0.0..=MAX_VARIANCE).contains(v);
+        let per_layer = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(l, layer)| (format!("Σ⁽{}⁾", l + 1), &layer.q));
+        for (what, values) in per_layer.chain(std::iter::once(("Θ".to_string(), &self.ntk))) {
+            if let Some(i) = values.iter().position(out_of_range) {
                 return invalid(format!(
-                    "the kernel overflows: Σ⁽{}⁾ of {name} row {i} is {:e} (limit {MAX_VARIANCE:e}); \
-                     scale the inputs, beta or the activation down",
-                    l + 1,
-                    layer.q[i]
+                    "the kernel overflows: {what} of {name} row {i} is {:e} (limit \
+                     {MAX_VARIANCE:e}); scale the inputs, beta or the activation down",
+                    values[i]
                 ));
             }
-        }
-        if let Some(i) = self.ntk.iter().position(|&t| bad(t)) {
-            return invalid(format!(
-                "the kernel overflows: Θ of {name} row {i} is {:e} (limit {MAX_VARIANCE:e}); \
-                 scale the inputs, beta or the activation down",
-                self.ntk[i]
-            ));
         }
         Ok(())
     }

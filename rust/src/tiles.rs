@@ -175,12 +175,19 @@ pub fn pool() -> Result<Arc<ThreadPool>> {
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             };
             let pool = build_pool(threads)?;
-            if let Some((_, inherited)) = slot.take() {
-                // Its threads do not exist in this process: dropping it would wait for them.
-                std::mem::forget(inherited);
-            }
-            *slot = Some((pid, pool.clone()));
+            install(&mut slot, pool.clone());
             Ok(pool)
+        }
+    }
+}
+
+/// Puts `pool` in the slot for this process. A replaced pool inherited through
+/// fork is leaked: its threads do not exist here, and dropping it would signal them.
+fn install(slot: &mut Option<(u32, Arc<ThreadPool>)>, pool: Arc<ThreadPool>) {
+    let pid = std::process::id();
+    if let Some((owner, old)) = slot.replace((pid, pool)) {
+        if owner != pid {
+            std::mem::forget(old);
         }
     }
 }
@@ -193,16 +200,8 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
             "the number of threads must be at least 1".into(),
         ));
     }
-    let new = build_pool(threads)?;
-    let old = POOL
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .replace((std::process::id(), new));
-    if let Some((owner, inherited)) = old {
-        if owner != std::process::id() {
-            std::mem::forget(inherited);
-        }
-    }
+    let pool = build_pool(threads)?;
+    install(&mut POOL.write().unwrap_or_else(|e| e.into_inner()), pool);
     Ok(())
 }
 
