@@ -4,15 +4,32 @@
     f_θ(x) = α̃⁽ᴸ⁾(x),
 
 with W⁽ˡ⁾ of shape (n_{l+1}, n_l), b⁽ˡ⁾ of shape (n_{l+1},), all parameters iid N(0, 1).
+
+Parameters are a list of L pairs ``(W, b)``. Their flat order (Jacobian columns) is
+W⁽⁰⁾.ravel(), b⁽⁰⁾, W⁽¹⁾.ravel(), b⁽¹⁾, …. Computations run in the dtype of the parameters
+(float64 or float32); inputs are converted to it.
 """
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
+
+from . import _ntkfast
 from . import activations as _activations
-from ._validation import as_finite_float, as_positive_int, as_samples
+from ._validation import (
+    allocate,
+    as_finite_float,
+    as_positive_int,
+    as_samples,
+    check_memory,
+)
 from .kernels import limit_kernel as _limit_kernel
 
 __all__ = ["MLP"]
+
+_OUTPUTS = ("trace", "diagonal", "full")
 
 
 class MLP:
@@ -53,6 +70,187 @@ class MLP:
 
     def __repr__(self) -> str:
         return f"MLP(widths={self.widths}, activation={self.activation!r}, beta={self.beta!r})"
+
+    # ----------------------------------------------------------------- parameters
+
+    def init(self, seed: int = 0, dtype=np.float64) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Random parameters θ ~ N(0, I) of the NTK parametrisation.
+
+        Parameters
+        ----------
+        seed : int
+            0 ≤ seed < 2⁶⁴. The same seed gives the same parameters on every machine and for
+            every thread count: the generator is counter-based (a SplitMix64 stream per tensor,
+            W⁽ˡ⁾ stream 2l and b⁽ˡ⁾ stream 2l + 1, Box–Muller with a portable libm; see
+            docs/networks.md), not NumPy's global state.
+        dtype : float64 or float32
+            float32 parameters are the float64 draws rounded.
+
+        Returns
+        -------
+        list of L pairs (W, b), W of shape (n_{l+1}, n_l) and b of shape (n_{l+1},).
+        """
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+        if not 0 <= int(seed) < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        check_memory(
+            8 * self.num_params * (1.5 if dtype == np.float32 else 1.0),
+            f"the {self.num_params} parameters",
+        )
+        params = []
+        for layer, (n_in, n_out) in enumerate(zip(self.widths[:-1], self.widths[1:])):
+            w = np.empty((n_out, n_in))
+            b = np.empty(n_out)
+            _ntkfast.init_normal(int(seed), 2 * layer, w)
+            _ntkfast.init_normal(int(seed), 2 * layer + 1, b)
+            params.append((w.astype(dtype, copy=False), b.astype(dtype, copy=False)))
+        return params
+
+    def _params(self, params) -> tuple[list[np.ndarray], list[np.ndarray], np.dtype]:
+        """Checks ``params`` against the widths; returns C-contiguous (weights, biases, dtype)."""
+        if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)):
+            raise TypeError(
+                f"params must be a list of {self.depth} (W, b) pairs, got {type(params).__name__}"
+            )
+        if len(params) != self.depth:
+            raise ValueError(
+                f"params must have {self.depth} (W, b) pairs for widths {self.widths}, "
+                f"got {len(params)}"
+            )
+        weights, biases, dtypes = [], [], []
+        for layer, pair in enumerate(params):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise TypeError(f"params[{layer}] must be a (W, b) pair")
+            expected = {
+                "W": (self.widths[layer + 1], self.widths[layer]),
+                "b": (self.widths[layer + 1],),
+            }
+            for name, value in zip("Wb", pair):
+                arr = np.asarray(value)
+                if arr.dtype.kind not in "biuf":
+                    raise TypeError(f"{name}[{layer}] must be a real array, got dtype {arr.dtype}")
+                if arr.dtype not in (np.float32, np.float64):
+                    arr = arr.astype(np.float64)
+                if arr.shape != expected[name]:
+                    raise ValueError(
+                        f"{name}[{layer}] must have shape {expected[name]}, got {arr.shape}"
+                    )
+                if not np.isfinite(arr).all():
+                    raise ValueError(f"{name}[{layer}] has non-finite values (NaN or inf)")
+                dtypes.append(arr.dtype)
+                (weights if name == "W" else biases).append(np.ascontiguousarray(arr))
+        if len(set(dtypes)) > 1:
+            raise TypeError(
+                "params must be all float32 or all float64, got "
+                + ", ".join(sorted({d.name for d in dtypes}))
+            )
+        return weights, biases, dtypes[0]
+
+    def _inputs(self, x, name: str, dtype) -> np.ndarray:
+        x = as_samples(x, name)
+        if x.shape[1] != self.widths[0]:
+            raise ValueError(
+                f"{name} has {x.shape[1]} features but the network's input width is "
+                f"{self.widths[0]}"
+            )
+        return x.astype(dtype, copy=False)
+
+    def _spec(self):
+        return (self.widths, self.activation.name, self.activation.param, self.beta)
+
+    def _check_work_memory(self, rows: int, dtype, cotangents: bool, what: str) -> None:
+        """MemoryError before any work if the per-input intermediates cannot fit: per input
+        2 Σ_{0<l<L} n_l + n_L numbers (activations, σ' and outputs) and, for kernels and
+        Jacobians, n_L Σ_{0<l<L} n_l more (cotangents)."""
+        hidden = sum(self.widths[1:-1])
+        per_row = 2 * hidden + self.widths[-1] + (self.widths[-1] * hidden if cotangents else 0)
+        check_memory(rows * per_row * np.dtype(dtype).itemsize, what)
+
+    # ----------------------------------------------------------------- the network
+
+    def apply(self, params, x) -> np.ndarray:
+        """The network function f_θ(x), shape (N, n_L), in the parameters' dtype."""
+        weights, biases, dtype = self._params(params)
+        x = self._inputs(x, "x", dtype)
+        self._check_work_memory(x.shape[0], dtype, False, "the forward pass")
+        (out,) = allocate((x.shape[0], self.widths[-1]), dtype, 1)
+        _ntkfast.mlp_apply(self._spec(), weights, biases, x, out)
+        return out
+
+    def ntk(self, params, x1, x2=None, output: str = "trace") -> np.ndarray:
+        """The empirical neural tangent kernel Θ̂_kk'(x, x') = Σ_p ∂_p f_k(x) ∂_p f_k'(x').
+
+        Computed layer by layer as
+        Θ̂ = Σ_l (A_l / n_l + β²) ⊙ (G_{l+1} G_{l+1}ᵀ), with A_l the Gram matrix of α⁽ˡ⁾ and
+        G_{l+1} the back-propagated cotangents ∂f_k/∂α̃⁽ˡ⁺¹⁾, so the (N, P) Jacobian is never
+        formed; cost O(N1 N2 Σ_l n_l · n_L²).
+
+        Parameters
+        ----------
+        params : list of (W, b)
+        x1 : array (N1, n0)
+        x2 : array (N2, n0) or None
+            None (or x1 itself) computes one triangle and mirrors it (exactly symmetric).
+        output : "trace", "diagonal" or "full"
+            "trace": (N1, N2), the mean over k of Θ̂_kk; "diagonal": (N1, N2, n_L), Θ̂_kk;
+            "full": (N1, N2, n_L, n_L).
+        """
+        if not isinstance(output, str) or output not in _OUTPUTS:
+            raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
+        weights, biases, dtype = self._params(params)
+        symmetric = x2 is None or x2 is x1
+        x1 = self._inputs(x1, "x1", dtype)
+        x2 = None if symmetric else self._inputs(x2, "x2", dtype)
+        n1 = x1.shape[0]
+        n2 = n1 if symmetric else x2.shape[0]
+        self._check_work_memory(n1 + (0 if symmetric else n2), dtype, True, "the NTK features")
+        m = self.widths[-1]
+        shape = {"trace": (n1, n2), "diagonal": (n1, n2, m), "full": (n1, n2, m, m)}[output]
+        (out,) = allocate(shape, dtype, 1)
+        _ntkfast.mlp_ntk(self._spec(), weights, biases, x1, x2, output, out)
+        return out
+
+    def jacobian(self, params, x) -> np.ndarray:
+        """∂f_k(x_i)/∂θ_p, shape (N, n_L, P), columns W⁽⁰⁾.ravel(), b⁽⁰⁾, W⁽¹⁾.ravel(), ….
+
+        Needs N · n_L · P numbers; a MemoryError says so before any work when they cannot fit.
+        Use :meth:`ntk` for kernels and :meth:`vjp` for gradients, which never form it.
+        """
+        weights, biases, dtype = self._params(params)
+        x = self._inputs(x, "x", dtype)
+        self._check_work_memory(x.shape[0], dtype, True, "the Jacobian's cotangents")
+        (out,) = allocate((x.shape[0], self.widths[-1], self.num_params), dtype, 1)
+        _ntkfast.mlp_jacobian(self._spec(), weights, biases, x, out)
+        return out
+
+    def vjp(self, params, x, d) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(1/N) Σ_i J(x_i)ᵀ d_i in the shape of ``params``: the parameter direction
+        ⟨∂_θ F, d⟩_{p_in} of the paper (for d = f − y, the gradient of ½‖f − y‖²_{p_in}).
+
+        Parameters
+        ----------
+        params : list of (W, b)
+        x : array (N, n0)
+        d : array (N, n_L)
+        """
+        weights, biases, dtype = self._params(params)
+        x = self._inputs(x, "x", dtype)
+        d = as_samples(d, "d").astype(dtype, copy=False)
+        if d.shape != (x.shape[0], self.widths[-1]):
+            raise ValueError(
+                f"d must have shape {(x.shape[0], self.widths[-1])} (N, n_L), got {d.shape}"
+            )
+        self._check_work_memory(x.shape[0], dtype, False, "the backward pass")
+        gw = [np.empty_like(w) for w in weights]
+        gb = [np.empty_like(b) for b in biases]
+        _ntkfast.mlp_vjp(self._spec(), weights, biases, x, d, gw, gb)
+        return list(zip(gw, gb))
+
+    # ----------------------------------------------------------------- infinite width
 
     def limit_kernel(self, x1, x2=None, *, get=("nngp", "ntk"), out=None):
         """The infinite-width kernels of this architecture (hidden widths → ∞).

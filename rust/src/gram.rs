@@ -1,7 +1,11 @@
-//! Blocks of the Gram matrix X₁X₂ᵀ through faer's GEMM, in f32 or f64.
+//! Matrix products through faer's GEMM, in f32 or f64: blocks of the Gram
+//! matrix X₁X₂ᵀ, and whole products cut into blocks that run on the pool.
 
+use crate::error::Result;
+use crate::tiles::{self, Tile};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use std::sync::atomic::AtomicBool;
 
 /// The floating-point types of inputs and outputs. The recursion itself
 /// always runs in f64; only the Gram matrix and the stored kernels use `Self`.
@@ -13,6 +17,8 @@ pub trait Real: Copy + Send + Sync + Default + 'static {
     /// dst (m × n, row-major) = a (m × k, row-major) · b (n × k, row-major)ᵀ,
     /// computed on the calling thread.
     fn gram_block(dst: &mut [Self], a: &[Self], b: &[Self], m: usize, n: usize, k: usize);
+    /// dst = alpha · lhs · rhs, on the calling thread (any strides).
+    fn product(dst: MatMut<'_, Self>, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>, alpha: f64);
 }
 
 macro_rules! impl_real {
@@ -35,12 +41,84 @@ macro_rules! impl_real {
                 // every entry's summation order independent of the thread count.
                 matmul(out, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
             }
+            fn product(
+                dst: MatMut<'_, Self>,
+                lhs: MatRef<'_, Self>,
+                rhs: MatRef<'_, Self>,
+                alpha: f64,
+            ) {
+                matmul(dst, Accum::Replace, lhs, rhs, alpha as $t, Par::Seq);
+            }
         }
     };
 }
 
+/// Rows and columns of the blocks of [`par_product`]: large enough for the GEMM
+/// to run near peak, small enough to spread a few hundred rows over the cores.
+const BLOCK_ROWS: usize = 64;
+const BLOCK_COLS: usize = 256;
+
+/// dst (m × n, row-major) = alpha · lhs (m × k) · rhs (k × n), cut into fixed
+/// blocks computed in parallel on the pool. Each block is one sequential GEMM
+/// over the whole inner dimension, so the result has the same bits for any
+/// number of threads. Stops between blocks once `cancel` is set.
+pub fn par_product<T: Real>(
+    dst: &mut [T],
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    alpha: f64,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let (m, n) = (lhs.nrows(), rhs.ncols());
+    assert!(
+        dst.len() == m * n && lhs.ncols() == rhs.nrows(),
+        "product shapes"
+    );
+    let mut blocks = Vec::new();
+    for r0 in (0..m).step_by(BLOCK_ROWS) {
+        for c0 in (0..n).step_by(BLOCK_COLS) {
+            blocks.push(Tile {
+                r0,
+                r1: (r0 + BLOCK_ROWS).min(m),
+                c0,
+                c1: (c0 + BLOCK_COLS).min(n),
+            });
+        }
+    }
+    let out = tiles::SharedOutput::new(dst, m, n);
+    tiles::for_each_tile(
+        &blocks,
+        cancel,
+        || (),
+        |_, b| {
+            // SAFETY: the blocks are disjoint and inside dst.
+            let block = unsafe { out.block_mut(b) };
+            T::product(
+                block,
+                lhs.subrows(b.r0, b.rows()),
+                rhs.subcols(b.c0, b.cols()),
+                alpha,
+            );
+        },
+    )
+}
+
 impl_real!(f32, false);
 impl_real!(f64, true);
+
+/// dst = alpha · lhs · rhs on the calling thread, for tests and small products.
+#[cfg(test)]
+pub(crate) fn naive_product(lhs: &[f64], rhs: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            for j in 0..n {
+                out[i * n + j] += lhs[i * k + p] * rhs[p * n + j];
+            }
+        }
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
@@ -69,6 +147,38 @@ mod tests {
         f32::gram_block(&mut dst32, &a32, &b32, m, n, k);
         for (x, y) in dst32.iter().zip(&dst) {
             assert!((*x as f64 - y).abs() < 1e-4 * y.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn blocked_product_matches_naive_product_for_any_threads() {
+        // Sizes that leave partial blocks in both directions.
+        let (m, k, n) = (150, 37, 300);
+        let a: Vec<f64> = (0..m * k)
+            .map(|i| ((i * 29 % 17) as f64 - 8.0) / 5.0)
+            .collect();
+        let b: Vec<f64> = (0..k * n)
+            .map(|i| ((i * 13 % 19) as f64 - 9.0) / 4.0)
+            .collect();
+        let naive = naive_product(&a, &b, m, k, n);
+        let cancel = AtomicBool::new(false);
+        let lhs = MatRef::from_row_major_slice(&a, m, k);
+        let rhs = MatRef::from_row_major_slice(&b, k, n);
+        let mut dst = vec![0.0; m * n];
+        par_product(&mut dst, lhs, rhs, 0.5, &cancel).unwrap();
+        for (x, y) in dst.iter().zip(&naive) {
+            assert!((x - 0.5 * y).abs() < 1e-12 * y.abs().max(1.0));
+        }
+        // Transposed views work too: dst' = bᵀ aᵀ = (a b)ᵀ.
+        let mut dst_t = vec![0.0; n * m];
+        par_product(&mut dst_t, rhs.transpose(), lhs.transpose(), 1.0, &cancel).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                assert!(
+                    (dst_t[j * m + i] - naive[i * n + j]).abs()
+                        < 1e-12 * naive[i * n + j].abs().max(1.0)
+                );
+            }
         }
     }
 }

@@ -7,9 +7,12 @@
 
 pub mod activation;
 pub mod duals;
+pub mod empirical;
 pub mod error;
 pub mod gram;
+pub mod init;
 pub mod limit;
+pub mod network;
 pub mod tiles;
 pub mod trig;
 
@@ -17,5 +20,7 @@ pub mod trig;
 mod python;
 
 pub use activation::Activation;
+pub use empirical::{empirical_ntk, Contraction, Features};
 pub use error::{Error, Result};
 pub use limit::{LimitKernel, Outputs, Samples};
+pub use network::{Layer, LayerMut, Network};

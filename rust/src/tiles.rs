@@ -39,18 +39,23 @@ impl Tile {
     }
 }
 
-/// The tiles covering an n1 × n2 output; with `symmetric` only those on or
-/// below the diagonal (n1 == n2).
+/// The tiles of edge [`TILE`] covering an n1 × n2 output; with `symmetric`
+/// only those on or below the diagonal (n1 == n2).
 pub fn tiles(n1: usize, n2: usize, symmetric: bool) -> Vec<Tile> {
+    tiles_with_edge(n1, n2, symmetric, TILE)
+}
+
+/// As [`tiles`], with square tiles of the given edge (≥ 1).
+pub fn tiles_with_edge(n1: usize, n2: usize, symmetric: bool, edge: usize) -> Vec<Tile> {
     let mut out = Vec::new();
-    for r0 in (0..n1).step_by(TILE) {
+    for r0 in (0..n1).step_by(edge) {
         let c_end = if symmetric { r0 + 1 } else { n2 };
-        for c0 in (0..c_end).step_by(TILE) {
+        for c0 in (0..c_end).step_by(edge) {
             out.push(Tile {
                 r0,
-                r1: (r0 + TILE).min(n1),
+                r1: (r0 + edge).min(n1),
                 c0,
-                c1: (c0 + TILE).min(n2),
+                c1: (c0 + edge).min(n2),
             });
         }
     }
@@ -91,6 +96,22 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
             cols,
             _borrow: PhantomData,
         }
+    }
+
+    /// The tile as a mutable matrix view.
+    ///
+    /// # Safety
+    /// As for [`SharedOutput::write`]: no other live view or write may cover
+    /// the same entries, and the tile must lie inside the output.
+    pub unsafe fn block_mut(&self, tile: Tile) -> faer::MatMut<'a, T> {
+        debug_assert!(tile.r1 <= self.rows && tile.c1 <= self.cols);
+        faer::MatMut::from_raw_parts_mut(
+            self.ptr.add(tile.r0 * self.cols + tile.c0),
+            tile.rows(),
+            tile.cols(),
+            self.cols as isize,
+            1,
+        )
     }
 
     /// Stores `values` (tile.rows() × tile.cols(), row-major) converted by `convert`.

@@ -6,13 +6,16 @@
 //! for the computation, and the calling thread polls for signals while the
 //! pool works.
 
+use crate::empirical::{empirical_ntk, Contraction, Features};
 use crate::error::Error;
 use crate::gram::Real;
 use crate::limit::{LimitKernel, Outputs, Samples};
-use crate::tiles;
+use crate::network::{Layer, LayerMut, Network};
 use crate::Activation;
+use crate::{init, tiles};
 use numpy::{
-    Element, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods,
+    Element, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadwriteArray2, PyReadwriteArrayDyn, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -184,6 +187,326 @@ fn limit_kernel(
     }
 }
 
+/// The architecture as passed from Python: (widths, activation name, activation parameter, beta).
+type NetSpec = (Vec<usize>, String, f64, f64);
+
+fn network(spec: NetSpec) -> PyResult<Network> {
+    let (widths, activation, param, beta) = spec;
+    let activation = Activation::from_name(&activation, param).map_err(to_py)?;
+    Network::new(widths, activation, beta).map_err(to_py)
+}
+
+fn readonly<'py, T: Element>(
+    x: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<PyReadonlyArray2<'py, T>> {
+    x.downcast::<PyArray2<T>>()
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{name} must be a 2-D array of the parameters' dtype"
+            ))
+        })?
+        .try_readonly()
+        .map_err(|e| {
+            PyValueError::new_err(format!(
+                "{name} cannot be read (written by another call?): {e}"
+            ))
+        })
+}
+
+fn slice<'a, T: Element>(x: &'a PyReadonlyArray2<'_, T>, name: &str) -> PyResult<&'a [T]> {
+    x.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
+}
+
+/// The parameters borrowed from Python lists of W (2-D) and b (1-D) arrays.
+struct Params<'py, T: Element> {
+    weights: Vec<PyReadonlyArray2<'py, T>>,
+    biases: Vec<PyReadonlyArray1<'py, T>>,
+}
+
+impl<'py, T: Element> Params<'py, T> {
+    fn borrow(weights: &[Bound<'py, PyAny>], biases: &[Bound<'py, PyAny>]) -> PyResult<Self> {
+        let weights = weights
+            .iter()
+            .enumerate()
+            .map(|(l, w)| readonly::<T>(w, &format!("W[{l}]")))
+            .collect::<PyResult<Vec<_>>>()?;
+        let biases = biases
+            .iter()
+            .enumerate()
+            .map(|(l, b)| {
+                b.downcast::<PyArray1<T>>()
+                    .map_err(|_| {
+                        PyTypeError::new_err(format!(
+                            "b[{l}] must be a 1-D array of the parameters' dtype"
+                        ))
+                    })?
+                    .try_readonly()
+                    .map_err(|e| PyValueError::new_err(format!("b[{l}] cannot be read: {e}")))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Params { weights, biases })
+    }
+
+    fn layers(&self) -> PyResult<Vec<Layer<'_, T>>> {
+        self.weights
+            .iter()
+            .zip(&self.biases)
+            .enumerate()
+            .map(|(l, (w, b))| {
+                Ok(Layer {
+                    weight: slice(w, &format!("W[{l}]"))?,
+                    bias: b.as_slice().map_err(|_| {
+                        PyValueError::new_err(format!("b[{l}] must be C-contiguous"))
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn readwrite<'py, T: Element>(
+    out: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<PyReadwriteArrayDyn<'py, T>> {
+    out.downcast::<PyArrayDyn<T>>()
+        .map_err(|_| PyTypeError::new_err(format!("{name} has the wrong dtype")))?
+        .try_readwrite()
+        .map_err(|e| PyValueError::new_err(format!("{name} cannot be written: {e}")))
+}
+
+fn slice_mut<'a, T: Element>(
+    out: &'a mut PyReadwriteArrayDyn<'_, T>,
+    name: &str,
+) -> PyResult<&'a mut [T]> {
+    out.as_slice_mut()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
+}
+
+/// Which finite-width computation to run, with its extra arrays.
+enum Task<'a, 'py> {
+    Apply {
+        out: &'a Bound<'py, PyAny>,
+    },
+    Ntk {
+        x2: Option<&'a Bound<'py, PyAny>>,
+        contraction: Contraction,
+        out: &'a Bound<'py, PyAny>,
+    },
+    Jacobian {
+        out: &'a Bound<'py, PyAny>,
+    },
+    Vjp {
+        d: &'a Bound<'py, PyAny>,
+        out_weights: &'a [Bound<'py, PyAny>],
+        out_biases: &'a [Bound<'py, PyAny>],
+    },
+}
+
+fn run_network<'py, T: Real + Element>(
+    py: Python<'py>,
+    net: &Network,
+    weights: &[Bound<'py, PyAny>],
+    biases: &[Bound<'py, PyAny>],
+    x: &Bound<'py, PyAny>,
+    task: Task<'_, 'py>,
+) -> PyResult<()> {
+    let params = Params::<T>::borrow(weights, biases)?;
+    let layers = params.layers()?;
+    let x = readonly::<T>(x, "x")?;
+    let s1 = samples(&x, "x")?;
+    match task {
+        Task::Apply { out } => {
+            let mut out = readwrite::<T>(out, "out")?;
+            let out = slice_mut(&mut out, "out")?;
+            run_interruptible(py, |cancel| {
+                let fwd = net.forward(&layers, s1, false, cancel)?;
+                if out.len() != fwd.output.len() {
+                    return Err(Error::Invalid("out has the wrong size".into()));
+                }
+                out.copy_from_slice(&fwd.output);
+                Ok(())
+            })?
+            .map_err(to_py)
+        }
+        Task::Ntk {
+            x2,
+            contraction,
+            out,
+        } => {
+            let x2 = x2.map(|x| readonly::<T>(x, "x2")).transpose()?;
+            let samples2 = x2.as_ref().map(|x| samples(x, "x2")).transpose()?;
+            let mut out = readwrite::<T>(out, "out")?;
+            let out = slice_mut(&mut out, "out")?;
+            run_interruptible(py, |cancel| {
+                let fwd1 = net.forward(&layers, s1, true, cancel)?;
+                let cot1 = net.cotangents(&layers, &fwd1, cancel)?;
+                let f1 = Features {
+                    forward: &fwd1,
+                    cotangents: &cot1,
+                };
+                match samples2 {
+                    None => empirical_ntk(net, &f1, None, contraction, out, cancel),
+                    Some(s2) => {
+                        let fwd2 = net.forward(&layers, s2, true, cancel)?;
+                        let cot2 = net.cotangents(&layers, &fwd2, cancel)?;
+                        let f2 = Features {
+                            forward: &fwd2,
+                            cotangents: &cot2,
+                        };
+                        empirical_ntk(net, &f1, Some(&f2), contraction, out, cancel)
+                    }
+                }
+            })?
+            .map_err(to_py)
+        }
+        Task::Jacobian { out } => {
+            let mut out = readwrite::<T>(out, "out")?;
+            let out = slice_mut(&mut out, "out")?;
+            run_interruptible(py, |cancel| {
+                let fwd = net.forward(&layers, s1, true, cancel)?;
+                let cot = net.cotangents(&layers, &fwd, cancel)?;
+                net.jacobian(&fwd, &cot, out, cancel)
+            })?
+            .map_err(to_py)
+        }
+        Task::Vjp {
+            d,
+            out_weights,
+            out_biases,
+        } => {
+            let d = readonly::<T>(d, "d")?;
+            let d = slice(&d, "d")?;
+            let mut gw = out_weights
+                .iter()
+                .map(|o| readwrite::<T>(o, "gradient"))
+                .collect::<PyResult<Vec<_>>>()?;
+            let mut gb = out_biases
+                .iter()
+                .map(|o| readwrite::<T>(o, "gradient"))
+                .collect::<PyResult<Vec<_>>>()?;
+            let mut grads = Vec::with_capacity(gw.len());
+            for (w, b) in gw.iter_mut().zip(gb.iter_mut()) {
+                grads.push(LayerMut {
+                    weight: slice_mut(w, "gradient")?,
+                    bias: slice_mut(b, "gradient")?,
+                });
+            }
+            run_interruptible(py, |cancel| {
+                let fwd = net.forward(&layers, s1, true, cancel)?;
+                net.vjp(&layers, &fwd, d, &mut grads, cancel)
+            })?
+            .map_err(to_py)
+        }
+    }
+}
+
+fn dispatch<'py>(
+    py: Python<'py>,
+    spec: NetSpec,
+    weights: Vec<Bound<'py, PyAny>>,
+    biases: Vec<Bound<'py, PyAny>>,
+    x: &Bound<'py, PyAny>,
+    task: Task<'_, 'py>,
+) -> PyResult<()> {
+    let net = network(spec)?;
+    if x.downcast::<PyArray2<f64>>().is_ok() {
+        run_network::<f64>(py, &net, &weights, &biases, x, task)
+    } else if x.downcast::<PyArray2<f32>>().is_ok() {
+        run_network::<f32>(py, &net, &weights, &biases, x, task)
+    } else {
+        Err(PyTypeError::new_err(
+            "x must be a 2-D float32 or float64 array",
+        ))
+    }
+}
+
+/// mlp_apply(net, weights, biases, x, out): f_θ(x) into out (N, n_L).
+#[pyfunction]
+fn mlp_apply<'py>(
+    py: Python<'py>,
+    net: NetSpec,
+    weights: Vec<Bound<'py, PyAny>>,
+    biases: Vec<Bound<'py, PyAny>>,
+    x: &Bound<'py, PyAny>,
+    out: &Bound<'py, PyAny>,
+) -> PyResult<()> {
+    dispatch(py, net, weights, biases, x, Task::Apply { out })
+}
+
+/// mlp_ntk(net, weights, biases, x1, x2, output, out): the empirical NTK into out.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn mlp_ntk<'py>(
+    py: Python<'py>,
+    net: NetSpec,
+    weights: Vec<Bound<'py, PyAny>>,
+    biases: Vec<Bound<'py, PyAny>>,
+    x1: &Bound<'py, PyAny>,
+    x2: Option<&Bound<'py, PyAny>>,
+    output: &str,
+    out: &Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let contraction = Contraction::from_name(output).map_err(to_py)?;
+    dispatch(
+        py,
+        net,
+        weights,
+        biases,
+        x1,
+        Task::Ntk {
+            x2,
+            contraction,
+            out,
+        },
+    )
+}
+
+/// mlp_jacobian(net, weights, biases, x, out): ∂f/∂θ into out (N, n_L, P).
+#[pyfunction]
+fn mlp_jacobian<'py>(
+    py: Python<'py>,
+    net: NetSpec,
+    weights: Vec<Bound<'py, PyAny>>,
+    biases: Vec<Bound<'py, PyAny>>,
+    x: &Bound<'py, PyAny>,
+    out: &Bound<'py, PyAny>,
+) -> PyResult<()> {
+    dispatch(py, net, weights, biases, x, Task::Jacobian { out })
+}
+
+/// mlp_vjp(net, weights, biases, x, d, out_weights, out_biases): (1/N) Σ_i J(x_i)ᵀ d_i.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn mlp_vjp<'py>(
+    py: Python<'py>,
+    net: NetSpec,
+    weights: Vec<Bound<'py, PyAny>>,
+    biases: Vec<Bound<'py, PyAny>>,
+    x: &Bound<'py, PyAny>,
+    d: &Bound<'py, PyAny>,
+    out_weights: Vec<Bound<'py, PyAny>>,
+    out_biases: Vec<Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    let task = Task::Vjp {
+        d,
+        out_weights: &out_weights,
+        out_biases: &out_biases,
+    };
+    dispatch(py, net, weights, biases, x, task)
+}
+
+/// init_normal(seed, stream, out): standard normal stream `stream` of `seed` into the
+/// float64 array out (see rust/src/init.rs for the generator).
+#[pyfunction]
+fn init_normal(py: Python<'_>, seed: u64, stream: u64, out: &Bound<'_, PyAny>) -> PyResult<()> {
+    let mut out = readwrite::<f64>(out, "out")?;
+    let out = slice_mut(&mut out, "out")?;
+    py.allow_threads(|| init::standard_normal(seed, stream, out))
+        .map_err(to_py)
+}
+
 /// Sets the number of threads of the computation pool (≥ 1).
 #[pyfunction]
 fn set_num_threads(threads: usize) -> PyResult<()> {
@@ -199,6 +522,11 @@ fn get_num_threads() -> PyResult<usize> {
 #[pymodule]
 fn _ntkfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(limit_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(mlp_apply, m)?)?;
+    m.add_function(wrap_pyfunction!(mlp_ntk, m)?)?;
+    m.add_function(wrap_pyfunction!(mlp_jacobian, m)?)?;
+    m.add_function(wrap_pyfunction!(mlp_vjp, m)?)?;
+    m.add_function(wrap_pyfunction!(init_normal, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add("TILE", tiles::TILE)?;

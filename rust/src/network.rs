@@ -1,0 +1,591 @@
+//! The finite-width network f_θ in NTK parametrisation: forward pass,
+//! back-propagated cotangents, vector–Jacobian products and the Jacobian.
+//!
+//! ```text
+//! α⁽⁰⁾ = x,   α̃⁽ˡ⁺¹⁾ = W⁽ˡ⁾ α⁽ˡ⁾ / √n_l + β b⁽ˡ⁾,   α⁽ˡ⁾ = σ(α̃⁽ˡ⁾),   f_θ = α̃⁽ᴸ⁾
+//! ```
+//!
+//! Batches are row-major: the N inputs are rows, so layer l + 1 is the GEMM
+//! α⁽ˡ⁺¹⁾ = σ(A_l W⁽ˡ⁾ᵀ / √n_l + β 1 b⁽ˡ⁾ᵀ) with A_l of shape (N, n_l).
+//! The cotangents G_l = ∂f_k/∂α̃⁽ˡ⁾ have one row per (sample i, output k),
+//! row index i·n_L + k, and follow
+//! G_L = I,  G_l = (G_{l+1} W⁽ˡ⁾ / √n_l) ⊙ σ'(α̃⁽ˡ⁾).
+
+use crate::error::{invalid, Result};
+use crate::gram::{par_product, Real};
+use crate::limit::Samples;
+use crate::tiles;
+use crate::Activation;
+use faer::MatRef;
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Architecture of a fully-connected network: widths n_0 … n_L, σ and β.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    pub widths: Vec<usize>,
+    pub activation: Activation,
+    pub beta: f64,
+}
+
+/// The parameters of one dense layer l: W⁽ˡ⁾ (n_{l+1} × n_l, row-major) and b⁽ˡ⁾ (n_{l+1}).
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a, T> {
+    pub weight: &'a [T],
+    pub bias: &'a [T],
+}
+
+/// Mutable storage for one layer's parameters (gradients).
+#[derive(Debug)]
+pub struct LayerMut<'a, T> {
+    pub weight: &'a mut [T],
+    pub bias: &'a mut [T],
+}
+
+/// What the forward pass keeps: the hidden activations α⁽ˡ⁾ and, for back
+/// propagation, σ'(α̃⁽ˡ⁾) (l = 1 … L − 1), each (N, n_l) row-major, and the
+/// output f_θ (N, n_L).
+pub struct Forward<'x, T> {
+    pub rows: usize,
+    input: &'x [T],
+    hidden: Vec<Vec<T>>,
+    slopes: Vec<Vec<T>>,
+    pub output: Vec<T>,
+}
+
+impl<T> Forward<'_, T> {
+    /// α⁽ˡ⁾ for l = 0 … L − 1, (N, n_l) row-major.
+    pub fn activation(&self, l: usize) -> &[T] {
+        if l == 0 {
+            self.input
+        } else {
+            &self.hidden[l - 1]
+        }
+    }
+}
+
+fn check_cancel(cancel: &AtomicBool) -> Result<()> {
+    if cancel.load(Ordering::Relaxed) {
+        Err(crate::Error::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+impl Network {
+    pub fn new(widths: Vec<usize>, activation: Activation, beta: f64) -> Result<Self> {
+        if widths.len() < 2 {
+            return invalid(format!(
+                "widths needs at least two entries [n0, nL], got {widths:?}"
+            ));
+        }
+        if let Some(i) = widths.iter().position(|&w| w == 0) {
+            return invalid(format!("widths[{i}] must be at least 1, got 0"));
+        }
+        if !beta.is_finite() {
+            return invalid(format!("beta must be finite, got {beta}"));
+        }
+        Ok(Network {
+            widths,
+            activation,
+            beta,
+        })
+    }
+
+    /// L, the number of dense layers.
+    pub fn depth(&self) -> usize {
+        self.widths.len() - 1
+    }
+
+    /// n_L, the number of outputs.
+    pub fn outputs(&self) -> usize {
+        self.widths[self.depth()]
+    }
+
+    /// P = Σ_l (n_l + 1) n_{l+1}.
+    pub fn num_params(&self) -> usize {
+        self.widths.windows(2).map(|w| (w[0] + 1) * w[1]).sum()
+    }
+
+    /// Checks the number and sizes of the layers' parameters.
+    pub fn check_params<T>(&self, params: &[Layer<'_, T>]) -> Result<()> {
+        if params.len() != self.depth() {
+            return invalid(format!(
+                "expected parameters for {} layers, got {}",
+                self.depth(),
+                params.len()
+            ));
+        }
+        for (l, (p, w)) in params.iter().zip(self.widths.windows(2)).enumerate() {
+            if p.weight.len() != w[0] * w[1] || p.bias.len() != w[1] {
+                return invalid(format!(
+                    "layer {l}: expected W of shape ({}, {}) and b of shape ({},)",
+                    w[1], w[0], w[1]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_inputs<T>(&self, x: &Samples<'_, T>) -> Result<()> {
+        if x.cols != self.widths[0] {
+            return invalid(format!(
+                "inputs have {} features but the network's input width is {}",
+                x.cols, self.widths[0]
+            ));
+        }
+        Ok(())
+    }
+
+    /// The forward pass on the rows of `x`; with `keep_slopes` also σ'(α̃⁽ˡ⁾) for
+    /// back propagation.
+    pub fn forward<'x, T: Real>(
+        &self,
+        params: &[Layer<'_, T>],
+        x: Samples<'x, T>,
+        keep_slopes: bool,
+        cancel: &AtomicBool,
+    ) -> Result<Forward<'x, T>> {
+        self.check_params(params)?;
+        self.check_inputs(&x)?;
+        let (rows, depth) = (x.rows, self.depth());
+        let pool = tiles::pool()?;
+        let mut hidden: Vec<Vec<T>> = Vec::with_capacity(depth - 1);
+        let mut slopes: Vec<Vec<T>> = Vec::new();
+        let mut output = Vec::new();
+        for (l, layer) in params.iter().enumerate() {
+            let (n_in, n_out) = (self.widths[l], self.widths[l + 1]);
+            let input = if l == 0 { x.data } else { &hidden[l - 1] };
+            let mut pre = vec![T::default(); rows * n_out];
+            par_product(
+                &mut pre,
+                MatRef::from_row_major_slice(input, rows, n_in),
+                MatRef::from_row_major_slice(layer.weight, n_out, n_in).transpose(),
+                1.0 / (n_in as f64).sqrt(),
+                cancel,
+            )?;
+            let beta = self.beta;
+            let act = self.activation;
+            let last = l + 1 == depth;
+            let mut slope = if keep_slopes && !last {
+                vec![T::default(); rows * n_out]
+            } else {
+                Vec::new()
+            };
+            pool.install(|| {
+                let rows_iter = pre.par_chunks_mut(n_out);
+                let apply = |row: &mut [T], mut slope_row: Option<&mut [T]>| {
+                    for (a, v) in row.iter_mut().enumerate() {
+                        let z = v.to_f64() + beta * layer.bias[a].to_f64();
+                        if last {
+                            *v = T::from_f64(z);
+                        } else {
+                            *v = T::from_f64(act.sigma(z));
+                            if let Some(s) = slope_row.as_deref_mut() {
+                                s[a] = T::from_f64(act.dsigma(z));
+                            }
+                        }
+                    }
+                };
+                if slope.is_empty() {
+                    rows_iter.for_each(|row| apply(row, None));
+                } else {
+                    rows_iter
+                        .zip(slope.par_chunks_mut(n_out))
+                        .for_each(|(row, s)| apply(row, Some(s)));
+                }
+            });
+            check_cancel(cancel)?;
+            if last {
+                output = pre;
+            } else {
+                hidden.push(pre);
+                if keep_slopes {
+                    slopes.push(slope);
+                }
+            }
+        }
+        Ok(Forward {
+            rows,
+            input: x.data,
+            hidden,
+            slopes,
+            output,
+        })
+    }
+
+    /// The cotangents G_l = ∂f/∂α̃⁽ˡ⁾ for l = 1 … L − 1 (entry l − 1), each of
+    /// shape (N·n_L, n_l) with row i·n_L + k for sample i and output k.
+    /// G_L = I is not stored.
+    pub fn cotangents<T: Real>(
+        &self,
+        params: &[Layer<'_, T>],
+        fwd: &Forward<'_, T>,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Vec<T>>> {
+        let depth = self.depth();
+        let outputs = self.outputs();
+        let rows = fwd.rows * outputs;
+        let mut cot: Vec<Vec<T>> = vec![Vec::new(); depth - 1];
+        let pool = tiles::pool()?;
+        for l in (1..depth).rev() {
+            let n = self.widths[l];
+            let slopes = &fwd.slopes[l - 1];
+            let mut g = vec![T::default(); rows * n];
+            if l + 1 == depth {
+                // G_{L−1}[(i, k)] = W⁽ᴸ⁻¹⁾[k] / √n ⊙ σ'(α̃⁽ᴸ⁻¹⁾(x_i)).
+                let w = params[l].weight;
+                let scale = 1.0 / (n as f64).sqrt();
+                pool.install(|| {
+                    g.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
+                        let (i, k) = (r / outputs, r % outputs);
+                        let (w_k, s_i) = (&w[k * n..(k + 1) * n], &slopes[i * n..(i + 1) * n]);
+                        for ((v, &wv), &sv) in row.iter_mut().zip(w_k).zip(s_i) {
+                            *v = T::from_f64(wv.to_f64() * scale * sv.to_f64());
+                        }
+                    })
+                });
+            } else {
+                let n_next = self.widths[l + 1];
+                par_product(
+                    &mut g,
+                    MatRef::from_row_major_slice(&cot[l], rows, n_next),
+                    MatRef::from_row_major_slice(params[l].weight, n_next, n),
+                    1.0 / (n as f64).sqrt(),
+                    cancel,
+                )?;
+                pool.install(|| {
+                    g.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
+                        let i = r / outputs;
+                        for (v, &sv) in row.iter_mut().zip(&slopes[i * n..(i + 1) * n]) {
+                            *v = T::from_f64(v.to_f64() * sv.to_f64());
+                        }
+                    })
+                });
+            }
+            check_cancel(cancel)?;
+            cot[l - 1] = g;
+        }
+        Ok(cot)
+    }
+
+    /// The vector–Jacobian product (1/N) Σ_i J(x_i)ᵀ d_i, written layer by
+    /// layer into `grads`; `d` is (N, n_L) row-major. This is ordinary back
+    /// propagation of Δ_L = d, Δ_l = (Δ_{l+1} W⁽ˡ⁾ / √n_l) ⊙ σ'(α̃⁽ˡ⁾), with
+    /// ∂W⁽ˡ⁾ = Δ_{l+1}ᵀ A_l / (N √n_l) and ∂b⁽ˡ⁾ = β Σ_i Δ_{l+1}[i] / N.
+    pub fn vjp<T: Real>(
+        &self,
+        params: &[Layer<'_, T>],
+        fwd: &Forward<'_, T>,
+        d: &[T],
+        grads: &mut [LayerMut<'_, T>],
+        cancel: &AtomicBool,
+    ) -> Result<()> {
+        let (rows, depth) = (fwd.rows, self.depth());
+        if d.len() != rows * self.outputs() {
+            return invalid(format!(
+                "d must have shape ({rows}, {}), got {} values",
+                self.outputs(),
+                d.len()
+            ));
+        }
+        if grads.len() != depth {
+            return invalid(format!("expected {depth} gradient layers"));
+        }
+        let pool = tiles::pool()?;
+        let mut delta: Vec<T> = d.to_vec();
+        for l in (0..depth).rev() {
+            let (n_in, n_out) = (self.widths[l], self.widths[l + 1]);
+            let grad = &mut grads[l];
+            if grad.weight.len() != n_in * n_out || grad.bias.len() != n_out {
+                return invalid(format!("gradient storage of layer {l} has the wrong size"));
+            }
+            let delta_mat = MatRef::from_row_major_slice(&delta, rows, n_out);
+            par_product(
+                grad.weight,
+                delta_mat.transpose(),
+                MatRef::from_row_major_slice(fwd.activation(l), rows, n_in),
+                1.0 / (rows as f64 * (n_in as f64).sqrt()),
+                cancel,
+            )?;
+            let scale = self.beta / rows as f64;
+            pool.install(|| {
+                grad.bias.par_iter_mut().enumerate().for_each(|(a, b)| {
+                    let sum: f64 = (0..rows).map(|i| delta[i * n_out + a].to_f64()).sum();
+                    *b = T::from_f64(scale * sum);
+                })
+            });
+            if l > 0 {
+                let mut next = vec![T::default(); rows * n_in];
+                par_product(
+                    &mut next,
+                    delta_mat,
+                    MatRef::from_row_major_slice(params[l].weight, n_out, n_in),
+                    1.0 / (n_in as f64).sqrt(),
+                    cancel,
+                )?;
+                let slopes = &fwd.slopes[l - 1];
+                pool.install(|| {
+                    next.par_iter_mut()
+                        .zip(slopes.par_iter())
+                        .for_each(|(v, &s)| *v = T::from_f64(v.to_f64() * s.to_f64()))
+                });
+                delta = next;
+            }
+            check_cancel(cancel)?;
+        }
+        Ok(())
+    }
+
+    /// The Jacobian ∂f_k(x_i)/∂θ_p into `out` of shape (N, n_L, P), row-major,
+    /// with θ ordered W⁽⁰⁾ (row-major), b⁽⁰⁾, W⁽¹⁾, b⁽¹⁾, …:
+    /// ∂f_k/∂W⁽ˡ⁾[a, b] = G_{l+1}[(i, k), a] α⁽ˡ⁾(x_i)[b] / √n_l and
+    /// ∂f_k/∂b⁽ˡ⁾[a] = β G_{l+1}[(i, k), a].
+    pub fn jacobian<T: Real>(
+        &self,
+        fwd: &Forward<'_, T>,
+        cot: &[Vec<T>],
+        out: &mut [T],
+        cancel: &AtomicBool,
+    ) -> Result<()> {
+        let (outputs, depth, p) = (self.outputs(), self.depth(), self.num_params());
+        if out.len() != fwd.rows * outputs * p {
+            return invalid("jacobian output has the wrong size");
+        }
+        let beta = self.beta;
+        let unit: Vec<T> = vec![T::default(); outputs];
+        tiles::pool()?.install(|| {
+            out.par_chunks_mut(p).enumerate().for_each_init(
+                || unit.clone(),
+                |e_k, (r, row)| {
+                    if cancel.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let (i, k) = (r / outputs, r % outputs);
+                    let mut offset = 0;
+                    for l in 0..depth {
+                        let (n_in, n_out) = (self.widths[l], self.widths[l + 1]);
+                        // G_{l+1} for the hidden layers; G_L = I, whose row (i, k) is e_k.
+                        let g: &[T] = match cot.get(l) {
+                            Some(g) => &g[r * n_out..(r + 1) * n_out],
+                            None => {
+                                e_k.fill(T::default());
+                                e_k[k] = T::from_f64(1.0);
+                                e_k
+                            }
+                        };
+                        let a = &fwd.activation(l)[i * n_in..(i + 1) * n_in];
+                        let scale = 1.0 / (n_in as f64).sqrt();
+                        let weights = &mut row[offset..offset + n_out * n_in];
+                        for (w_row, &gv) in weights.chunks_exact_mut(n_in).zip(g) {
+                            let gs = gv.to_f64() * scale;
+                            for (w, &av) in w_row.iter_mut().zip(a) {
+                                *w = T::from_f64(gs * av.to_f64());
+                            }
+                        }
+                        offset += n_out * n_in;
+                        for (b, &gv) in row[offset..offset + n_out].iter_mut().zip(g) {
+                            *b = T::from_f64(beta * gv.to_f64());
+                        }
+                        offset += n_out;
+                    }
+                },
+            )
+        });
+        check_cancel(cancel)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::activation::EVERY_KIND;
+    use crate::init::standard_normal;
+
+    /// A small network with random parameters and inputs.
+    pub(crate) struct Setup {
+        pub net: Network,
+        pub params: Vec<(Vec<f64>, Vec<f64>)>,
+        pub x: Vec<f64>,
+        pub rows: usize,
+    }
+
+    impl Setup {
+        pub fn new(widths: &[usize], activation: Activation, beta: f64, rows: usize) -> Setup {
+            let net = Network::new(widths.to_vec(), activation, beta).unwrap();
+            let params = widths
+                .windows(2)
+                .enumerate()
+                .map(|(l, w)| {
+                    let mut weight = vec![0.0; w[0] * w[1]];
+                    let mut bias = vec![0.0; w[1]];
+                    standard_normal(5, 2 * l as u64, &mut weight).unwrap();
+                    standard_normal(5, 2 * l as u64 + 1, &mut bias).unwrap();
+                    (weight, bias)
+                })
+                .collect();
+            let mut x = vec![0.0; rows * widths[0]];
+            standard_normal(6, 0, &mut x).unwrap();
+            Setup {
+                net,
+                params,
+                x,
+                rows,
+            }
+        }
+
+        pub fn layers(&self) -> Vec<Layer<'_, f64>> {
+            self.params
+                .iter()
+                .map(|(weight, bias)| Layer { weight, bias })
+                .collect()
+        }
+
+        pub fn samples(&self) -> Samples<'_, f64> {
+            Samples::new(&self.x, self.rows, self.net.widths[0]).unwrap()
+        }
+    }
+
+    /// f_θ(x) for one input, written out loop by loop.
+    fn naive_forward(net: &Network, params: &[(Vec<f64>, Vec<f64>)], x: &[f64]) -> Vec<f64> {
+        let mut a = x.to_vec();
+        for (l, (w, b)) in params.iter().enumerate() {
+            let (n_in, n_out) = (net.widths[l], net.widths[l + 1]);
+            let mut z: Vec<f64> = (0..n_out)
+                .map(|o| {
+                    let dot: f64 = (0..n_in).map(|q| w[o * n_in + q] * a[q]).sum();
+                    dot / (n_in as f64).sqrt() + net.beta * b[o]
+                })
+                .collect();
+            if l + 1 < net.depth() {
+                z.iter_mut().for_each(|v| *v = net.activation.sigma(*v));
+            }
+            a = z;
+        }
+        a
+    }
+
+    #[test]
+    fn forward_matches_a_naive_loop() {
+        let s = Setup::new(&[5, 7, 6, 3], Activation::Gelu, 0.3, 9);
+        let cancel = AtomicBool::new(false);
+        let fwd = s
+            .net
+            .forward(&s.layers(), s.samples(), false, &cancel)
+            .unwrap();
+        for i in 0..s.rows {
+            let want = naive_forward(&s.net, &s.params, &s.x[i * 5..(i + 1) * 5]);
+            for (k, w) in want.iter().enumerate() {
+                assert!((fwd.output[i * 3 + k] - w).abs() < 1e-13 * w.abs().max(1.0));
+            }
+        }
+    }
+
+    #[test]
+    fn jacobian_matches_finite_differences() {
+        for act in EVERY_KIND {
+            let s = Setup::new(&[4, 6, 5, 2], act, 0.7, 3);
+            let cancel = AtomicBool::new(false);
+            let layers = s.layers();
+            let fwd = s.net.forward(&layers, s.samples(), true, &cancel).unwrap();
+            let cot = s.net.cotangents(&layers, &fwd, &cancel).unwrap();
+            let p = s.net.num_params();
+            let mut jac = vec![0.0; s.rows * 2 * p];
+            s.net.jacobian(&fwd, &cot, &mut jac, &cancel).unwrap();
+            // Central differences in every parameter, through the naive forward pass.
+            let mut flat: Vec<f64> = s
+                .params
+                .iter()
+                .flat_map(|(w, b)| w.iter().chain(b).copied())
+                .collect();
+            let unflatten = |flat: &[f64]| {
+                let mut out = Vec::new();
+                let mut at = 0;
+                for w in s.net.widths.windows(2) {
+                    let weight = flat[at..at + w[0] * w[1]].to_vec();
+                    at += w[0] * w[1];
+                    out.push((weight, flat[at..at + w[1]].to_vec()));
+                    at += w[1];
+                }
+                out
+            };
+            let h = 1e-6;
+            for q in 0..p {
+                let keep = flat[q];
+                flat[q] = keep + h;
+                let plus = unflatten(&flat);
+                flat[q] = keep - h;
+                let minus = unflatten(&flat);
+                flat[q] = keep;
+                for i in 0..s.rows {
+                    let x = &s.x[i * 4..(i + 1) * 4];
+                    let (fp, fm) = (
+                        naive_forward(&s.net, &plus, x),
+                        naive_forward(&s.net, &minus, x),
+                    );
+                    for k in 0..2 {
+                        let fd = (fp[k] - fm[k]) / (2.0 * h);
+                        let got = jac[(i * 2 + k) * p + q];
+                        assert!((fd - got).abs() < 1e-6, "{act:?} param {q}: {fd} vs {got}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vjp_is_the_jacobian_transpose_times_d() {
+        let s = Setup::new(&[4, 9, 7, 3], Activation::Erf, 0.2, 70);
+        let cancel = AtomicBool::new(false);
+        let layers = s.layers();
+        let fwd = s.net.forward(&layers, s.samples(), true, &cancel).unwrap();
+        let cot = s.net.cotangents(&layers, &fwd, &cancel).unwrap();
+        let p = s.net.num_params();
+        let mut jac = vec![0.0; s.rows * 3 * p];
+        s.net.jacobian(&fwd, &cot, &mut jac, &cancel).unwrap();
+        let mut d = vec![0.0; s.rows * 3];
+        standard_normal(9, 0, &mut d).unwrap();
+        let mut storage: Vec<(Vec<f64>, Vec<f64>)> = s
+            .params
+            .iter()
+            .map(|(w, b)| (vec![0.0; w.len()], vec![0.0; b.len()]))
+            .collect();
+        let mut grads: Vec<LayerMut<'_, f64>> = storage
+            .iter_mut()
+            .map(|(weight, bias)| LayerMut { weight, bias })
+            .collect();
+        s.net.vjp(&layers, &fwd, &d, &mut grads, &cancel).unwrap();
+        let flat: Vec<f64> = storage
+            .iter()
+            .flat_map(|(w, b)| w.iter().chain(b).copied())
+            .collect();
+        for (q, &got) in flat.iter().enumerate() {
+            let want: f64 =
+                (0..s.rows * 3).map(|r| jac[r * p + q] * d[r]).sum::<f64>() / s.rows as f64;
+            assert!(
+                (got - want).abs() < 1e-12 * want.abs().max(1e-3),
+                "param {q}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let s = Setup::new(&[4, 6, 2], Activation::Relu, 0.1, 3);
+        let cancel = AtomicBool::new(false);
+        let mut layers = s.layers();
+        layers.pop();
+        let err = s.net.forward(&layers, s.samples(), false, &cancel);
+        assert!(err.is_err());
+        let x = vec![0.0; 15];
+        let wrong = Samples::new(&x, 3, 5).unwrap();
+        let msg = s
+            .net
+            .forward(&s.layers(), wrong, false, &cancel)
+            .err()
+            .unwrap();
+        assert!(msg.to_string().contains("input width is 4"));
+        assert!(Network::new(vec![3], Activation::Relu, 0.1).is_err());
+        assert!(Network::new(vec![3, 0, 1], Activation::Relu, 0.1).is_err());
+    }
+}
