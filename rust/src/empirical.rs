@@ -95,17 +95,20 @@ pub fn empirical_ntk<T: Real>(
         || Scratch::<T>::new(edge, m, block),
         |s, tile| {
             let (ti, tj) = (tile.rows(), tile.cols());
+            // Diagonal tiles of a symmetric kernel need only their lower triangle
+            // (the writer mirrors it), except in the full kernel, whose diagonal
+            // entries Θ̂[i, i, k, k'] need both triangles of the n_L × n_L block.
+            let lower = symmetric && tile.is_diagonal() && contraction != Contraction::Full;
             s.acc[..ti * tj * block].fill(0.0);
             for l in 0..depth {
                 let n = net.widths[l];
                 let (a1, a2) = (f1.forward.activation(l), f2.forward.activation(l));
-                T::gram_block(
+                gram(
                     &mut s.a_gram,
                     &a1[tile.r0 * n..tile.r1 * n],
                     &a2[tile.c0 * n..tile.c1 * n],
-                    ti,
-                    tj,
-                    n,
+                    (ti, tj, n),
+                    lower,
                 );
                 let inv_n = 1.0 / n as f64;
                 let a = |i: usize, j: usize| s.a_gram[i * tj + j].to_f64() * inv_n + beta2;
@@ -134,13 +137,12 @@ pub fn empirical_ntk<T: Real>(
                     Contraction::Trace => {
                         // Σ_k G[(i, k)]·G[(j, k)]: one Gram block of the rows flattened over k.
                         let k = m * width;
-                        T::gram_block(
+                        gram(
                             &mut s.g_gram,
                             &g1[tile.r0 * k..tile.r1 * k],
                             &g2[tile.c0 * k..tile.c1 * k],
-                            ti,
-                            tj,
-                            k,
+                            (ti, tj, k),
+                            lower,
                         );
                         let inv_m = 1.0 / m as f64;
                         for i in 0..ti {
@@ -173,12 +175,13 @@ pub fn empirical_ntk<T: Real>(
                                 ti,
                                 tj,
                             );
-                            T::product(
-                                dst,
-                                rows(g1, tile.r0 * m + k, ti, width, stride),
-                                rows(g2, tile.c0 * m + k, tj, width, stride).transpose(),
-                                1.0,
-                            );
+                            let lhs = rows(g1, tile.r0 * m + k, ti, width, stride);
+                            let rhs = rows(g2, tile.c0 * m + k, tj, width, stride).transpose();
+                            if lower {
+                                T::product_lower(dst, lhs, rhs, 1.0);
+                            } else {
+                                T::product(dst, lhs, rhs, 1.0);
+                            }
                             for i in 0..ti {
                                 for j in 0..tj {
                                     s.acc[(i * tj + j) * m + k] +=
@@ -218,6 +221,23 @@ pub fn empirical_ntk<T: Real>(
             unsafe { writer.write(tile, &s.acc, symmetric) };
         },
     )
+}
+
+/// dst (m × n) = a (m × k) · b (n × k)ᵀ, all row-major; with `lower` only the
+/// lower triangle of a square dst.
+fn gram<T: Real>(dst: &mut [T], a: &[T], b: &[T], (m, n, k): (usize, usize, usize), lower: bool) {
+    if lower {
+        let lhs = MatRef::from_row_major_slice(&a[..m * k], m, k);
+        let rhs = MatRef::from_row_major_slice(&b[..n * k], n, k).transpose();
+        T::product_lower(
+            faer::MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n),
+            lhs,
+            rhs,
+            1.0,
+        );
+    } else {
+        T::gram_block(dst, a, b, m, n, k);
+    }
 }
 
 struct Scratch<T> {
@@ -320,7 +340,7 @@ mod tests {
     use super::*;
     use crate::activation::EVERY_KIND;
     use crate::network::tests::Setup;
-    use crate::network::Layer;
+    use crate::network::{Layer, Pass};
 
     /// Θ̂ = J Jᵀ from the explicit Jacobian, as (N, N, n_L, n_L).
     fn explicit(net: &Network, jac: &[f64], rows: usize) -> Vec<f64> {
@@ -347,7 +367,10 @@ mod tests {
         symmetric: bool,
     ) -> Vec<f64> {
         let cancel = AtomicBool::new(false);
-        let fwd = s.net.forward(layers, s.samples(), true, &cancel).unwrap();
+        let fwd = s
+            .net
+            .forward(layers, s.samples(), Pass::Backprop, &cancel)
+            .unwrap();
         let cot = s.net.cotangents(layers, &fwd, &cancel).unwrap();
         let f = Features {
             forward: &fwd,
@@ -372,7 +395,10 @@ mod tests {
             let s = Setup::new(&widths, act, 0.4, rows);
             let layers = s.layers();
             let cancel = AtomicBool::new(false);
-            let fwd = s.net.forward(&layers, s.samples(), true, &cancel).unwrap();
+            let fwd = s
+                .net
+                .forward(&layers, s.samples(), Pass::Backprop, &cancel)
+                .unwrap();
             let cot = s.net.cotangents(&layers, &fwd, &cancel).unwrap();
             let (m, p) = (s.net.outputs(), s.net.num_params());
             let mut jac = vec![0.0; rows * m * p];

@@ -4,6 +4,7 @@
 use crate::error::Result;
 use crate::tiles::{self, Tile};
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par};
 use std::sync::atomic::AtomicBool;
 
@@ -19,6 +20,14 @@ pub trait Real: Copy + Send + Sync + Default + 'static {
     fn gram_block(dst: &mut [Self], a: &[Self], b: &[Self], m: usize, n: usize, k: usize);
     /// dst = alpha · lhs · rhs, on the calling thread (any strides).
     fn product(dst: MatMut<'_, Self>, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>, alpha: f64);
+    /// As [`Real::product`] for a square dst of which only the lower triangle
+    /// (diagonal included) is computed; the strict upper triangle is left as it was.
+    fn product_lower(
+        dst: MatMut<'_, Self>,
+        lhs: MatRef<'_, Self>,
+        rhs: MatRef<'_, Self>,
+        alpha: f64,
+    );
 }
 
 macro_rules! impl_real {
@@ -49,6 +58,24 @@ macro_rules! impl_real {
             ) {
                 matmul(dst, Accum::Replace, lhs, rhs, alpha as $t, Par::Seq);
             }
+            fn product_lower(
+                dst: MatMut<'_, Self>,
+                lhs: MatRef<'_, Self>,
+                rhs: MatRef<'_, Self>,
+                alpha: f64,
+            ) {
+                triangular::matmul(
+                    dst,
+                    BlockStructure::TriangularLower,
+                    Accum::Replace,
+                    lhs,
+                    BlockStructure::Rectangular,
+                    rhs,
+                    BlockStructure::Rectangular,
+                    alpha as $t,
+                    Par::Seq,
+                );
+            }
         }
     };
 }
@@ -68,6 +95,19 @@ pub fn par_product<T: Real>(
     rhs: MatRef<'_, T>,
     alpha: f64,
     cancel: &AtomicBool,
+) -> Result<()> {
+    par_product_then(dst, lhs, rhs, alpha, cancel, |_, _, _| {})
+}
+
+/// As [`par_product`], then `epilogue(row, first_col, values)` on each row
+/// segment of each block while it is still in cache (e.g. bias and σ).
+pub fn par_product_then<T: Real>(
+    dst: &mut [T],
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    alpha: f64,
+    cancel: &AtomicBool,
+    epilogue: impl Fn(usize, usize, &mut [T]) + Sync + Send,
 ) -> Result<()> {
     let (m, n) = (lhs.nrows(), rhs.ncols());
     assert!(
@@ -99,6 +139,10 @@ pub fn par_product<T: Real>(
                 rhs.subcols(b.c0, b.cols()),
                 alpha,
             );
+            for r in b.r0..b.r1 {
+                // SAFETY: as above; the view of the block is no longer used.
+                epilogue(r, b.c0, unsafe { out.row_mut(r, b.c0, b.c1) });
+            }
         },
     )
 }
@@ -147,6 +191,33 @@ mod tests {
         f32::gram_block(&mut dst32, &a32, &b32, m, n, k);
         for (x, y) in dst32.iter().zip(&dst) {
             assert!((*x as f64 - y).abs() < 1e-4 * y.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn lower_triangle_products_leave_the_upper_triangle() {
+        let (m, k) = (37, 11);
+        let a: Vec<f64> = (0..m * k)
+            .map(|i| ((i * 31 % 23) as f64 - 11.0) / 7.0)
+            .collect();
+        let mut full = vec![0.0; m * m];
+        f64::gram_block(&mut full, &a, &a, m, m, k);
+        let mut lower = vec![f64::NAN; m * m];
+        let lhs = MatRef::from_row_major_slice(&a, m, k);
+        f64::product_lower(
+            MatMut::from_row_major_slice_mut(&mut lower, m, m),
+            lhs,
+            lhs.transpose(),
+            1.0,
+        );
+        for i in 0..m {
+            for j in 0..m {
+                if j <= i {
+                    assert!((lower[i * m + j] - full[i * m + j]).abs() < 1e-12);
+                } else {
+                    assert!(lower[i * m + j].is_nan());
+                }
+            }
         }
     }
 

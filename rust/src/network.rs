@@ -12,7 +12,7 @@
 //! G_L = I,  G_l = (G_{l+1} W⁽ˡ⁾ / √n_l) ⊙ σ'(α̃⁽ˡ⁾).
 
 use crate::error::{invalid, Result};
-use crate::gram::{par_product, Real};
+use crate::gram::{par_product, par_product_then, Real};
 use crate::limit::Samples;
 use crate::tiles;
 use crate::Activation;
@@ -61,6 +61,82 @@ impl<T> Forward<'_, T> {
         } else {
             &self.hidden[l - 1]
         }
+    }
+}
+
+/// What a forward pass keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// The network's output f_θ(x).
+    Output,
+    /// What back propagation needs: σ'(α̃⁽ˡ⁾) of the hidden layers, no output.
+    Backprop,
+}
+
+/// α = σ(z + β b) in place for one row segment, and σ'(z + β b) into `slope`.
+fn activate_row<T: Real>(
+    act: Activation,
+    values: &mut [T],
+    bias: &[T],
+    beta: f64,
+    slope: Option<&mut [T]>,
+) {
+    #[inline(always)]
+    fn run<T: Real>(
+        values: &mut [T],
+        bias: &[T],
+        beta: f64,
+        slope: Option<&mut [T]>,
+        sigma: impl Fn(f64) -> f64,
+        dsigma: impl Fn(f64) -> f64,
+    ) {
+        let pre = |v: &T, b: &T| v.to_f64() + beta * b.to_f64();
+        match slope {
+            Some(slope) => {
+                for ((v, b), s) in values.iter_mut().zip(bias).zip(slope) {
+                    let z = pre(v, b);
+                    *v = T::from_f64(sigma(z));
+                    *s = T::from_f64(dsigma(z));
+                }
+            }
+            None => {
+                for (v, b) in values.iter_mut().zip(bias) {
+                    *v = T::from_f64(sigma(pre(v, b)));
+                }
+            }
+        }
+    }
+    // ReLU gets its own loop so that it vectorises; the same formulas as Activation.
+    match act {
+        Activation::Relu => run(
+            values,
+            bias,
+            beta,
+            slope,
+            |z| z.max(0.0),
+            |z| {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            },
+        ),
+        _ => run(
+            values,
+            bias,
+            beta,
+            slope,
+            |z| act.sigma(z),
+            |z| act.dsigma(z),
+        ),
+    }
+}
+
+/// values ⊙= factors.
+fn multiply<T: Real>(values: &mut [T], factors: &[T]) {
+    for (v, f) in values.iter_mut().zip(factors) {
+        *v = T::from_f64(v.to_f64() * f.to_f64());
     }
 }
 
@@ -137,65 +213,57 @@ impl Network {
         Ok(())
     }
 
-    /// The forward pass on the rows of `x`; with `keep_slopes` also σ'(α̃⁽ˡ⁾) for
-    /// back propagation.
+    /// The forward pass on the rows of `x`. [`Pass::Output`] computes f_θ(x);
+    /// [`Pass::Backprop`] keeps σ'(α̃⁽ˡ⁾) for back propagation instead and stops
+    /// before the output layer, which nothing downstream needs.
     pub fn forward<'x, T: Real>(
         &self,
         params: &[Layer<'_, T>],
         x: Samples<'x, T>,
-        keep_slopes: bool,
+        pass: Pass,
         cancel: &AtomicBool,
     ) -> Result<Forward<'x, T>> {
         self.check_params(params)?;
         self.check_inputs(&x)?;
         let (rows, depth) = (x.rows, self.depth());
-        let pool = tiles::pool()?;
+        let keep_slopes = pass == Pass::Backprop;
+        let layers = if keep_slopes { depth - 1 } else { depth };
         let mut hidden: Vec<Vec<T>> = Vec::with_capacity(depth - 1);
         let mut slopes: Vec<Vec<T>> = Vec::new();
         let mut output = Vec::new();
-        for (l, layer) in params.iter().enumerate() {
+        for (l, layer) in params.iter().enumerate().take(layers) {
             let (n_in, n_out) = (self.widths[l], self.widths[l + 1]);
             let input = if l == 0 { x.data } else { &hidden[l - 1] };
+            let last = l + 1 == depth;
             let mut pre = vec![T::default(); rows * n_out];
-            par_product(
+            let mut slope = if keep_slopes {
+                vec![T::default(); rows * n_out]
+            } else {
+                Vec::new()
+            };
+            let slope_out =
+                tiles::SharedOutput::new(&mut slope, rows, if keep_slopes { n_out } else { 0 });
+            let (act, beta) = (self.activation, self.beta);
+            par_product_then(
                 &mut pre,
                 MatRef::from_row_major_slice(input, rows, n_in),
                 MatRef::from_row_major_slice(layer.weight, n_out, n_in).transpose(),
                 1.0 / (n_in as f64).sqrt(),
                 cancel,
-            )?;
-            let beta = self.beta;
-            let act = self.activation;
-            let last = l + 1 == depth;
-            let mut slope = if keep_slopes && !last {
-                vec![T::default(); rows * n_out]
-            } else {
-                Vec::new()
-            };
-            pool.install(|| {
-                let rows_iter = pre.par_chunks_mut(n_out);
-                let apply = |row: &mut [T], mut slope_row: Option<&mut [T]>| {
-                    for (a, v) in row.iter_mut().enumerate() {
-                        let z = v.to_f64() + beta * layer.bias[a].to_f64();
-                        if last {
-                            *v = T::from_f64(z);
-                        } else {
-                            *v = T::from_f64(act.sigma(z));
-                            if let Some(s) = slope_row.as_deref_mut() {
-                                s[a] = T::from_f64(act.dsigma(z));
-                            }
+                |r, c0, values| {
+                    let bias = &layer.bias[c0..c0 + values.len()];
+                    if last {
+                        for (v, &b) in values.iter_mut().zip(bias) {
+                            *v = T::from_f64(v.to_f64() + beta * b.to_f64());
                         }
+                    } else {
+                        // SAFETY: the same disjoint blocks as the product's.
+                        let slope = keep_slopes
+                            .then(|| unsafe { slope_out.row_mut(r, c0, c0 + values.len()) });
+                        activate_row(act, values, bias, beta, slope);
                     }
-                };
-                if slope.is_empty() {
-                    rows_iter.for_each(|row| apply(row, None));
-                } else {
-                    rows_iter
-                        .zip(slope.par_chunks_mut(n_out))
-                        .for_each(|(row, s)| apply(row, Some(s)));
-                }
-            });
-            check_cancel(cancel)?;
+                },
+            )?;
             if last {
                 output = pre;
             } else {
@@ -247,21 +315,18 @@ impl Network {
                 });
             } else {
                 let n_next = self.widths[l + 1];
-                par_product(
+                par_product_then(
                     &mut g,
                     MatRef::from_row_major_slice(&cot[l], rows, n_next),
                     MatRef::from_row_major_slice(params[l].weight, n_next, n),
                     1.0 / (n as f64).sqrt(),
                     cancel,
-                )?;
-                pool.install(|| {
-                    g.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
+                    |r, c0, values| {
                         let i = r / outputs;
-                        for (v, &sv) in row.iter_mut().zip(&slopes[i * n..(i + 1) * n]) {
-                            *v = T::from_f64(v.to_f64() * sv.to_f64());
-                        }
-                    })
-                });
+                        let s_i = &slopes[i * n + c0..i * n + c0 + values.len()];
+                        multiply(values, s_i);
+                    },
+                )?;
             }
             check_cancel(cancel)?;
             cot[l - 1] = g;
@@ -317,19 +382,17 @@ impl Network {
             });
             if l > 0 {
                 let mut next = vec![T::default(); rows * n_in];
-                par_product(
+                let slopes = &fwd.slopes[l - 1];
+                par_product_then(
                     &mut next,
                     delta_mat,
                     MatRef::from_row_major_slice(params[l].weight, n_out, n_in),
                     1.0 / (n_in as f64).sqrt(),
                     cancel,
+                    |r, c0, values| {
+                        multiply(values, &slopes[r * n_in + c0..r * n_in + c0 + values.len()])
+                    },
                 )?;
-                let slopes = &fwd.slopes[l - 1];
-                pool.install(|| {
-                    next.par_iter_mut()
-                        .zip(slopes.par_iter())
-                        .for_each(|(v, &s)| *v = T::from_f64(v.to_f64() * s.to_f64()))
-                });
                 delta = next;
             }
             check_cancel(cancel)?;
@@ -471,7 +534,7 @@ pub(crate) mod tests {
         let cancel = AtomicBool::new(false);
         let fwd = s
             .net
-            .forward(&s.layers(), s.samples(), false, &cancel)
+            .forward(&s.layers(), s.samples(), Pass::Output, &cancel)
             .unwrap();
         for i in 0..s.rows {
             let want = naive_forward(&s.net, &s.params, &s.x[i * 5..(i + 1) * 5]);
@@ -487,7 +550,10 @@ pub(crate) mod tests {
             let s = Setup::new(&[4, 6, 5, 2], act, 0.7, 3);
             let cancel = AtomicBool::new(false);
             let layers = s.layers();
-            let fwd = s.net.forward(&layers, s.samples(), true, &cancel).unwrap();
+            let fwd = s
+                .net
+                .forward(&layers, s.samples(), Pass::Backprop, &cancel)
+                .unwrap();
             let cot = s.net.cotangents(&layers, &fwd, &cancel).unwrap();
             let p = s.net.num_params();
             let mut jac = vec![0.0; s.rows * 2 * p];
@@ -538,7 +604,10 @@ pub(crate) mod tests {
         let s = Setup::new(&[4, 9, 7, 3], Activation::Erf, 0.2, 70);
         let cancel = AtomicBool::new(false);
         let layers = s.layers();
-        let fwd = s.net.forward(&layers, s.samples(), true, &cancel).unwrap();
+        let fwd = s
+            .net
+            .forward(&layers, s.samples(), Pass::Backprop, &cancel)
+            .unwrap();
         let cot = s.net.cotangents(&layers, &fwd, &cancel).unwrap();
         let p = s.net.num_params();
         let mut jac = vec![0.0; s.rows * 3 * p];
@@ -575,13 +644,13 @@ pub(crate) mod tests {
         let cancel = AtomicBool::new(false);
         let mut layers = s.layers();
         layers.pop();
-        let err = s.net.forward(&layers, s.samples(), false, &cancel);
+        let err = s.net.forward(&layers, s.samples(), Pass::Output, &cancel);
         assert!(err.is_err());
         let x = vec![0.0; 15];
         let wrong = Samples::new(&x, 3, 5).unwrap();
         let msg = s
             .net
-            .forward(&s.layers(), wrong, false, &cancel)
+            .forward(&s.layers(), wrong, Pass::Output, &cancel)
             .err()
             .unwrap();
         assert!(msg.to_string().contains("input width is 4"));

@@ -114,6 +114,16 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
         )
     }
 
+    /// Columns c0..c1 of row r.
+    ///
+    /// # Safety
+    /// As for [`SharedOutput::block_mut`].
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn row_mut(&self, r: usize, c0: usize, c1: usize) -> &'a mut [T] {
+        debug_assert!(r < self.rows && c0 <= c1 && c1 <= self.cols);
+        std::slice::from_raw_parts_mut(self.ptr.add(r * self.cols + c0), c1 - c0)
+    }
+
     /// Stores `values` (tile.rows() × tile.cols(), row-major) converted by `convert`.
     ///
     /// # Safety

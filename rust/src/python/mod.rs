@@ -10,7 +10,7 @@ use crate::empirical::{empirical_ntk, Contraction, Features};
 use crate::error::Error;
 use crate::gram::Real;
 use crate::limit::{LimitKernel, Outputs, Samples};
-use crate::network::{Layer, LayerMut, Network};
+use crate::network::{Layer, LayerMut, Network, Pass};
 use crate::Activation;
 use crate::{init, tiles};
 use numpy::{
@@ -321,7 +321,7 @@ fn run_network<'py, T: Real + Element>(
             let mut out = readwrite::<T>(out, "out")?;
             let out = slice_mut(&mut out, "out")?;
             run_interruptible(py, |cancel| {
-                let fwd = net.forward(&layers, s1, false, cancel)?;
+                let fwd = net.forward(&layers, s1, Pass::Output, cancel)?;
                 if out.len() != fwd.output.len() {
                     return Err(Error::Invalid("out has the wrong size".into()));
                 }
@@ -340,7 +340,7 @@ fn run_network<'py, T: Real + Element>(
             let mut out = readwrite::<T>(out, "out")?;
             let out = slice_mut(&mut out, "out")?;
             run_interruptible(py, |cancel| {
-                let fwd1 = net.forward(&layers, s1, true, cancel)?;
+                let fwd1 = net.forward(&layers, s1, Pass::Backprop, cancel)?;
                 let cot1 = net.cotangents(&layers, &fwd1, cancel)?;
                 let f1 = Features {
                     forward: &fwd1,
@@ -349,7 +349,7 @@ fn run_network<'py, T: Real + Element>(
                 match samples2 {
                     None => empirical_ntk(net, &f1, None, contraction, out, cancel),
                     Some(s2) => {
-                        let fwd2 = net.forward(&layers, s2, true, cancel)?;
+                        let fwd2 = net.forward(&layers, s2, Pass::Backprop, cancel)?;
                         let cot2 = net.cotangents(&layers, &fwd2, cancel)?;
                         let f2 = Features {
                             forward: &fwd2,
@@ -365,7 +365,7 @@ fn run_network<'py, T: Real + Element>(
             let mut out = readwrite::<T>(out, "out")?;
             let out = slice_mut(&mut out, "out")?;
             run_interruptible(py, |cancel| {
-                let fwd = net.forward(&layers, s1, true, cancel)?;
+                let fwd = net.forward(&layers, s1, Pass::Backprop, cancel)?;
                 let cot = net.cotangents(&layers, &fwd, cancel)?;
                 net.jacobian(&fwd, &cot, out, cancel)
             })?
@@ -394,7 +394,7 @@ fn run_network<'py, T: Real + Element>(
                 });
             }
             run_interruptible(py, |cancel| {
-                let fwd = net.forward(&layers, s1, true, cancel)?;
+                let fwd = net.forward(&layers, s1, Pass::Backprop, cancel)?;
                 net.vjp(&layers, &fwd, d, &mut grads, cancel)
             })?
             .map_err(to_py)
