@@ -1,15 +1,18 @@
 """Side-by-side timings of ntkfast, NumPy's X @ X.T and neural-tangents, in one run.
 
     python benchmarks/compare.py [--nt-python .venv-nt/bin/python] [--repeat 5] [--quick]
+                                 [--workload all|limit|empirical]
 
 neural-tangents runs in its own pinned virtualenv (``scripts/nt_env.sh``) through
-``benchmarks/nt_timing.py``; without it those columns are reported as unavailable. Prints a
-Markdown table of best-of-``repeat`` wall-clock times and the ratios the targets are stated in.
+``benchmarks/nt_timing.py`` (limit kernels) and ``benchmarks/nt_empirical_timing.py``
+(empirical NTKs); without it those columns are reported as unavailable. Prints Markdown
+tables of best-of-``repeat`` wall-clock times and the ratios the targets are stated in.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -40,11 +43,13 @@ def inputs(n: int, n0: int, dtype) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((n, n0)).astype(dtype)
 
 
-def neural_tangents(python: str | None, args: list[str], save: str | None = None):
-    """Seconds (best) of the neural-tangents kernel_fn, or None if its environment is missing."""
+def neural_tangents(
+    python: str | None, args: list[str], save: str | None = None, script: str = "nt_timing.py"
+):
+    """Seconds (best) of the neural-tangents function, or None if its environment is missing."""
     if not python or not Path(python).exists():
         return None
-    cmd = [python, str(HERE / "nt_timing.py"), *args] + (["--save", save] if save else [])
+    cmd = [python, str(HERE / script), *args] + (["--save", save] if save else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         print(f"neural-tangents failed: {out.stderr[-2000:]}", file=sys.stderr)
@@ -72,14 +77,8 @@ def extra_peak_memory(n: int, n0: int, depth: int, dtype: str) -> tuple[float, f
     return grow, outputs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_nt = Path(__file__).resolve().parents[1] / ".venv-nt" / "bin" / "python"
-    parser.add_argument("--nt-python", default=str(default_nt))
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke run")
-    args = parser.parse_args()
-
+def limit_section(args) -> None:
+    """SPEC row 1: Θ∞ + Σ, ReLU, L = 4, N = 4096, n0 = 784."""
     n, n0, depth = (1024, 784, 4) if args.quick else (4096, 784, 4)
     threads = os.cpu_count() or 1
     rows = []
@@ -144,6 +143,118 @@ def main() -> None:
         f"\nPeak memory growth during the float64 call: {grow:.0f} MiB, of which outputs "
         f"{outputs:.0f} MiB (extra {grow - outputs:.0f} MiB; inputs {n * n0 * 8 / 2**20:.0f} MiB)."
     )
+
+
+def empirical_peak_memory(n: int, outputs: int, output: str, dtype: str) -> tuple[float, float]:
+    """(peak RSS growth during MLP.ntk, size of the result) in MiB, in a fresh process."""
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, ntkfast as nk
+        net = nk.MLP([784, 512, 512, 512, {outputs}], "relu", beta=0.1)
+        p = net.init(seed=0, dtype="{dtype}")
+        x = np.random.default_rng(0).standard_normal(({n}, 784)).astype("{dtype}")
+        net.ntk(p, x[:300], output="{output}")  # start the pool
+        def status_mib(key):
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith(key)) / 1024
+        before = status_mib("VmRSS")
+        k = net.ntk(p, x, output="{output}")
+        print(status_mib("VmHWM") - before, k.nbytes / 2**20)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    grow, result = map(float, out.stdout.split())
+    return grow, result
+
+
+def empirical_section(args) -> None:
+    """SPEC rows 3–4: empirical NTK of the ReLU MLP 784-512-512-512-n_L, N = 1024."""
+    n = 256 if args.quick else 1024
+    threads = os.cpu_count() or 1
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for outputs, output, dtype, contraction in [
+            (1, "trace", "float32", True),
+            (1, "trace", "float64", False),
+            (10, "full", "float32", False),
+        ]:
+            net = nk.MLP([784, 512, 512, 512, outputs], "relu", beta=0.1)
+            params = net.init(seed=0, dtype=dtype)
+            stored = Path(tmp) / f"params{outputs}.npz"
+            np.savez(
+                stored,
+                widths=np.array(net.widths),
+                **{f"W{i}": w for i, (w, _) in enumerate(params)},
+                **{f"b{i}": b for i, (_, b) in enumerate(params)},
+            )
+            x = inputs(n, 784, dtype)
+            repeat = args.repeat if outputs == 1 else max(1, args.repeat // 2)
+            run = functools.partial(net.ntk, params, x, output=output)
+            nk.set_num_threads(threads)
+            ours = best_of(run, repeat)
+            nk.set_num_threads(1)
+            ours_1 = best_of(run, repeat)
+            nk.set_num_threads(threads)
+            common = ["--params", str(stored), "--n", str(n), "--dtype", dtype, "--output", output]
+            save = str(Path(tmp) / "nt.npy")
+            nt = neural_tangents(
+                args.nt_python,
+                [*common, "--repeat", str(repeat if outputs == 1 else 1)],
+                save=save,
+                script="nt_empirical_timing.py",
+            )
+            nt_contraction = None
+            if contraction:
+                nt_contraction = neural_tangents(
+                    args.nt_python,
+                    [*common, "--implementation", "contraction", "--repeat", "1"],
+                    script="nt_empirical_timing.py",
+                )
+            agreement = None
+            if nt is not None and Path(save).exists():
+                theirs = np.load(save)
+                ours_k = net.ntk(params, x, output=output).astype(np.float64)
+                agreement = float(np.abs(ours_k - theirs).max() / np.abs(ours_k).max())
+            rows.append((outputs, output, dtype, ours, ours_1, nt, nt_contraction, agreement))
+    print(
+        f"\nEmpirical NTK, ReLU MLP 784-512-512-512-n_L, N = {n}, β = 0.1; {threads} threads; "
+        f"best of {args.repeat} (full: best of {max(1, args.repeat // 2)}, neural-tangents 1)\n"
+    )
+    print(
+        "| n_L, output | dtype | ntkfast | ntkfast 1 thread | NT structured | NT / ntkfast "
+        "| NT Jacobian contraction | 1 thread / 2 threads | max |Θ − Θ_NT| / max |Θ| |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for outputs, output, dtype, ours, ours_1, nt, nt_c, agreement in rows:
+        nt_s = f"{nt:.3f} s" if nt is not None else "n/a"
+        ratio = f"{nt / ours:.1f}×" if nt is not None else "n/a"
+        nt_c_s = f"{nt_c:.1f} s" if nt_c is not None else "not run"
+        agree = f"{agreement:.1e}" if agreement is not None else "n/a"
+        print(
+            f"| {outputs}, {output} | {dtype} | {ours:.3f} s | {ours_1:.3f} s | {nt_s} | {ratio} "
+            f"| {nt_c_s} | {ours_1 / ours:.2f}× | {agree} |"
+        )
+    grow, result = empirical_peak_memory(n, 10, "full", "float32")
+    features = n * 10 * 1536 * 4 / 2**20
+    print(
+        f"\nPeak memory growth during the float32 full call: {grow:.0f} MiB, of which the result "
+        f"{result:.0f} MiB and cotangents N·n_L·Σ n_l = {features:.0f} MiB "
+        f"(extra {grow - result - features:.0f} MiB)."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_nt = Path(__file__).resolve().parents[1] / ".venv-nt" / "bin" / "python"
+    parser.add_argument("--nt-python", default=str(default_nt))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke run")
+    parser.add_argument("--workload", choices=("all", "limit", "empirical"), default="all")
+    args = parser.parse_args()
+    if args.workload in ("all", "limit"):
+        limit_section(args)
+    if args.workload in ("all", "empirical"):
+        empirical_section(args)
 
 
 if __name__ == "__main__":

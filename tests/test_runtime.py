@@ -81,23 +81,41 @@ def test_gil_is_released_during_the_computation():
     assert during > 5
 
 
+LONG_CALLS = {
+    "limit_kernel": (
+        "x = np.random.default_rng(0).standard_normal((4000, 784))\n"
+        "work = lambda: nk.limit_kernel(x, depth=2000, get='ntk')\n"
+        "again = lambda: nk.limit_kernel(x[:10], depth=3, get='ntk')\n"
+    ),
+    "empirical ntk": (
+        "x = np.random.default_rng(0).standard_normal((3000, 784)).astype(np.float32)\n"
+        "net = nk.MLP([784] + [2000] * 9 + [1], 'relu')\n"
+        "p = net.init(0, dtype=np.float32)\n"
+        "work = lambda: net.ntk(p, x)\n"
+        "again = lambda: net.ntk(p, x[:10])\n"
+    ),
+}
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_raises_keyboard_interrupt():
+@pytest.mark.parametrize("call", LONG_CALLS)
+def test_ctrl_c_raises_keyboard_interrupt(call):
     """SIGINT during a long computation: KeyboardInterrupt, and the process stays usable."""
-    script = textwrap.dedent(
-        """
-        import sys, time, numpy as np, ntkfast as nk
-        x = np.random.default_rng(0).standard_normal((4000, 784))
-        print("ready", flush=True)
-        t = time.perf_counter()
-        try:
-            nk.limit_kernel(x, depth=2000, get="ntk")
-            print("finished", flush=True)
-        except KeyboardInterrupt:
-            print(f"interrupted {time.perf_counter() - t:.3f}", flush=True)
-        k = nk.limit_kernel(x[:10], depth=3, get="ntk")
-        print("usable", bool(np.isfinite(k).all()), flush=True)
-        """
+    script = (
+        "import sys, time, numpy as np, ntkfast as nk\n"
+        + LONG_CALLS[call]
+        + textwrap.dedent(
+            """
+            print("ready", flush=True)
+            t = time.perf_counter()
+            try:
+                work()
+                print("finished", flush=True)
+            except KeyboardInterrupt:
+                print(f"interrupted {time.perf_counter() - t:.3f}", flush=True)
+            print("usable", bool(np.isfinite(again()).all()), flush=True)
+            """
+        )
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -24,3 +24,52 @@ def limit_kernel(
 
 def set_num_threads(threads: int) -> None: ...
 def get_num_threads() -> int: ...
+
+# Finite-width networks. ``net`` is (widths, activation name, activation parameter, beta);
+# ``weights``/``biases`` are the C-contiguous W (n_{l+1}, n_l) and b (n_{l+1},) of every layer,
+# all of x's dtype. Outputs are C-contiguous, writable, of that dtype. All release the GIL;
+# Ctrl-C raises KeyboardInterrupt.
+NetSpec = tuple[list[int], str, float, float]
+
+def mlp_apply(
+    net: NetSpec,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    x: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """f_θ(x) into out (N, n_L)."""
+
+def mlp_ntk(
+    net: NetSpec,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    x1: np.ndarray,
+    x2: np.ndarray | None,
+    output: str,
+    out: np.ndarray,
+) -> None:
+    """The empirical NTK ("trace" (N1, N2), "diagonal" (N1, N2, n_L), "full" (N1, N2, n_L, n_L))."""
+
+def mlp_jacobian(
+    net: NetSpec,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    x: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """∂f/∂θ into out (N, n_L, P), columns W0.ravel(), b0, W1.ravel(), b1, …."""
+
+def mlp_vjp(
+    net: NetSpec,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    x: np.ndarray,
+    d: np.ndarray,
+    out_weights: list[np.ndarray],
+    out_biases: list[np.ndarray],
+) -> None:
+    """(1/N) Σ_i J(x_i)ᵀ d_i into the parameter-shaped outputs."""
+
+def init_normal(seed: int, stream: int, out: np.ndarray) -> None:
+    """Entries 0 … out.size − 1 of standard normal stream ``stream`` of ``seed`` (float64)."""
