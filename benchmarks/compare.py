@@ -1,7 +1,7 @@
 """Side-by-side timings of ntkfast, NumPy's X @ X.T and neural-tangents, in one run.
 
     python benchmarks/compare.py [--nt-python .venv-nt/bin/python] [--repeat 5] [--quick]
-                                 [--workload all|limit|empirical]
+                                 [--workload all|limit|empirical|training]
 
 neural-tangents runs in its own pinned virtualenv (``scripts/nt_env.sh``) through
 ``benchmarks/nt_timing.py`` (limit kernels) and ``benchmarks/nt_empirical_timing.py``
@@ -244,18 +244,61 @@ def empirical_section(args) -> None:
     )
 
 
+def numpy_step(params, x, y, beta):
+    """One gradient-descent step of a ReLU MLP written directly in NumPy (same products)."""
+    acts, pres = [x], []
+    for layer, (w, b) in enumerate(params):
+        z = acts[-1] @ w.T / np.sqrt(w.shape[1]) + beta * b
+        pres.append(z)
+        acts.append(np.maximum(z, 0) if layer + 1 < len(params) else z)
+    delta = (acts[-1] - y) / len(x)
+    grads = []
+    for layer in reversed(range(len(params))):
+        w = params[layer][0]
+        grads.append((delta.T @ acts[layer] / np.sqrt(w.shape[1]), beta * delta.sum(0)))
+        if layer:
+            delta = (delta @ w / np.sqrt(w.shape[1])) * (pres[layer - 1] > 0)
+    return grads
+
+
+def training_section(args) -> None:
+    """Gradient-descent step time of a width-10000, depth-4 ReLU MLP (n0 = 2, N = 64)."""
+    width = 2000 if args.quick else 10000
+    net = nk.MLP([2, width, width, width, 1], "relu", beta=0.1)
+    params = net.init(seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 2)), rng.standard_normal((64, 1))
+    steps = 3
+    ours = best_of(lambda: nk.train(net, params, x, y, steps=steps, lr=1e-3, record_every=steps), 2)
+    apply = best_of(lambda: net.apply(params, x), 2)
+    reference = best_of(lambda: numpy_step(params, x, y, 0.1), args.repeat)
+    # nk.train also evaluates f once more at the end (one forward pass), and copies θ once.
+    per_step = (ours - apply) / steps
+    print(
+        f"\nGradient descent, ReLU MLP 2-{width}-{width}-{width}-1 ({net.num_params:.3g} "
+        f"parameters, float64), N = 64\n"
+    )
+    print("| ntkfast step (forward + backward + update) | NumPy products of one step | ratio |")
+    print("|---|---|---|")
+    print(f"| {per_step:.3f} s | {reference:.3f} s | {per_step / reference:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_nt = Path(__file__).resolve().parents[1] / ".venv-nt" / "bin" / "python"
     parser.add_argument("--nt-python", default=str(default_nt))
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke run")
-    parser.add_argument("--workload", choices=("all", "limit", "empirical"), default="all")
+    parser.add_argument(
+        "--workload", choices=("all", "limit", "empirical", "training"), default="all"
+    )
     args = parser.parse_args()
     if args.workload in ("all", "limit"):
         limit_section(args)
     if args.workload in ("all", "empirical"):
         empirical_section(args)
+    if args.workload in ("all", "training"):
+        training_section(args)
 
 
 if __name__ == "__main__":

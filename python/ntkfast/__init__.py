@@ -7,20 +7,25 @@
 (4, 4)
 """
 
-from . import activations
+from . import activations, dynamics
 from ._threads import _init_from_env, get_num_threads, set_num_threads
 from .kernels import Kernel, limit_kernel
 from .network import MLP
+from .training import DivergenceError, TrainResult, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DivergenceError",
     "Kernel",
     "MLP",
+    "TrainResult",
     "activations",
+    "dynamics",
     "get_num_threads",
     "limit_kernel",
     "set_num_threads",
+    "train",
 ]
 
 _init_from_env()

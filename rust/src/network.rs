@@ -71,6 +71,8 @@ pub enum Pass {
     Output,
     /// What back propagation needs: σ'(α̃⁽ˡ⁾) of the hidden layers, no output.
     Backprop,
+    /// Both: the output and σ'(α̃⁽ˡ⁾), for a training step.
+    Training,
 }
 
 /// α = σ(z + β b) in place for one row segment, and σ'(z + β b) into `slope`.
@@ -215,7 +217,8 @@ impl Network {
 
     /// The forward pass on the rows of `x`. [`Pass::Output`] computes f_θ(x);
     /// [`Pass::Backprop`] keeps σ'(α̃⁽ˡ⁾) for back propagation instead and stops
-    /// before the output layer, which nothing downstream needs.
+    /// before the output layer, which nothing downstream needs; [`Pass::Training`]
+    /// does both.
     pub fn forward<'x, T: Real>(
         &self,
         params: &[Layer<'_, T>],
@@ -226,8 +229,12 @@ impl Network {
         self.check_params(params)?;
         self.check_inputs(&x)?;
         let (rows, depth) = (x.rows, self.depth());
-        let keep_slopes = pass == Pass::Backprop;
-        let layers = if keep_slopes { depth - 1 } else { depth };
+        let keep_slopes = pass != Pass::Output;
+        let layers = if pass == Pass::Backprop {
+            depth - 1
+        } else {
+            depth
+        };
         let mut hidden: Vec<Vec<T>> = Vec::with_capacity(depth - 1);
         let mut slopes: Vec<Vec<T>> = Vec::new();
         let mut output = Vec::new();

@@ -284,6 +284,16 @@ fn slice_mut<'a, T: Element>(
         .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
 }
 
+/// The direction d of a vjp: an array, or a callable that is given nothing and
+/// returns d after the forward pass has written f into `out_f`.
+enum Direction<'a, 'py> {
+    Given(&'a Bound<'py, PyAny>),
+    Callback {
+        direction: &'a Bound<'py, PyAny>,
+        out_f: &'a Bound<'py, PyAny>,
+    },
+}
+
 /// Which finite-width computation to run, with its extra arrays.
 enum Task<'a, 'py> {
     Apply {
@@ -298,7 +308,7 @@ enum Task<'a, 'py> {
         out: &'a Bound<'py, PyAny>,
     },
     Vjp {
-        d: &'a Bound<'py, PyAny>,
+        d: Direction<'a, 'py>,
         out_weights: &'a [Bound<'py, PyAny>],
         out_biases: &'a [Bound<'py, PyAny>],
     },
@@ -376,8 +386,20 @@ fn run_network<'py, T: Real + Element>(
             out_weights,
             out_biases,
         } => {
-            let d = readonly::<T>(d, "d")?;
-            let d = slice(&d, "d")?;
+            let given = match &d {
+                Direction::Given(d) => Some(readonly::<T>(d, "d")?),
+                Direction::Callback { .. } => None,
+            };
+            let given = given.as_ref().map(|d| slice(d, "d")).transpose()?;
+            let mut out_f = match &d {
+                Direction::Callback { out_f, .. } => Some(readwrite::<T>(out_f, "out f")?),
+                Direction::Given(_) => None,
+            };
+            let out_f = out_f.as_mut().map(|o| slice_mut(o, "out f")).transpose()?;
+            let callback = match &d {
+                Direction::Callback { direction, .. } => Some((*direction).clone().unbind()),
+                Direction::Given(_) => None,
+            };
             let mut gw = out_weights
                 .iter()
                 .map(|o| readwrite::<T>(o, "gradient"))
@@ -393,11 +415,42 @@ fn run_network<'py, T: Real + Element>(
                     bias: slice_mut(b, "gradient")?,
                 });
             }
-            run_interruptible(py, |cancel| {
-                let fwd = net.forward(&layers, s1, Pass::Backprop, cancel)?;
-                net.vjp(&layers, &fwd, d, &mut grads, cancel)
+            run_interruptible(py, |cancel| -> PyResult<()> {
+                match (given, out_f, callback) {
+                    (Some(d), _, _) => {
+                        let fwd = net
+                            .forward(&layers, s1, Pass::Backprop, cancel)
+                            .map_err(to_py)?;
+                        net.vjp(&layers, &fwd, d, &mut grads, cancel).map_err(to_py)
+                    }
+                    (None, Some(out_f), Some(callback)) => {
+                        // One forward pass for both f and the backward pass: f goes to
+                        // Python, which returns the direction d(f).
+                        let fwd = net
+                            .forward(&layers, s1, Pass::Training, cancel)
+                            .map_err(to_py)?;
+                        if out_f.len() != fwd.output.len() {
+                            return Err(PyValueError::new_err("out f has the wrong size"));
+                        }
+                        out_f.copy_from_slice(&fwd.output);
+                        let d: Vec<T> = Python::with_gil(|py| -> PyResult<Vec<T>> {
+                            let d = callback.bind(py).call0()?;
+                            let d = d.downcast::<PyArray2<T>>().map_err(|_| {
+                                PyTypeError::new_err(
+                                    "the direction must be a 2-D array of the parameters' dtype",
+                                )
+                            })?;
+                            let d = d
+                                .try_readonly()
+                                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+                            Ok(slice(&d, "the direction")?.to_vec())
+                        })?;
+                        net.vjp(&layers, &fwd, &d, &mut grads, cancel)
+                            .map_err(to_py)
+                    }
+                    _ => Err(PyValueError::new_err("vjp needs d or a direction callback")),
+                }
             })?
-            .map_err(to_py)
         }
     }
 }
@@ -490,7 +543,31 @@ fn mlp_vjp<'py>(
     out_biases: Vec<Bound<'py, PyAny>>,
 ) -> PyResult<()> {
     let task = Task::Vjp {
-        d,
+        d: Direction::Given(d),
+        out_weights: &out_weights,
+        out_biases: &out_biases,
+    };
+    dispatch(py, net, weights, biases, x, task)
+}
+
+/// mlp_step(net, weights, biases, x, direction, out_f, out_weights, out_biases): one forward
+/// pass writes f_θ(x) into out_f, then `direction()` (called with the GIL, after out_f is
+/// written) returns d, and (1/N) Σ_i J(x_i)ᵀ d_i goes into the gradient outputs.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn mlp_step<'py>(
+    py: Python<'py>,
+    net: NetSpec,
+    weights: Vec<Bound<'py, PyAny>>,
+    biases: Vec<Bound<'py, PyAny>>,
+    x: &Bound<'py, PyAny>,
+    direction: &Bound<'py, PyAny>,
+    out_f: &Bound<'py, PyAny>,
+    out_weights: Vec<Bound<'py, PyAny>>,
+    out_biases: Vec<Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    let task = Task::Vjp {
+        d: Direction::Callback { direction, out_f },
         out_weights: &out_weights,
         out_biases: &out_biases,
     };
@@ -526,6 +603,7 @@ fn _ntkfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mlp_ntk, m)?)?;
     m.add_function(wrap_pyfunction!(mlp_jacobian, m)?)?;
     m.add_function(wrap_pyfunction!(mlp_vjp, m)?)?;
+    m.add_function(wrap_pyfunction!(mlp_step, m)?)?;
     m.add_function(wrap_pyfunction!(init_normal, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;

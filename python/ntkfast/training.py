@@ -1,0 +1,179 @@
+"""Gradient descent on the parameters of a finite-width network.
+
+Time follows the paper: one step of learning rate η advances t by η, and the parameters move
+along ∂_t θ_p = ⟨∂_{θ_p} F, d_t⟩_{p_in} = (1/N) Σ_i ∂_{θ_p} f(x_i)ᵀ d_t(x_i), with d_t = −d|_{f_t}
+(gradient descent on the cost) unless another training direction is given (Theorem 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _ntkfast
+from ._validation import as_positive_int
+from .dynamics import MSE
+
+__all__ = ["DivergenceError", "TrainResult", "train"]
+
+
+class DivergenceError(FloatingPointError):
+    """Training left the finite numbers: the learning rate is too large."""
+
+
+@dataclass
+class TrainResult:
+    """Recorded every ``record_every`` steps and at the last one.
+
+    params: the final parameters; times (R,): η × step; f_train (R, N, n_L); f_test (R, M, n_L)
+    or None; cost (R,): the cost on the training inputs; ntk_drift (R,) or None:
+    ‖Θ̂_t − Θ̂_0‖_F / ‖Θ̂_0‖_F of the empirical NTK ("trace") on the training inputs.
+    """
+
+    params: list
+    times: np.ndarray
+    f_train: np.ndarray
+    f_test: np.ndarray | None
+    cost: np.ndarray
+    ntk_drift: np.ndarray | None = field(default=None)
+
+
+def _largest_stable_rate(net, params, x, n: int) -> float:
+    """2N / λ_max of the full empirical NTK: the stability limit of gradient descent on MSE
+    for the linearised network."""
+    m = net.widths[-1]
+    full = net.ntk(params, x, output="full").transpose(0, 2, 1, 3).reshape(n * m, n * m)
+    lam_max = float(np.linalg.eigvalsh(full.astype(np.float64))[-1])
+    return 2 * n / lam_max
+
+
+def train(
+    net,
+    params,
+    x_train,
+    y_train,
+    steps: int = 200,
+    lr: float = 1.0,
+    x_test=None,
+    track_ntk: bool = False,
+    direction=None,
+    record_every: int = 1,
+    cost=None,
+) -> TrainResult:
+    """Gradient descent θ ← θ + η ⟨∂_θ F, d⟩_{p_in} for ``steps`` steps.
+
+    Parameters
+    ----------
+    net : MLP
+    params : list of (W, b)
+        Initial parameters (not modified).
+    x_train : (N, n0);  y_train : (N, n_L) or (N,) for n_L = 1
+    steps : int ≥ 0;  lr : float > 0
+        Step count and learning rate η (the paper uses η = 1); time t = η × step.
+    x_test : (M, n0), optional
+        Inputs whose outputs are recorded too.
+    track_ntk : bool
+        Record the relative drift of the empirical NTK on the training inputs.
+    direction : callable (f_train, t) -> d, optional
+        The training direction d_t of shape (N, n_L) (Theorem 2); default −cost.derivative(f).
+    record_every : int ≥ 1
+    cost : object with value(f) and derivative(f), optional
+        Default :class:`ntkfast.dynamics.MSE` of y_train.
+
+    Each step is one forward pass (which also keeps σ' for the backward pass) and one backward
+    pass in the Rust core. A step that produces non-finite outputs raises
+    :class:`DivergenceError`, naming the largest stable learning rate 2N/λ_max for MSE.
+    """
+    weights, biases, dtype = net._params(params)
+    x = net._inputs(x_train, "x_train", dtype)
+    n, m = x.shape[0], net.widths[-1]
+    y = np.asarray(y_train, dtype=np.float64)
+    if y.ndim == 1 and m == 1:
+        y = y[:, None]
+    if y.shape != (n, m):
+        raise ValueError(f"y_train must have shape ({n}, {m}), got {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError("y_train has non-finite values (NaN or inf)")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer ≥ 0, got {steps!r}")
+    lr = float(lr)
+    if not np.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    record_every = as_positive_int(record_every, "record_every")
+    xt = None if x_test is None else net._inputs(x_test, "x_test", dtype)
+    cost = MSE(y) if cost is None else cost
+    if direction is not None and not callable(direction):
+        raise TypeError("direction must be a callable (f_train, t) -> d")
+    weights = [w.copy() for w in weights]
+    biases = [b.copy() for b in biases]
+    grads_w = [np.empty_like(w) for w in weights]
+    grads_b = [np.empty_like(b) for b in biases]
+    f = np.empty((n, m), dtype)
+    spec = net._spec()
+    records = {"times": [], "f_train": [], "f_test": [], "cost": [], "drift": []}
+    theta0 = net.ntk(list(zip(weights, biases)), x) if track_ntk else None
+    state = {"t": 0.0}
+
+    def check(f64):
+        if not np.isfinite(f64).all():
+            raise DivergenceError("non-finite outputs")
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = cost.value(f64)
+        if state.setdefault("cost0", value) * 1e12 + 1e12 < value or not np.isfinite(value):
+            raise DivergenceError(f"the cost grew from {state['cost0']:.3g} to {value:.3g}")
+
+    def current_direction():
+        f64 = f.astype(np.float64)
+        check(f64)
+        if direction is None:
+            d = -np.asarray(cost.derivative(f64), dtype=np.float64)
+        else:
+            d = np.asarray(direction(f64, state["t"]), dtype=np.float64)
+        if d.shape != (n, m):
+            raise ValueError(f"the direction must have shape ({n}, {m}), got {d.shape}")
+        if not np.isfinite(d).all():
+            raise DivergenceError("non-finite direction")
+        return np.ascontiguousarray(d, dtype=dtype)
+
+    def record(step, f_now):
+        current = list(zip(weights, biases))
+        records["times"].append(lr * step)
+        records["f_train"].append(f_now.astype(np.float64))
+        records["cost"].append(cost.value(f_now.astype(np.float64)))
+        if xt is not None:
+            records["f_test"].append(net.apply(current, xt).astype(np.float64))
+        if track_ntk:
+            theta = net.ntk(current, x)
+            records["drift"].append(float(np.linalg.norm(theta - theta0) / np.linalg.norm(theta0)))
+
+    try:
+        for step in range(steps + 1):
+            state["t"] = lr * step
+            if step == steps:
+                _ntkfast.mlp_apply(spec, weights, biases, x, f)
+                check(f.astype(np.float64))
+                record(step, f)
+                break
+            # Forward pass (f into `f`), direction d(f), backward pass into the gradients.
+            _ntkfast.mlp_step(spec, weights, biases, x, current_direction, f, grads_w, grads_b)
+            if step % record_every == 0:
+                record(step, f)
+            for theta, g in zip(weights + biases, grads_w + grads_b):
+                g *= lr  # in place: no temporary as large as a weight matrix
+                theta += g
+    except DivergenceError as err:
+        rate = _largest_stable_rate(net, params, x, n)
+        raise DivergenceError(
+            f"training diverged at step {step} ({err}); for MSE, gradient descent is stable for "
+            f"learning rates below 2N/λ_max = {rate:.4g} (λ_max of the initial empirical NTK), "
+            f"got lr = {lr}"
+        ) from None
+    return TrainResult(
+        params=list(zip(weights, biases)),
+        times=np.array(records["times"]),
+        f_train=np.stack(records["f_train"]),
+        f_test=np.stack(records["f_test"]) if xt is not None else None,
+        cost=np.array(records["cost"]),
+        ntk_drift=np.array(records["drift"]) if track_ntk else None,
+    )
