@@ -1,5 +1,7 @@
 """Native core of ntkfast (Rust). Call through the Python API, which validates arguments."""
 
+from collections.abc import Callable
+
 import numpy as np
 
 TILE: int
@@ -73,3 +75,16 @@ def mlp_vjp(
 
 def init_normal(seed: int, stream: int, out: np.ndarray) -> None:
     """Entries 0 … out.size − 1 of standard normal stream ``stream`` of ``seed`` (float64)."""
+
+def mlp_step(
+    net: NetSpec,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    x: np.ndarray,
+    direction: Callable[[], np.ndarray],
+    out_f: np.ndarray,
+    out_weights: list[np.ndarray],
+    out_biases: list[np.ndarray],
+) -> None:
+    """One forward pass writes f into out_f; then ``direction()`` (called with the GIL) returns
+    d (N, n_L) and (1/N) Σ_i J(x_i)ᵀ d_i goes into the gradient outputs."""
