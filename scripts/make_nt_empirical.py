@@ -26,7 +26,6 @@ File contents (float64 unless said):
 
 import argparse
 import json
-import math
 import os
 from pathlib import Path
 
@@ -39,18 +38,8 @@ import jax.numpy as jnp  # noqa: E402
 import jaxlib  # noqa: E402
 import neural_tangents as nt  # noqa: E402
 import numpy as np  # noqa: E402
+from make_nt_reference import NT_LAYERS  # noqa: E402  (run from scripts/ or the root)
 from neural_tangents import stax  # noqa: E402
-
-NT_LAYERS = {
-    "relu": lambda c: stax.Relu(),
-    "leaky_relu": lambda c: stax.LeakyRelu(c["slope"]),
-    "abs": lambda c: stax.Abs(),
-    "erf": lambda c: stax.Erf(a=1.0, b=1.0, c=0.0),
-    "gelu": lambda c: stax.Gelu(approximate=False),
-    "sin": lambda c: stax.Sin(a=1.0, b=1.0, c=0.0),
-    "cos": lambda c: stax.Sin(a=1.0, b=1.0, c=math.pi / 2),
-    "identity": lambda c: stax.Identity(),
-}
 
 
 def make_cases():

@@ -514,6 +514,21 @@ pub(crate) mod tests {
         pub fn samples(&self) -> Samples<'_, f64> {
             Samples::new(&self.x, self.rows, self.net.widths[0]).unwrap()
         }
+
+        /// The (N, n_L, P) Jacobian from the core.
+        pub fn jacobian(&self) -> Vec<f64> {
+            let cancel = AtomicBool::new(false);
+            let layers = self.layers();
+            let fwd = self
+                .net
+                .forward(&layers, self.samples(), Pass::Backprop, &cancel)
+                .unwrap();
+            let cot = self.net.cotangents(&layers, &fwd, &cancel).unwrap();
+            let size = self.rows * self.net.outputs() * self.net.num_params();
+            let mut jac = vec![0.0; size];
+            self.net.jacobian(&fwd, &cot, &mut jac, &cancel).unwrap();
+            jac
+        }
     }
 
     /// f_θ(x) for one input, written out loop by loop.
@@ -555,16 +570,7 @@ pub(crate) mod tests {
     fn jacobian_matches_finite_differences() {
         for act in EVERY_KIND {
             let s = Setup::new(&[4, 6, 5, 2], act, 0.7, 3);
-            let cancel = AtomicBool::new(false);
-            let layers = s.layers();
-            let fwd = s
-                .net
-                .forward(&layers, s.samples(), Pass::Backprop, &cancel)
-                .unwrap();
-            let cot = s.net.cotangents(&layers, &fwd, &cancel).unwrap();
-            let p = s.net.num_params();
-            let mut jac = vec![0.0; s.rows * 2 * p];
-            s.net.jacobian(&fwd, &cot, &mut jac, &cancel).unwrap();
+            let (p, jac) = (s.net.num_params(), s.jacobian());
             // Central differences in every parameter, through the naive forward pass.
             let mut flat: Vec<f64> = s
                 .params
@@ -615,10 +621,7 @@ pub(crate) mod tests {
             .net
             .forward(&layers, s.samples(), Pass::Backprop, &cancel)
             .unwrap();
-        let cot = s.net.cotangents(&layers, &fwd, &cancel).unwrap();
-        let p = s.net.num_params();
-        let mut jac = vec![0.0; s.rows * 3 * p];
-        s.net.jacobian(&fwd, &cot, &mut jac, &cancel).unwrap();
+        let (p, jac) = (s.net.num_params(), s.jacobian());
         let mut d = vec![0.0; s.rows * 3];
         standard_normal(9, 0, &mut d).unwrap();
         let mut storage: Vec<(Vec<f64>, Vec<f64>)> = s
