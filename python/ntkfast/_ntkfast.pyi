@@ -83,8 +83,8 @@ def mlp_step(
     x: np.ndarray,
     direction: Callable[[], np.ndarray],
     out_f: np.ndarray,
-    out_weights: list[np.ndarray],
-    out_biases: list[np.ndarray],
+    lr: float,
 ) -> None:
-    """One forward pass writes f into out_f; then ``direction()`` (called with the GIL) returns
-    d (N, n_L) and (1/N) Σ_i J(x_i)ᵀ d_i goes into the gradient outputs."""
+    """One training step in place: a forward pass writes f into out_f, ``direction()`` (called
+    with the GIL) returns d (N, n_L), and θ ← θ + lr (1/N) Σ_i J(x_i)ᵀ d_i updates the given
+    W and b arrays (which must not be read by ``direction``)."""

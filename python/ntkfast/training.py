@@ -107,8 +107,6 @@ def train(
         raise TypeError("direction must be a callable (f_train, t) -> d")
     weights = [w.copy() for w in weights]
     biases = [b.copy() for b in biases]
-    grads_w = [np.empty_like(w) for w in weights]
-    grads_b = [np.empty_like(b) for b in biases]
     f = np.empty((n, m), dtype)
     spec = net._spec()
     records = {"times": [], "f_train": [], "f_test": [], "cost": [], "drift": []}
@@ -124,8 +122,12 @@ def train(
             raise DivergenceError(f"the cost grew from {state['cost0']:.3g} to {value:.3g}")
 
     def current_direction():
+        """Called by the core between the forward and the backward pass of a step."""
         f64 = f.astype(np.float64)
         check(f64)
+        if state["record"]:
+            records["f_train"].append(f64)
+            records["cost"].append(cost.value(f64))
         if direction is None:
             d = -np.asarray(cost.derivative(f64), dtype=np.float64)
         else:
@@ -136,11 +138,10 @@ def train(
             raise DivergenceError("non-finite direction")
         return np.ascontiguousarray(d, dtype=dtype)
 
-    def record(step, f_now):
+    def record_parameters(step):
+        """What needs the parameters themselves, before the step updates them."""
         current = list(zip(weights, biases))
         records["times"].append(lr * step)
-        records["f_train"].append(f_now.astype(np.float64))
-        records["cost"].append(cost.value(f_now.astype(np.float64)))
         if xt is not None:
             records["f_test"].append(net.apply(current, xt).astype(np.float64))
         if track_ntk:
@@ -150,18 +151,16 @@ def train(
     try:
         for step in range(steps + 1):
             state["t"] = lr * step
+            state["record"] = step % record_every == 0 or step == steps
+            if state["record"]:
+                record_parameters(step)
             if step == steps:
                 _ntkfast.mlp_apply(spec, weights, biases, x, f)
-                check(f.astype(np.float64))
-                record(step, f)
+                current_direction()  # checks and records the final outputs
                 break
-            # Forward pass (f into `f`), direction d(f), backward pass into the gradients.
-            _ntkfast.mlp_step(spec, weights, biases, x, current_direction, f, grads_w, grads_b)
-            if step % record_every == 0:
-                record(step, f)
-            for theta, g in zip(weights + biases, grads_w + grads_b):
-                g *= lr  # in place: no temporary as large as a weight matrix
-                theta += g
+            # Forward pass (f into `f`), then current_direction() gives d(f), then
+            # θ ← θ + η ⟨∂_θF, d⟩ in place, the gradient added inside the GEMMs.
+            _ntkfast.mlp_step(spec, weights, biases, x, current_direction, f, lr)
     except DivergenceError as err:
         rate = _largest_stable_rate(net, params, x, n)
         raise DivergenceError(

@@ -19,7 +19,17 @@ pub trait Real: Copy + Send + Sync + Default + 'static {
     /// computed on the calling thread.
     fn gram_block(dst: &mut [Self], a: &[Self], b: &[Self], m: usize, n: usize, k: usize);
     /// dst = alpha · lhs · rhs, on the calling thread (any strides).
-    fn product(dst: MatMut<'_, Self>, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>, alpha: f64);
+    fn product(dst: MatMut<'_, Self>, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>, alpha: f64) {
+        Self::product_into(dst, Accum::Replace, lhs, rhs, alpha)
+    }
+    /// dst = alpha · lhs · rhs (Accum::Replace) or dst += alpha · lhs · rhs (Accum::Add).
+    fn product_into(
+        dst: MatMut<'_, Self>,
+        accum: Accum,
+        lhs: MatRef<'_, Self>,
+        rhs: MatRef<'_, Self>,
+        alpha: f64,
+    );
     /// As [`Real::product`] for a square dst of which only the lower triangle
     /// (diagonal included) is computed; the strict upper triangle is left as it was.
     fn product_lower(
@@ -50,13 +60,14 @@ macro_rules! impl_real {
                 // every entry's summation order independent of the thread count.
                 matmul(out, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
             }
-            fn product(
+            fn product_into(
                 dst: MatMut<'_, Self>,
+                accum: Accum,
                 lhs: MatRef<'_, Self>,
                 rhs: MatRef<'_, Self>,
                 alpha: f64,
             ) {
-                matmul(dst, Accum::Replace, lhs, rhs, alpha as $t, Par::Seq);
+                matmul(dst, accum, lhs, rhs, alpha as $t, Par::Seq);
             }
             fn product_lower(
                 dst: MatMut<'_, Self>,
@@ -99,10 +110,33 @@ pub fn par_product<T: Real>(
     par_product_then(dst, lhs, rhs, alpha, cancel, |_, _, _| {})
 }
 
+/// As [`par_product`] but dst += alpha · lhs · rhs.
+pub fn par_product_add<T: Real>(
+    dst: &mut [T],
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    alpha: f64,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    blocked_product(dst, Accum::Add, lhs, rhs, alpha, cancel, |_, _, _| {})
+}
+
 /// As [`par_product`], then `epilogue(row, first_col, values)` on each row
 /// segment of each block while it is still in cache (e.g. bias and σ).
 pub fn par_product_then<T: Real>(
     dst: &mut [T],
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    alpha: f64,
+    cancel: &AtomicBool,
+    epilogue: impl Fn(usize, usize, &mut [T]) + Sync + Send,
+) -> Result<()> {
+    blocked_product(dst, Accum::Replace, lhs, rhs, alpha, cancel, epilogue)
+}
+
+fn blocked_product<T: Real>(
+    dst: &mut [T],
+    accum: Accum,
     lhs: MatRef<'_, T>,
     rhs: MatRef<'_, T>,
     alpha: f64,
@@ -133,8 +167,9 @@ pub fn par_product_then<T: Real>(
         |_, b| {
             // SAFETY: the blocks are disjoint and inside dst.
             let block = unsafe { out.block_mut(b) };
-            T::product(
+            T::product_into(
                 block,
+                accum,
                 lhs.subrows(b.r0, b.rows()),
                 rhs.subcols(b.c0, b.cols()),
                 alpha,

@@ -23,4 +23,4 @@ pub use activation::Activation;
 pub use empirical::{empirical_ntk, Contraction, Features};
 pub use error::{Error, Result};
 pub use limit::{LimitKernel, Outputs, Samples};
-pub use network::{Layer, LayerMut, Network, Pass};
+pub use network::{Layer, LayerMut, Network, Pass, Sink};

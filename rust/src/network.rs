@@ -12,7 +12,7 @@
 //! G_L = I,  G_l = (G_{l+1} W⁽ˡ⁾ / √n_l) ⊙ σ'(α̃⁽ˡ⁾).
 
 use crate::error::{invalid, Result};
-use crate::gram::{par_product, par_product_then, Real};
+use crate::gram::{par_product, par_product_add, par_product_then, Real};
 use crate::limit::Samples;
 use crate::tiles;
 use crate::Activation;
@@ -60,6 +60,73 @@ impl<T> Forward<'_, T> {
             self.input
         } else {
             &self.hidden[l - 1]
+        }
+    }
+}
+
+/// Where [`Network::vjp`] puts the gradient g = (1/N) Σ_i J(x_i)ᵀ d_i.
+pub enum Sink<'s, 'a, T> {
+    /// Into `grads`; the parameters are only read.
+    Store {
+        params: &'s [Layer<'a, T>],
+        grads: &'s mut [LayerMut<'a, T>],
+    },
+    /// θ ← θ + lr · g in place: one step of training, with no storage for g
+    /// (the GEMM adds into W directly).
+    Update {
+        params: &'s mut [LayerMut<'a, T>],
+        lr: f64,
+    },
+}
+
+impl<T> Sink<'_, '_, T> {
+    fn check(&self, widths: &[usize]) -> Result<()> {
+        let sizes: Vec<(usize, usize)> = match self {
+            Sink::Store { params, grads } => {
+                if params.len() != grads.len() {
+                    return invalid("parameters and gradients differ in length");
+                }
+                for (l, p) in params.iter().enumerate() {
+                    if (p.weight.len(), p.bias.len())
+                        != (grads[l].weight.len(), grads[l].bias.len())
+                    {
+                        return invalid(format!(
+                            "gradient storage of layer {l} has the wrong size"
+                        ));
+                    }
+                }
+                params
+                    .iter()
+                    .map(|p| (p.weight.len(), p.bias.len()))
+                    .collect()
+            }
+            Sink::Update { params, .. } => params
+                .iter()
+                .map(|p| (p.weight.len(), p.bias.len()))
+                .collect(),
+        };
+        let expected: Vec<(usize, usize)> =
+            widths.windows(2).map(|w| (w[0] * w[1], w[1])).collect();
+        if sizes != expected {
+            return invalid("parameters do not match the widths");
+        }
+        Ok(())
+    }
+
+    fn weight(&self, l: usize) -> &[T] {
+        match self {
+            Sink::Store { params, .. } => params[l].weight,
+            Sink::Update { params, .. } => params[l].weight,
+        }
+    }
+
+    /// (W storage, b storage, scale, whether to add) for layer l.
+    fn target(&mut self, l: usize) -> (&mut [T], &mut [T], f64, bool) {
+        match self {
+            Sink::Store { grads, .. } => (&mut *grads[l].weight, &mut *grads[l].bias, 1.0, false),
+            Sink::Update { params, lr } => {
+                (&mut *params[l].weight, &mut *params[l].bias, *lr, true)
+            }
         }
     }
 }
@@ -341,16 +408,15 @@ impl Network {
         Ok(cot)
     }
 
-    /// The vector–Jacobian product (1/N) Σ_i J(x_i)ᵀ d_i, written layer by
-    /// layer into `grads`; `d` is (N, n_L) row-major. This is ordinary back
-    /// propagation of Δ_L = d, Δ_l = (Δ_{l+1} W⁽ˡ⁾ / √n_l) ⊙ σ'(α̃⁽ˡ⁾), with
-    /// ∂W⁽ˡ⁾ = Δ_{l+1}ᵀ A_l / (N √n_l) and ∂b⁽ˡ⁾ = β Σ_i Δ_{l+1}[i] / N.
+    /// The vector–Jacobian product g = (1/N) Σ_i J(x_i)ᵀ d_i, with `d` (N, n_L)
+    /// row-major, into `sink`. This is ordinary back propagation of Δ_L = d,
+    /// Δ_l = (Δ_{l+1} W⁽ˡ⁾ / √n_l) ⊙ σ'(α̃⁽ˡ⁾), with
+    /// g_W⁽ˡ⁾ = Δ_{l+1}ᵀ A_l / (N √n_l) and g_b⁽ˡ⁾ = β Σ_i Δ_{l+1}[i] / N.
     pub fn vjp<T: Real>(
         &self,
-        params: &[Layer<'_, T>],
         fwd: &Forward<'_, T>,
         d: &[T],
-        grads: &mut [LayerMut<'_, T>],
+        mut sink: Sink<'_, '_, T>,
         cancel: &AtomicBool,
     ) -> Result<()> {
         let (rows, depth) = (fwd.rows, self.depth());
@@ -361,45 +427,47 @@ impl Network {
                 d.len()
             ));
         }
-        if grads.len() != depth {
-            return invalid(format!("expected {depth} gradient layers"));
-        }
+        sink.check(&self.widths)?;
         let pool = tiles::pool()?;
         let mut delta: Vec<T> = d.to_vec();
         for l in (0..depth).rev() {
             let (n_in, n_out) = (self.widths[l], self.widths[l + 1]);
-            let grad = &mut grads[l];
-            if grad.weight.len() != n_in * n_out || grad.bias.len() != n_out {
-                return invalid(format!("gradient storage of layer {l} has the wrong size"));
-            }
             let delta_mat = MatRef::from_row_major_slice(&delta, rows, n_out);
-            par_product(
-                grad.weight,
-                delta_mat.transpose(),
-                MatRef::from_row_major_slice(fwd.activation(l), rows, n_in),
-                1.0 / (rows as f64 * (n_in as f64).sqrt()),
-                cancel,
-            )?;
-            let scale = self.beta / rows as f64;
-            pool.install(|| {
-                grad.bias.par_iter_mut().enumerate().for_each(|(a, b)| {
-                    let sum: f64 = (0..rows).map(|i| delta[i * n_out + a].to_f64()).sum();
-                    *b = T::from_f64(scale * sum);
-                })
-            });
-            if l > 0 {
+            // Δ_l first: an update of W⁽ˡ⁾ in place must come after its last read.
+            let next = if l > 0 {
                 let mut next = vec![T::default(); rows * n_in];
                 let slopes = &fwd.slopes[l - 1];
                 par_product_then(
                     &mut next,
                     delta_mat,
-                    MatRef::from_row_major_slice(params[l].weight, n_out, n_in),
+                    MatRef::from_row_major_slice(sink.weight(l), n_out, n_in),
                     1.0 / (n_in as f64).sqrt(),
                     cancel,
                     |r, c0, values| {
                         multiply(values, &slopes[r * n_in + c0..r * n_in + c0 + values.len()])
                     },
                 )?;
+                Some(next)
+            } else {
+                None
+            };
+            let (weight, bias, scale, accumulate) = sink.target(l);
+            let activations = MatRef::from_row_major_slice(fwd.activation(l), rows, n_in);
+            let alpha = scale / (rows as f64 * (n_in as f64).sqrt());
+            if accumulate {
+                par_product_add(weight, delta_mat.transpose(), activations, alpha, cancel)?;
+            } else {
+                par_product(weight, delta_mat.transpose(), activations, alpha, cancel)?;
+            }
+            let bias_scale = scale * self.beta / rows as f64;
+            pool.install(|| {
+                bias.par_iter_mut().enumerate().for_each(|(a, b)| {
+                    let sum: f64 = (0..rows).map(|i| delta[i * n_out + a].to_f64()).sum();
+                    let base = if accumulate { b.to_f64() } else { 0.0 };
+                    *b = T::from_f64(base + bias_scale * sum);
+                })
+            });
+            if let Some(next) = next {
                 delta = next;
             }
             check_cancel(cancel)?;
@@ -633,7 +701,11 @@ pub(crate) mod tests {
             .iter_mut()
             .map(|(weight, bias)| LayerMut { weight, bias })
             .collect();
-        s.net.vjp(&layers, &fwd, &d, &mut grads, &cancel).unwrap();
+        let sink = Sink::Store {
+            params: &layers,
+            grads: &mut grads,
+        };
+        s.net.vjp(&fwd, &d, sink, &cancel).unwrap();
         let flat: Vec<f64> = storage
             .iter()
             .flat_map(|(w, b)| w.iter().chain(b).copied())

@@ -10,7 +10,7 @@ use crate::empirical::{empirical_ntk, Contraction, Features};
 use crate::error::Error;
 use crate::gram::Real;
 use crate::limit::{LimitKernel, Outputs, Samples};
-use crate::network::{Layer, LayerMut, Network, Pass};
+use crate::network::{Layer, LayerMut, Network, Pass, Sink};
 use crate::Activation;
 use crate::{init, tiles};
 use numpy::{
@@ -284,16 +284,6 @@ fn slice_mut<'a, T: Element>(
         .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
 }
 
-/// The direction d of a vjp: an array, or a callable that is given nothing and
-/// returns d after the forward pass has written f into `out_f`.
-enum Direction<'a, 'py> {
-    Given(&'a Bound<'py, PyAny>),
-    Callback {
-        direction: &'a Bound<'py, PyAny>,
-        out_f: &'a Bound<'py, PyAny>,
-    },
-}
-
 /// Which finite-width computation to run, with its extra arrays.
 enum Task<'a, 'py> {
     Apply {
@@ -308,7 +298,7 @@ enum Task<'a, 'py> {
         out: &'a Bound<'py, PyAny>,
     },
     Vjp {
-        d: Direction<'a, 'py>,
+        d: &'a Bound<'py, PyAny>,
         out_weights: &'a [Bound<'py, PyAny>],
         out_biases: &'a [Bound<'py, PyAny>],
     },
@@ -386,73 +376,101 @@ fn run_network<'py, T: Real + Element>(
             out_weights,
             out_biases,
         } => {
-            let given = match &d {
-                Direction::Given(d) => Some(readonly::<T>(d, "d")?),
-                Direction::Callback { .. } => None,
-            };
-            let given = given.as_ref().map(|d| slice(d, "d")).transpose()?;
-            let mut out_f = match &d {
-                Direction::Callback { out_f, .. } => Some(readwrite::<T>(out_f, "out f")?),
-                Direction::Given(_) => None,
-            };
-            let out_f = out_f.as_mut().map(|o| slice_mut(o, "out f")).transpose()?;
-            let callback = match &d {
-                Direction::Callback { direction, .. } => Some((*direction).clone().unbind()),
-                Direction::Given(_) => None,
-            };
-            let mut gw = out_weights
-                .iter()
-                .map(|o| readwrite::<T>(o, "gradient"))
-                .collect::<PyResult<Vec<_>>>()?;
-            let mut gb = out_biases
-                .iter()
-                .map(|o| readwrite::<T>(o, "gradient"))
-                .collect::<PyResult<Vec<_>>>()?;
-            let mut grads = Vec::with_capacity(gw.len());
-            for (w, b) in gw.iter_mut().zip(gb.iter_mut()) {
-                grads.push(LayerMut {
-                    weight: slice_mut(w, "gradient")?,
-                    bias: slice_mut(b, "gradient")?,
-                });
-            }
-            run_interruptible(py, |cancel| -> PyResult<()> {
-                match (given, out_f, callback) {
-                    (Some(d), _, _) => {
-                        let fwd = net
-                            .forward(&layers, s1, Pass::Backprop, cancel)
-                            .map_err(to_py)?;
-                        net.vjp(&layers, &fwd, d, &mut grads, cancel).map_err(to_py)
-                    }
-                    (None, Some(out_f), Some(callback)) => {
-                        // One forward pass for both f and the backward pass: f goes to
-                        // Python, which returns the direction d(f).
-                        let fwd = net
-                            .forward(&layers, s1, Pass::Training, cancel)
-                            .map_err(to_py)?;
-                        if out_f.len() != fwd.output.len() {
-                            return Err(PyValueError::new_err("out f has the wrong size"));
-                        }
-                        out_f.copy_from_slice(&fwd.output);
-                        let d: Vec<T> = Python::with_gil(|py| -> PyResult<Vec<T>> {
-                            let d = callback.bind(py).call0()?;
-                            let d = d.downcast::<PyArray2<T>>().map_err(|_| {
-                                PyTypeError::new_err(
-                                    "the direction must be a 2-D array of the parameters' dtype",
-                                )
-                            })?;
-                            let d = d
-                                .try_readonly()
-                                .map_err(|e| PyValueError::new_err(e.to_string()))?;
-                            Ok(slice(&d, "the direction")?.to_vec())
-                        })?;
-                        net.vjp(&layers, &fwd, &d, &mut grads, cancel)
-                            .map_err(to_py)
-                    }
-                    _ => Err(PyValueError::new_err("vjp needs d or a direction callback")),
-                }
+            let d = readonly::<T>(d, "d")?;
+            let d = slice(&d, "d")?;
+            let mut gw = readwrite_all::<T>(out_weights, "gradient")?;
+            let mut gb = readwrite_all::<T>(out_biases, "gradient")?;
+            let mut grads = layers_mut(&mut gw, &mut gb)?;
+            run_interruptible(py, |cancel| {
+                let fwd = net.forward(&layers, s1, Pass::Backprop, cancel)?;
+                let sink = Sink::Store {
+                    params: &layers,
+                    grads: &mut grads,
+                };
+                net.vjp(&fwd, d, sink, cancel)
             })?
+            .map_err(to_py)
         }
     }
+}
+
+fn readwrite_all<'py, T: Element>(
+    arrays: &[Bound<'py, PyAny>],
+    name: &str,
+) -> PyResult<Vec<PyReadwriteArrayDyn<'py, T>>> {
+    arrays.iter().map(|o| readwrite::<T>(o, name)).collect()
+}
+
+fn layers_mut<'a, T: Element>(
+    weights: &'a mut [PyReadwriteArrayDyn<'_, T>],
+    biases: &'a mut [PyReadwriteArrayDyn<'_, T>],
+) -> PyResult<Vec<LayerMut<'a, T>>> {
+    weights
+        .iter_mut()
+        .zip(biases.iter_mut())
+        .map(|(w, b)| {
+            Ok(LayerMut {
+                weight: slice_mut(w, "W")?,
+                bias: slice_mut(b, "b")?,
+            })
+        })
+        .collect()
+}
+
+/// One training step in place: forward pass (f into out_f), d = direction(),
+/// θ ← θ + lr · (1/N) Σ_i J(x_i)ᵀ d_i.
+#[allow(clippy::too_many_arguments)]
+fn step_typed<'py, T: Real + Element>(
+    py: Python<'py>,
+    net: &Network,
+    weights: &[Bound<'py, PyAny>],
+    biases: &[Bound<'py, PyAny>],
+    x: &Bound<'py, PyAny>,
+    direction: &Bound<'py, PyAny>,
+    out_f: &Bound<'py, PyAny>,
+    lr: f64,
+) -> PyResult<()> {
+    let mut w = readwrite_all::<T>(weights, "W")?;
+    let mut b = readwrite_all::<T>(biases, "b")?;
+    let mut params = layers_mut(&mut w, &mut b)?;
+    let x = readonly::<T>(x, "x")?;
+    let s1 = samples(&x, "x")?;
+    let mut out_f = readwrite::<T>(out_f, "out f")?;
+    let out_f = slice_mut(&mut out_f, "out f")?;
+    let callback = direction.clone().unbind();
+    run_interruptible(py, |cancel| -> PyResult<()> {
+        let fwd = {
+            let layers: Vec<Layer<'_, T>> = params
+                .iter()
+                .map(|p| Layer {
+                    weight: &*p.weight,
+                    bias: &*p.bias,
+                })
+                .collect();
+            net.forward(&layers, s1, Pass::Training, cancel)
+                .map_err(to_py)?
+        };
+        if out_f.len() != fwd.output.len() {
+            return Err(PyValueError::new_err("out f has the wrong size"));
+        }
+        out_f.copy_from_slice(&fwd.output);
+        // Python computes the direction from f (out_f) with the GIL held.
+        let d: Vec<T> = Python::with_gil(|py| -> PyResult<Vec<T>> {
+            let d = callback.bind(py).call0()?;
+            let d = d.downcast::<PyArray2<T>>().map_err(|_| {
+                PyTypeError::new_err("the direction must be a 2-D array of the parameters' dtype")
+            })?;
+            let d = d
+                .try_readonly()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            Ok(slice(&d, "the direction")?.to_vec())
+        })?;
+        let sink = Sink::Update {
+            params: &mut params,
+            lr,
+        };
+        net.vjp(&fwd, &d, sink, cancel).map_err(to_py)
+    })?
 }
 
 fn dispatch<'py>(
@@ -543,16 +561,17 @@ fn mlp_vjp<'py>(
     out_biases: Vec<Bound<'py, PyAny>>,
 ) -> PyResult<()> {
     let task = Task::Vjp {
-        d: Direction::Given(d),
+        d,
         out_weights: &out_weights,
         out_biases: &out_biases,
     };
     dispatch(py, net, weights, biases, x, task)
 }
 
-/// mlp_step(net, weights, biases, x, direction, out_f, out_weights, out_biases): one forward
-/// pass writes f_θ(x) into out_f, then `direction()` (called with the GIL, after out_f is
-/// written) returns d, and (1/N) Σ_i J(x_i)ᵀ d_i goes into the gradient outputs.
+/// mlp_step(net, weights, biases, x, direction, out_f, lr): one training step in place. A
+/// forward pass writes f_θ(x) into out_f; then `direction()` (called with the GIL, after
+/// out_f is written) returns d (N, n_L), and θ ← θ + lr · (1/N) Σ_i J(x_i)ᵀ d_i is applied to
+/// the given W and b arrays directly.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn mlp_step<'py>(
@@ -563,15 +582,21 @@ fn mlp_step<'py>(
     x: &Bound<'py, PyAny>,
     direction: &Bound<'py, PyAny>,
     out_f: &Bound<'py, PyAny>,
-    out_weights: Vec<Bound<'py, PyAny>>,
-    out_biases: Vec<Bound<'py, PyAny>>,
+    lr: f64,
 ) -> PyResult<()> {
-    let task = Task::Vjp {
-        d: Direction::Callback { direction, out_f },
-        out_weights: &out_weights,
-        out_biases: &out_biases,
-    };
-    dispatch(py, net, weights, biases, x, task)
+    let net = network(net)?;
+    if !lr.is_finite() {
+        return Err(PyValueError::new_err("lr must be finite"));
+    }
+    if x.downcast::<PyArray2<f64>>().is_ok() {
+        step_typed::<f64>(py, &net, &weights, &biases, x, direction, out_f, lr)
+    } else if x.downcast::<PyArray2<f32>>().is_ok() {
+        step_typed::<f32>(py, &net, &weights, &biases, x, direction, out_f, lr)
+    } else {
+        Err(PyTypeError::new_err(
+            "x must be a 2-D float32 or float64 array",
+        ))
+    }
 }
 
 /// init_normal(seed, stream, out): standard normal stream `stream` of `seed` into the
