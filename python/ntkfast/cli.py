@@ -3,6 +3,7 @@
 ntkfast kernel X.npy [Y.npy] --depth 4 --activation relu --beta 0.1 -o K.npz
 ntkfast kernel X.npy --get ntk -o K.npy        # one kernel, streamed to a .npy file
 ntkfast demo
+ntkfast reproduce [--figure 1|2|all] [--out DIR] [--quick | --paper] [--seed S] [--quiet]
 """
 
 from __future__ import annotations
@@ -132,7 +133,48 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a quick run on built-in data")
     demo.add_argument("--n", type=int, default=2000, help="number of random inputs")
+
+    rep = sub.add_parser(
+        "reproduce", help="the experiments of Jacot et al. (2018): figures, summary and report"
+    )
+    rep.add_argument(
+        "--figure", default="all", help="1, 2 or all (figure 3 is not implemented yet)"
+    )
+    rep.add_argument("--out", default="ntkfast-reproduce", help="output folder")
+    group = rep.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="small widths, few seeds (< 1 min)")
+    group.add_argument("--paper", action="store_true", help="the paper's exact settings (slow)")
+    rep.add_argument("--seed", type=int, default=0, help="seed of data and initialisations")
+    rep.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def _reproduce(args) -> None:
+    from .reproduce import FIGURES, run
+
+    if args.figure == "all":
+        wanted = FIGURES
+    elif args.figure in {str(f) for f in FIGURES}:
+        wanted = (int(args.figure),)
+    elif args.figure == "3":
+        raise ValueError("figure 3 (kernel PCA on digits) is not implemented yet")
+    else:
+        raise ValueError(f"unknown figure {args.figure!r}; choose 1, 2 or all")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be ≥ 0, got {args.seed}")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".ntkfast-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write to the output folder {out}: {err.strerror}") from None
+    summary = run(wanted, out, quick=args.quick, paper=args.paper, seed=args.seed, quiet=args.quiet)
+    written = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    print(f"ntkfast reproduce ({summary['settings_name']} settings): {summary['seconds']:.0f} s")
+    print(f"wrote {', '.join(written)} to {out.resolve()}")
+    print((out / "report.md").read_text())
 
 
 def main(argv=None) -> int:
@@ -147,6 +189,8 @@ def main(argv=None) -> int:
                 f"wrote {', '.join(summary['kinds'])} ({rows} x {cols}) to {args.output} "
                 f"in {summary['seconds']:.3f} s"
             )
+        elif args.command == "reproduce":
+            _reproduce(args)
         else:
             _demo(args)
     except (ValueError, TypeError, MemoryError, OSError) as err:

@@ -140,9 +140,7 @@ def load_mnist(path, n: int | None = None, seed: int = 0) -> tuple[np.ndarray, n
     images = np.asarray(images)
     labels = np.asarray(labels).ravel()
     if images.ndim not in (2, 3) or len(images) != len(labels):
-        raise DataError(
-            f"{path}: images of shape {images.shape} do not match {len(labels)} labels"
-        )
+        raise DataError(f"{path}: images of shape {images.shape} do not match {len(labels)} labels")
     x = images.reshape(len(images), -1).astype(np.float64)
     if x.size and x.max() > 1.0:
         x /= 255.0

@@ -1,0 +1,178 @@
+"""Run the figures, draw them, and write summary.json and report.md."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import figures, settings
+
+FIGURES = (1, 2)
+
+
+def _progress(quiet: bool):
+    """A tqdm progress-bar factory, or a silent stand-in."""
+    if quiet:
+
+        class Silent:
+            def __init__(self, **_):
+                pass
+
+            def update(self, n=1):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        return Silent
+    from tqdm import tqdm
+
+    return lambda **kw: tqdm(unit="net", leave=True, **kw)
+
+
+def _axes():
+    """A figure and axes without pyplot, so no GUI backend is touched."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    return fig, fig.subplots(), colormaps["tab10"].colors
+
+
+def _plot_figure1(result, s, path: Path) -> None:
+    fig, ax, colors = _axes()
+    for i, (width, (before, after)) in enumerate(result["curves"].items()):
+        for j, curve in enumerate(before):
+            ax.plot(
+                result["gamma"],
+                curve,
+                color=colors[i],
+                lw=0.8,
+                alpha=0.7,
+                label=f"n = {width}, t = 0" if j == 0 else None,
+            )
+        for j, curve in enumerate(after):
+            ax.plot(
+                result["gamma"],
+                curve,
+                color=colors[i],
+                lw=0.8,
+                ls="--",
+                alpha=0.7,
+                label=f"n = {width}, t = {result['summary']['t']:g}" if j == 0 else None,
+            )
+    ax.plot(result["gamma"], result["limit"], color="black", lw=2, label="n → ∞ (Θ∞)")
+    ax.set_xlabel("γ  (x = (cos γ, sin γ))")
+    ax.set_ylabel("Θ⁽⁴⁾(x₀, x)")
+    ax.set_title(f"Figure 1: NTK of ReLU networks, L = {s.depth}, {s.inits} initialisations")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _plot_figure2(result, s, path: Path) -> None:
+    fig, ax, colors = _axes()
+    gamma, bands = result["gamma"], result["bands"]
+    ax.fill_between(gamma, bands[0], bands[2], color="0.85", label="n → ∞: 10–90 %")
+    ax.plot(gamma, bands[1], color="black", lw=1.5, ls="--", label="n → ∞: 50 %")
+    for i, (width, runs) in enumerate(result["outputs"].items()):
+        for j, f in enumerate(runs):
+            ax.plot(
+                gamma,
+                f,
+                color=colors[i],
+                lw=0.8,
+                alpha=0.8,
+                label=f"n = {width}" if j == 0 else None,
+            )
+    gx, gy = result["train"]
+    ax.scatter(gx, gy, color="red", zorder=5, label="training points")
+    ax.set_xlabel("γ  (x = (cos γ, sin γ))")
+    ax.set_ylabel("f(x)")
+    ax.set_title(f"Figure 2: trained networks (t = {result['summary']['t']:g}) and the t → ∞ limit")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _report(summary: dict) -> str:
+    lines = ["# ntkfast reproduce", "", f"Settings: {summary['settings_name']}.", ""]
+    if "figure1" in summary:
+        f1 = summary["figure1"]
+        lines += [
+            "## Figure 1: the NTK at initialisation and after training",
+            "",
+            f"Relative to the mean of Θ∞ on the γ grid; trained for t = {f1['t']:g}.",
+            "",
+            "| width | mean Θ − Θ∞ at t = 0 | spread at t = 0 | mean Θ − Θ∞ trained "
+            "| spread trained | inflation |",
+            "|---|---|---|---|---|---|",
+        ]
+        for width, v in f1["per_width"].items():
+            lines.append(
+                f"| {width} | {v['mean_deviation_t0']:+.3f} | {v['spread_t0']:.3f} | "
+                f"{v['mean_deviation_trained']:+.3f} | {v['spread_trained']:.3f} | "
+                f"{v['inflation']:+.3f} |"
+            )
+        lines.append("")
+    if "figure2" in summary:
+        f2 = summary["figure2"]
+        lines += [
+            "## Figure 2: trained networks against the infinite-width limit",
+            "",
+            "Fraction of outputs inside the limit's 10–90 % band (0.8 expected at large width):",
+            "",
+            "| width | inside 10–90 % |",
+            "|---|---|",
+        ]
+        for width, v in f2["fraction_inside_10_90_band"].items():
+            lines.append(f"| {width} | {v:.2f} |")
+        lines.append("")
+    lines.append(f"Total time: {summary['seconds']:.0f} s.")
+    return "\n".join(lines) + "\n"
+
+
+def run(
+    figures_wanted=FIGURES,
+    out: str | Path = "ntkfast-reproduce",
+    quick: bool = False,
+    paper: bool = False,
+    seed: int = 0,
+    quiet: bool = False,
+) -> dict:
+    """Computes and draws the requested figures into ``out``; returns the summary dict."""
+    table = settings.QUICK if quick else settings.PAPER if paper else settings.DEFAULT
+    name = "quick" if quick else "paper" if paper else "default"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = _progress(quiet)
+    start = time.perf_counter()
+    summary: dict = {"settings_name": name, "seed": seed}
+    for number in figures_wanted:
+        s = table[number]
+        if number == 1:
+            result = figures.figure1(s, seed, progress)
+            _plot_figure1(result, s, out / "figure1.png")
+        else:
+            result = figures.figure2(s, seed, progress)
+            _plot_figure2(result, s, out / "figure2.png")
+        summary[f"figure{number}"] = {**result["summary"], "settings": s.__dict__}
+    summary["seconds"] = time.perf_counter() - start
+    with open(out / "summary.json", "w") as f:
+        json.dump(summary, f, indent=1, default=_json_default)
+    (out / "report.md").write_text(_report(summary))
+    return summary
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (tuple, np.ndarray)):
+        return list(value)
+    raise TypeError(type(value).__name__)

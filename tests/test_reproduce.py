@@ -1,0 +1,96 @@
+"""``ntkfast reproduce --quick`` end to end: files, numbers, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ntkfast as nk
+from ntkfast.data import circle
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ntkfast", "reproduce", "--quick", "--quiet", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out, proc.stdout
+
+
+def test_quick_run_writes_figures_summary_and_report(quick_run):
+    out, stdout = quick_run
+    for name in ("figure1.png", "figure2.png", "summary.json", "report.md"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(out.resolve()) in stdout
+    assert "Figure 1" in (out / "report.md").read_text()
+
+
+def test_summary_numbers_make_sense(quick_run):
+    out, _ = quick_run
+    summary = json.loads((out / "summary.json").read_text())
+    f1 = summary["figure1"]
+    gamma = np.array(f1["gamma"])
+    limit = nk.limit_kernel(
+        np.array([[1.0, 0.0]]), circle(gamma), depth=4, activation="relu", beta=0.1, get="ntk"
+    )[0]
+    np.testing.assert_allclose(f1["limit"], limit, rtol=1e-12)
+    narrow, wide = (f1["per_width"][str(w)] for w in f1["settings"]["widths"])
+    assert wide["spread_t0"] < narrow["spread_t0"]
+    assert abs(wide["inflation"]) < abs(narrow["inflation"])
+    inside = summary["figure2"]["fraction_inside_10_90_band"]
+    assert all(0.0 <= v <= 1.0 for v in inside.values())
+    assert max(inside.values()) > 0.5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--figure", "7"], "unknown figure"),
+        (["--figure", "3"], "not implemented yet"),
+        (["--seed", "-1"], "--seed"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(args, message, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ntkfast", "reproduce", "--quick", "--out", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ntkfast", "reproduce", "--quick", "--out", str(locked / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "cannot write" in proc.stderr
+
+
+def test_output_path_that_is_a_file(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ntkfast", "reproduce", "--quick", "--out", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "cannot write" in proc.stderr
