@@ -27,7 +27,7 @@ def quick_run(tmp_path_factory):
 
 def test_quick_run_writes_figures_summary_and_report(quick_run):
     out, stdout = quick_run
-    for name in ("figure1.png", "figure2.png", "summary.json", "report.md"):
+    for name in ("figure1.png", "figure2.png", "figure3.png", "summary.json", "report.md"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(out.resolve()) in stdout
@@ -49,13 +49,47 @@ def test_summary_numbers_make_sense(quick_run):
     inside = summary["figure2"]["fraction_inside_10_90_band"]
     assert all(0.0 <= v <= 1.0 for v in inside.values())
     assert max(inside.values()) > 0.5
+    f3 = summary["figure3"]
+    lam = f3["eigenvalues"]
+    assert lam[0] >= lam[1] >= lam[2] > 0
+    assert all(rate > 0 for rate in f3["decay_rate_along_pc2"].values())
+    assert "digits" in f3["data"]
+
+
+def test_figure3_reads_mnist_files(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "m.npz", x=rng.integers(0, 256, (200, 28, 28)), y=rng.integers(0, 10, 200))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ntkfast",
+            "reproduce",
+            "--quick",
+            "--quiet",
+            "--figure",
+            "3",
+            "--mnist",
+            str(tmp_path / "m.npz"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert "MNIST" in summary["figure3"]["data"] and (out / "figure3.png").exists()
+    assert "figure1" not in summary
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--figure", "7"], "unknown figure"),
-        (["--figure", "3"], "not implemented yet"),
+        (["--figure", "3", "--mnist", "/nonexistent/mnist.npz"], "no such file"),
         (["--seed", "-1"], "--seed"),
     ],
 )

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import figures, settings
 
-FIGURES = (1, 2)
+FIGURES = (1, 2, 3)
 
 
 def _progress(quiet: bool):
@@ -101,6 +101,46 @@ def _plot_figure2(result, s, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _plot_figure3(result, s, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.5))
+    left, right = fig.subplots(1, 2)
+    from matplotlib import colormaps
+
+    colors = colormaps["tab10"].colors
+    pcs, lam = result["pcs"], result["lam"]
+    left.scatter(pcs[:, 0], pcs[:, 1], s=6, c=pcs[:, 2], cmap="viridis")
+    left.set_xlabel(f"PC 1 (λ₁ = {lam[0]:.3g})")
+    left.set_ylabel(f"PC 2 (λ₂ = {lam[1]:.3g})")
+    left.set_title(f"Kernel PCA of Θ∞ (colour: PC 3, λ₃ = {lam[2]:.3g})")
+    t = result["times"]
+    for i, width in enumerate(result["along"]):
+        for j, (a, o) in enumerate(zip(result["along"][width], result["orth"][width])):
+            right.plot(
+                t, a, color=colors[i], lw=1.2, label=f"n = {width}: along f⁽²⁾" if j == 0 else None
+            )
+            right.plot(
+                t,
+                o,
+                color=colors[i],
+                lw=1.0,
+                ls=":",
+                label=f"n = {width}: orthogonal" if j == 0 else None,
+            )
+    right.plot(
+        t, -0.5 * np.exp(-lam[1] * t), color="black", lw=2, ls="--", label="n → ∞: −0.5 exp(−λ₂ t)"
+    )
+    right.axhline(0.0, color="0.5", lw=0.5)
+    right.set_xlabel("t")
+    right.set_ylabel("f_t − f*  (‖·‖ in p_in)")
+    right.set_title("Convergence along the 2nd principal component")
+    right.legend(fontsize=8)
+    fig.suptitle(f"Figure 3 on {result['summary']['data']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def _report(summary: dict) -> str:
     lines = ["# ntkfast reproduce", "", f"Settings: {summary['settings_name']}.", ""]
     if "figure1" in summary:
@@ -134,6 +174,21 @@ def _report(summary: dict) -> str:
         for width, v in f2["fraction_inside_10_90_band"].items():
             lines.append(f"| {width} | {v:.2f} |")
         lines.append("")
+    if "figure3" in summary:
+        f3 = summary["figure3"]
+        lam = f3["eigenvalues"]
+        lines += [
+            "## Figure 3: kernel PCA and convergence along the 2nd component",
+            "",
+            f"Data: {f3['data']}, N = {f3['n_samples']}. Kernel eigenvalues (operator "
+            f"(1/N) Θ∞): λ₁ = {lam[0]:.4g}, λ₂ = {lam[1]:.4g}, λ₃ = {lam[2]:.4g}.",
+            "",
+            "| width | decay rate along f⁽²⁾ | λ₂ (limit) | ratio |",
+            "|---|---|---|---|",
+        ]
+        for width, rate in f3["decay_rate_along_pc2"].items():
+            lines.append(f"| {width} | {rate:.4g} | {lam[1]:.4g} | {rate / lam[1]:.3f} |")
+        lines.append("")
     lines.append(f"Total time: {summary['seconds']:.0f} s.")
     return "\n".join(lines) + "\n"
 
@@ -145,6 +200,7 @@ def run(
     paper: bool = False,
     seed: int = 0,
     quiet: bool = False,
+    mnist: str | Path | None = None,
 ) -> dict:
     """Computes and draws the requested figures into ``out``; returns the summary dict."""
     table = settings.QUICK if quick else settings.PAPER if paper else settings.DEFAULT
@@ -159,9 +215,12 @@ def run(
         if number == 1:
             result = figures.figure1(s, seed, progress)
             _plot_figure1(result, s, out / "figure1.png")
-        else:
+        elif number == 2:
             result = figures.figure2(s, seed, progress)
             _plot_figure2(result, s, out / "figure2.png")
+        else:
+            result = figures.figure3(s, seed, progress, mnist=mnist)
+            _plot_figure3(result, s, out / "figure3.png")
         summary[f"figure{number}"] = {**result["summary"], "settings": s.__dict__}
     summary["seconds"] = time.perf_counter() - start
     with open(out / "summary.json", "w") as f:
