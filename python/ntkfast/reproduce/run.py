@@ -208,6 +208,14 @@ def run(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     progress = _progress(quiet)
+    if not quiet:
+        from .. import get_num_threads
+
+        n0 = 784 if mnist is not None else 64
+        estimate = sum(
+            settings.estimate_seconds(f, table[f], get_num_threads(), n0) for f in figures_wanted
+        )
+        print(f"ntkfast reproduce: {name} settings, estimated time {estimate / 60:.1f} min")
     start = time.perf_counter()
     summary: dict = {"settings_name": name, "seed": seed}
     for number in figures_wanted:
