@@ -49,13 +49,17 @@ def digits(n: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise DataError("the digits data needs scikit-learn: pip install scikit-learn") from err
     bunch = load_digits()
-    x, y = bunch.data / 16.0, bunch.target.astype(np.int64)
-    if n is not None:
-        if not 1 <= n <= len(x):
-            raise ValueError(f"n must be between 1 and {len(x)}, got {n}")
-        idx = np.random.default_rng(seed).choice(len(x), size=n, replace=False)
-        x, y = x[idx], y[idx]
-    return x, y
+    return _subset(bunch.data / 16.0, bunch.target.astype(np.int64), n, seed)
+
+
+def _subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int):
+    """All of (x, y), or a random subset of n rows."""
+    if n is None:
+        return x, y
+    if not 1 <= n <= len(x):
+        raise ValueError(f"n must be between 1 and {len(x)}, got {n}")
+    idx = np.random.default_rng(seed).choice(len(x), size=n, replace=False)
+    return x[idx], y[idx]
 
 
 _IDX_TYPES = {
@@ -144,10 +148,4 @@ def load_mnist(path, n: int | None = None, seed: int = 0) -> tuple[np.ndarray, n
     x = images.reshape(len(images), -1).astype(np.float64)
     if x.size and x.max() > 1.0:
         x /= 255.0
-    y = labels.astype(np.int64)
-    if n is not None:
-        if not 1 <= n <= len(x):
-            raise ValueError(f"n must be between 1 and {len(x)}, got {n}")
-        idx = np.random.default_rng(seed).choice(len(x), size=n, replace=False)
-        x, y = x[idx], y[idx]
-    return x, y
+    return _subset(x, labels.astype(np.int64), n, seed)

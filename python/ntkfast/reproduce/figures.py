@@ -12,6 +12,18 @@ BETA = 0.1
 LEARNING_RATE = 1.0
 
 
+def _network(n0: int, width: int, depth: int) -> MLP:
+    return MLP([n0] + [width] * (depth - 1) + [1], "relu", beta=BETA)
+
+
+def _trained(net, params, x, y, steps: int, record_every: int | None = None, x_test=None):
+    """Gradient descent at the paper's learning rate, recording only the end by default."""
+    every = record_every or max(steps, 1)
+    return train(
+        net, params, x, y, steps=steps, lr=LEARNING_RATE, x_test=x_test, record_every=every
+    )
+
+
 def figure1(s: Figure1, seed: int, progress) -> dict:
     """Θ⁽ᴸ⁾(x₀, x(γ)) of finite networks at t = 0 and t = steps, and Θ∞ on the same grid."""
     gamma = np.linspace(-3.0, 3.0, s.grid)
@@ -21,20 +33,12 @@ def figure1(s: Figure1, seed: int, progress) -> dict:
     curves = {}
     with progress(total=len(s.widths) * s.inits, desc="Figure 1") as bar:
         for width in s.widths:
-            net = MLP([2] + [width] * (s.depth - 1) + [1], "relu", beta=BETA)
+            net = _network(2, width, s.depth)
             before, after = [], []
             for init in range(s.inits):
                 params = net.init(seed=seed * 1000 + init)
                 before.append(net.ntk(params, x0, xs)[0])
-                result = train(
-                    net,
-                    params,
-                    x_train,
-                    y_train,
-                    steps=s.steps,
-                    lr=LEARNING_RATE,
-                    record_every=max(s.steps, 1),
-                )
+                result = _trained(net, params, x_train, y_train, s.steps)
                 after.append(net.ntk(result.params, x0, xs)[0])
                 bar.update()
             curves[width] = (np.array(before), np.array(after))
@@ -76,20 +80,11 @@ def figure2(s: Figure2, seed: int, progress) -> dict:
     outputs = {}
     with progress(total=len(s.widths) * s.inits, desc="Figure 2") as bar:
         for width in s.widths:
-            net = MLP([2] + [width] * (s.depth - 1) + [1], "relu", beta=BETA)
+            net = _network(2, width, s.depth)
             runs = []
             for init in range(s.inits):
                 params = net.init(seed=seed * 1000 + init)
-                result = train(
-                    net,
-                    params,
-                    x_train,
-                    y_train,
-                    steps=s.steps,
-                    lr=LEARNING_RATE,
-                    x_test=x_test,
-                    record_every=max(s.steps, 1),
-                )
+                result = _trained(net, params, x_train, y_train, s.steps, x_test=x_test)
                 runs.append(result.f_test[-1][:, 0])
                 bar.update()
             outputs[width] = np.array(runs)
@@ -136,20 +131,12 @@ def figure3(s: Figure3, seed: int, progress, mnist=None) -> dict:
     along, orth, rates = {}, {}, {}
     with progress(total=len(s.widths) * s.inits, desc="Figure 3") as bar:
         for width in s.widths:
-            net = MLP([n0] + [width] * (s.depth - 1) + [1], "relu", beta=BETA)
+            net = _network(n0, width, s.depth)
             a_runs, o_runs = [], []
             for init in range(s.inits):
                 params = net.init(seed=seed * 1000 + init)
                 target = net.apply(params, x) + 0.5 * f2[:, None]
-                result = train(
-                    net,
-                    params,
-                    x,
-                    target,
-                    steps=s.steps,
-                    lr=LEARNING_RATE,
-                    record_every=s.record_every,
-                )
+                result = _trained(net, params, x, target, s.steps, record_every=s.record_every)
                 diff = result.f_train[:, :, 0] - target[:, 0]
                 a = diff @ f2 / n
                 a_runs.append(a)
