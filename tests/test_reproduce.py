@@ -128,3 +128,28 @@ def test_output_path_that_is_a_file(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2 and "cannot write" in proc.stderr
+
+
+def test_malformed_mnist_file_is_a_one_line_error(tmp_path):
+    junk = tmp_path / "train-images-idx3-ubyte"
+    junk.write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 7)  # header cut short
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ntkfast",
+            "reproduce",
+            "--quick",
+            "--figure",
+            "3",
+            "--mnist",
+            str(junk),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "truncated IDX header" in proc.stderr and "Traceback" not in proc.stderr
