@@ -12,15 +12,20 @@ import ntkfast as nk
 from ntkfast.data import circle
 
 
+def _reproduce(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m ntkfast reproduce --quick ARGS`` in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "ntkfast", "reproduce", "--quick", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce")
-    proc = subprocess.run(
-        [sys.executable, "-m", "ntkfast", "reproduce", "--quick", "--quiet", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _reproduce("--quiet", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out, proc.stdout
 
@@ -60,24 +65,8 @@ def test_figure3_reads_mnist_files(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "m.npz", x=rng.integers(0, 256, (200, 28, 28)), y=rng.integers(0, 10, 200))
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ntkfast",
-            "reproduce",
-            "--quick",
-            "--quiet",
-            "--figure",
-            "3",
-            "--mnist",
-            str(tmp_path / "m.npz"),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = _reproduce(
+        "--quiet", "--figure", "3", "--mnist", str(tmp_path / "m.npz"), "--out", str(out)
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -94,12 +83,7 @@ def test_figure3_reads_mnist_files(tmp_path):
     ],
 )
 def test_bad_arguments_give_one_line_errors(args, message, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "ntkfast", "reproduce", "--quick", "--out", str(tmp_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _reproduce("--out", str(tmp_path), *args)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -109,47 +93,20 @@ def test_bad_arguments_give_one_line_errors(args, message, tmp_path):
 def test_unwritable_output_folder(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    proc = subprocess.run(
-        [sys.executable, "-m", "ntkfast", "reproduce", "--quick", "--out", str(locked / "x")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _reproduce("--out", str(locked / "x"))
     assert proc.returncode == 2 and "cannot write" in proc.stderr
 
 
 def test_output_path_that_is_a_file(tmp_path):
     target = tmp_path / "file"
     target.write_text("")
-    proc = subprocess.run(
-        [sys.executable, "-m", "ntkfast", "reproduce", "--quick", "--out", str(target)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _reproduce("--out", str(target))
     assert proc.returncode == 2 and "cannot write" in proc.stderr
 
 
 def test_malformed_mnist_file_is_a_one_line_error(tmp_path):
     junk = tmp_path / "train-images-idx3-ubyte"
     junk.write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 7)  # header cut short
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ntkfast",
-            "reproduce",
-            "--quick",
-            "--figure",
-            "3",
-            "--mnist",
-            str(junk),
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _reproduce("--figure", "3", "--mnist", str(junk), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert "truncated IDX header" in proc.stderr and "Traceback" not in proc.stderr

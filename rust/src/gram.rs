@@ -275,6 +275,21 @@ mod tests {
         for (x, y) in dst.iter().zip(&naive) {
             assert!((x - 0.5 * y).abs() < 1e-12 * y.abs().max(1.0));
         }
+        // The same bits with another number of threads.
+        let default_threads = crate::tiles::num_threads().unwrap();
+        for threads in [1, 3] {
+            crate::tiles::set_num_threads(threads).unwrap();
+            let mut again = vec![0.0; m * n];
+            par_product(&mut again, lhs, rhs, 0.5, &cancel).unwrap();
+            assert_eq!(again, dst, "{threads} threads");
+        }
+        crate::tiles::set_num_threads(default_threads).unwrap();
+        // Accumulation: dst + 2 · a b.
+        let mut sum = dst.clone();
+        par_product_add(&mut sum, lhs, rhs, 2.0, &cancel).unwrap();
+        for ((s, x), y) in sum.iter().zip(&dst).zip(&naive) {
+            assert!((s - x - 2.0 * y).abs() < 1e-12 * y.abs().max(1.0));
+        }
         // Transposed views work too: dst' = bᵀ aᵀ = (a b)ᵀ.
         let mut dst_t = vec![0.0; n * m];
         par_product(&mut dst_t, rhs.transpose(), lhs.transpose(), 1.0, &cancel).unwrap();
