@@ -113,21 +113,23 @@ def train(
     theta0 = net.ntk(list(zip(weights, biases)), x) if track_ntk else None
     state = {"t": 0.0}
 
-    def check(f64):
+    def observe() -> np.ndarray:
+        """Checks the outputs in ``f`` for divergence and records them on recording steps."""
+        f64 = f.astype(np.float64)
         if not np.isfinite(f64).all():
             raise DivergenceError("non-finite outputs")
         with np.errstate(over="ignore", invalid="ignore"):
             value = cost.value(f64)
         if state.setdefault("cost0", value) * 1e12 + 1e12 < value or not np.isfinite(value):
             raise DivergenceError(f"the cost grew from {state['cost0']:.3g} to {value:.3g}")
+        if state["record"]:
+            records["f_train"].append(f64)
+            records["cost"].append(value)
+        return f64
 
     def current_direction():
         """Called by the core between the forward and the backward pass of a step."""
-        f64 = f.astype(np.float64)
-        check(f64)
-        if state["record"]:
-            records["f_train"].append(f64)
-            records["cost"].append(cost.value(f64))
+        f64 = observe()
         if direction is None:
             d = -np.asarray(cost.derivative(f64), dtype=np.float64)
         else:
@@ -156,7 +158,7 @@ def train(
                 record_parameters(step)
             if step == steps:
                 _ntkfast.mlp_apply(spec, weights, biases, x, f)
-                current_direction()  # checks and records the final outputs
+                observe()
                 break
             # Forward pass (f into `f`), then current_direction() gives d(f), then
             # θ ← θ + η ⟨∂_θF, d⟩ in place, the gradient added inside the GEMMs.
