@@ -17,6 +17,9 @@ ACTIVATIONS = [
     ("identity", 0.0),
 ]
 
+# Activations without a closed-form dual (Hermite series in the core).
+SERIES = ["tanh", "sigmoid", "softplus", "silu"]
+
 
 def make_inputs(n, n0, seed, spread=(0.3, 3.0)):
     """Gaussian rows rescaled to norms spread over a decade."""

@@ -7,9 +7,53 @@ over whole matrices with NumPy's own transcendental functions.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+from scipy.special import expit, roots_hermitenorm
 
 PI = np.pi
+
+#: σ and σ' in NumPy for the activations without a closed-form dual.
+SMOOTH = {
+    "tanh": (np.tanh, lambda x: 4.0 * np.exp(-2 * np.abs(x)) / (1.0 + np.exp(-2 * np.abs(x))) ** 2),
+    "sigmoid": (expit, lambda x: expit(x) * expit(-x)),
+    "softplus": (lambda x: np.logaddexp(0.0, x), expit),
+    "silu": (lambda x: x * expit(x), lambda x: expit(x) * (1.0 + x * expit(-x))),
+}
+
+
+def _nodes(q_max):
+    """Gauss–Hermite nodes for the weight φ, more for steeper σ(√q z): 3000 nodes reach
+    about 1e-13 for tanh at q = 25 (checked against 4000 and 6000)."""
+    return _normalised(int(np.clip(400 + 110 * q_max, 400, 3000)))
+
+
+def quadrature_dual(name, q11, q22, q12, nodes=None):
+    """(Σ, Σ̇) by a nested Gauss–Hermite rule, one pair at a time.
+
+    u = √q11 z1 and v = √q22 (ρ z1 + √(1 − ρ²) z2) with z1, z2 independent standard
+    normals: a tensor-product rule over (z1, z2), independent of the Hermite series in the
+    Rust core. ``nodes`` (default: growing with the variances) sets the rule's size.
+    """
+    f, df = SMOOTH[name]
+    q11, q22, q12 = np.broadcast_arrays(*map(np.asarray, (q11, q22, q12)))
+    out_s, out_d = np.empty(q11.shape), np.empty(q11.shape)
+    for idx in np.ndindex(q11.shape):
+        a, b, c = float(q11[idx]), float(q22[idx]), float(q12[idx])
+        z, w = _nodes(max(a, b)) if nodes is None else _normalised(nodes)
+        rho = np.clip(c / np.sqrt(a * b), -1.0, 1.0) if a > 0 and b > 0 else 0.0
+        u = np.sqrt(a) * z
+        v = np.sqrt(b) * (rho * z[:, None] + np.sqrt(1.0 - rho * rho) * z[None, :])
+        out_s[idx] = w @ (f(u) * (f(v) @ w))
+        out_d[idx] = w @ (df(u) * (df(v) @ w))
+    return out_s, out_d
+
+
+@functools.cache
+def _normalised(n):
+    z, w = roots_hermitenorm(n)
+    return z, w / w.sum()
 
 
 def _relu_like(neg, pos, q11, q22, q12, d):
@@ -53,6 +97,8 @@ def dual(name, q11, q22, q12, param=0.0):
         return (sh, ch) if name == "sin" else (ch, sh)
     if name == "identity":
         return q12.copy(), np.ones_like(q12)
+    if name in SMOOTH:
+        return quadrature_dual(name, q11, q22, q12)
     raise ValueError(name)
 
 

@@ -14,7 +14,8 @@ import pytest
 
 import ntkfast as nk
 
-from conftest import ACTIVATIONS
+import reference
+from conftest import ACTIVATIONS, SERIES
 
 NT = np.load(Path(__file__).parent / "data" / "nt_empirical.npz")
 NT_CASES = json.loads(str(NT["cases"]))
@@ -47,6 +48,9 @@ def _sigma(net, z):
         return np.cos(z), -np.sin(z)
     if name == "identity":
         return z, np.ones_like(z)
+    if name in reference.SMOOTH:
+        f, df = reference.SMOOTH[name]
+        return f(z), df(z)
     raise AssertionError(name)
 
 
@@ -92,7 +96,7 @@ def _data(widths, rows, seed=0):
     return rng.standard_normal((rows, widths[0])) * rng.uniform(0.5, 2, (rows, 1))
 
 
-@pytest.mark.parametrize("activation", [name for name, _ in ACTIVATIONS])
+@pytest.mark.parametrize("activation", [name for name, _ in ACTIVATIONS] + SERIES)
 @pytest.mark.parametrize("widths", [[3, 4], [4, 7, 3], [5, 6, 8, 2], [3, 5, 5, 5, 4, 1]])
 def test_ntk_equals_explicit_jacobian_product(activation, widths):
     net = nk.MLP(widths, _activation(activation), beta=0.3)

@@ -1,19 +1,27 @@
 """Activation functions σ of the network, by name or as parametrised objects.
 
-Every activation here has a closed-form dual: for (u, v) ~ N(0, [[q11, q12], [q12, q22]])
-the infinite-width recursion needs Σ = E[σ(u)σ(v)] and Σ̇ = E[σ'(u)σ'(v)], which the Rust core
-evaluates exactly (formulas in ``rust/src/duals.rs``, summarised in ``docs/kernels.md``).
+For (u, v) ~ N(0, [[q11, q12], [q12, q22]]) the infinite-width recursion needs
+Σ = E[σ(u)σ(v)] and Σ̇ = E[σ'(u)σ'(v)]. relu, leaky_relu, abs, erf, gelu, sin, cos and
+identity have closed forms (``rust/src/duals.rs``); tanh, sigmoid, softplus, silu and
+:class:`Custom` activations go through Hermite series with per-sample coefficients
+(``rust/src/hermite.rs``), accurate to about 1e-12 (see ``docs/kernels.md``).
 
 >>> import ntkfast as nk
 >>> nk.activations.get("relu")
 ReLU()
 >>> nk.activations.LeakyReLU(0.2)
 LeakyReLU(slope=0.2)
+>>> import numpy as np
+>>> nk.activations.Custom(np.tanh, name="my_tanh")
+Custom(name='my_tanh')
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
+import numpy as np
 
 __all__ = [
     "Activation",
@@ -25,6 +33,11 @@ __all__ = [
     "Sin",
     "Cos",
     "Identity",
+    "Tanh",
+    "Sigmoid",
+    "Softplus",
+    "Silu",
+    "Custom",
     "get",
     "NAMES",
 ]
@@ -111,7 +124,134 @@ class Identity(Activation):
     name = "identity"
 
 
-_BY_NAME = {cls.name: cls for cls in (ReLU, LeakyReLU, Abs, Erf, Gelu, Sin, Cos, Identity)}
+class Tanh(Activation):
+    """σ(x) = tanh(x) (Hermite series; no closed-form dual)."""
+
+    name = "tanh"
+
+
+class Sigmoid(Activation):
+    """σ(x) = 1 / (1 + e^{−x}), the logistic function (Hermite series)."""
+
+    name = "sigmoid"
+
+
+class Softplus(Activation):
+    """σ(x) = log(1 + eˣ) (Hermite series)."""
+
+    name = "softplus"
+
+
+class Silu(Activation):
+    """σ(x) = x / (1 + e^{−x}), also called swish (Hermite series)."""
+
+    name = "silu"
+
+
+class Custom(Activation):
+    """A user activation σ from vectorised NumPy callables, for infinite-width kernels.
+
+    Parameters
+    ----------
+    fn : callable
+        σ, applied to 1-D float64 arrays: ``fn(x)`` returns an array of the same shape.
+        It should be smooth (twice differentiable) and grow at most polynomially.
+    dfn : callable or None
+        σ', same contract. Without it σ' is a fourth-order central difference
+        [8(σ(x+h) − σ(x−h)) − (σ(x+2h) − σ(x−2h))] / 12h with h = 1e-3 · max(1, |x|),
+        accurate to about 1e-12 for smooth σ (four more calls of ``fn`` per evaluation).
+    name : str or None
+        Shown in messages; defaults to ``fn.__name__``.
+
+    The kernels expand σ and σ' in Hermite series whose coefficients need σ at a few hundred
+    quadrature nodes per sample and layer: ``fn`` is called O(layers) times with arrays of
+    up to about a million points, never once per pair of samples. A σ with kinks makes the
+    series converge slowly; the kernel then comes with a RuntimeWarning that gives the
+    estimated error. Finite-width networks (:class:`ntkfast.MLP` ``apply``, ``ntk``, ...)
+    accept only the built-in activations.
+
+    Errors: a non-callable argument is a TypeError; a callable that raises, returns the wrong
+    shape or non-finite values is a ValueError naming the activation.
+
+    >>> import numpy as np, ntkfast as nk
+    >>> act = nk.activations.Custom(np.tanh, lambda x: 1 - np.tanh(x) ** 2, name="tanh")
+    >>> x = np.eye(3)
+    >>> k = nk.limit_kernel(x, depth=3, activation=act, beta=0.1, get="ntk")
+    >>> bool(np.allclose(k, nk.limit_kernel(x, depth=3, activation="tanh", get="ntk")))
+    True
+    """
+
+    name = "custom"
+
+    def __init__(self, fn: Callable, dfn: Callable | None = None, name: str | None = None):
+        if not callable(fn):
+            raise TypeError(f"Custom activation fn must be callable, got {type(fn).__name__}")
+        if dfn is not None and not callable(dfn):
+            raise TypeError(f"Custom activation dfn must be callable, got {type(dfn).__name__}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Custom activation name must be a string, got {type(name).__name__}")
+        self.fn = fn
+        self.dfn = dfn
+        self.label = name if name is not None else getattr(fn, "__name__", "custom")
+
+    def __repr__(self) -> str:
+        return f"Custom(name={self.label!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Custom) and (self.fn, self.dfn) == (other.fn, other.dfn)
+
+    def __hash__(self) -> int:
+        return hash((Custom, self.fn, self.dfn))
+
+    def _call(self, f: Callable, x: np.ndarray, what: str) -> np.ndarray:
+        try:
+            y = f(x)
+        except Exception as exc:
+            raise ValueError(f"activation {self.label!r}: {what} raised {exc!r}") from exc
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"activation {self.label!r}: {what} must return real numbers, got {exc}"
+            ) from exc
+        if y.shape != x.shape:
+            raise ValueError(
+                f"activation {self.label!r}: {what} returned shape {y.shape} for input shape "
+                f"{x.shape}; it must act elementwise on NumPy arrays"
+            )
+        if not np.all(np.isfinite(y)):
+            bad = x[~np.isfinite(y)][0]
+            raise ValueError(f"activation {self.label!r}: {what} is not finite at x = {bad!r}")
+        return y
+
+    def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(σ(x), σ'(x)) for a 1-D float64 array x, validated (see the class docstring)."""
+        sigma = self._call(self.fn, x, "fn")
+        if self.dfn is not None:
+            return sigma, self._call(self.dfn, x, "dfn")
+        h = 1e-3 * np.maximum(1.0, np.abs(x))
+        near = self._call(self.fn, x + h, "fn") - self._call(self.fn, x - h, "fn")
+        far = self._call(self.fn, x + 2 * h, "fn") - self._call(self.fn, x - 2 * h, "fn")
+        return sigma, (8.0 * near - far) / (12.0 * h)
+
+
+_BY_NAME = {
+    cls.name: cls
+    for cls in (
+        ReLU,
+        LeakyReLU,
+        Abs,
+        Erf,
+        Gelu,
+        Sin,
+        Cos,
+        Identity,
+        Tanh,
+        Sigmoid,
+        Softplus,
+        Silu,
+    )
+}
 NAMES = tuple(_BY_NAME)
 
 
@@ -130,6 +270,11 @@ def get(activation: str | Activation) -> Activation:
             raise ValueError(
                 f"unknown activation {activation!r}; valid names: {', '.join(NAMES)}"
             ) from None
+    if callable(activation):
+        raise TypeError(
+            "a function is not an activation by itself: wrap it as "
+            "ntkfast.activations.Custom(fn, dfn=None, name=...)"
+        )
     raise TypeError(
         f"activation must be a name ({', '.join(NAMES)}) or an ntkfast.activations.Activation, "
         f"got {type(activation).__name__}"

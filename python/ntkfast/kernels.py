@@ -14,6 +14,7 @@ factor. "nngp" is Σ⁽ᴸ⁾ and "ntk" is Θ∞⁽ᴸ⁾.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -29,7 +30,10 @@ from ._validation import (
     check_out,
 )
 
-__all__ = ["Kernel", "limit_kernel"]
+__all__ = ["Kernel", "limit_kernel", "SERIES_WARNING"]
+
+#: Estimated relative error of a Hermite-series kernel above which limit_kernel warns.
+SERIES_WARNING = 1e-9
 
 _KINDS = ("nngp", "ntk")
 
@@ -78,8 +82,12 @@ def limit_kernel(
     depth : int
         L ≥ 1, the number of dense layers (L − 1 nonlinearities).
     activation : str or ntkfast.activations.Activation
-        "relu", "leaky_relu", "abs", "erf", "gelu", "sin", "cos", "identity", or an object
-        such as ``nk.activations.LeakyReLU(0.2)``.
+        "relu", "leaky_relu", "abs", "erf", "gelu", "sin", "cos", "identity" (closed-form
+        duals), "tanh", "sigmoid", "softplus", "silu" (Hermite series, about 1e-12 relative),
+        or an object such as ``nk.activations.LeakyReLU(0.2)`` or
+        ``nk.activations.Custom(fn, dfn)``. A series that cannot reach its tolerance (a σ
+        with kinks, or variances far beyond 25 for tanh) gives a RuntimeWarning with the
+        estimated error.
     beta : float
         Bias scale β (enters as β²).
     get : "nngp", "ntk" or a tuple of them
@@ -144,7 +152,7 @@ def limit_kernel(
         if len(arrays) == 2 and np.may_share_memory(arrays["nngp"], arrays["ntk"]):
             raise ValueError("out nngp and out ntk must not overlap")
 
-    _ntkfast.limit_kernel(
+    error, terms = _ntkfast.limit_kernel(
         x1,
         None if symmetric else x2,
         depth,
@@ -153,7 +161,16 @@ def limit_kernel(
         beta,
         arrays.get("nngp"),
         arrays.get("ntk"),
+        act.evaluate if isinstance(act, _activations.Custom) else None,
     )
+    if error > SERIES_WARNING:
+        warnings.warn(
+            f"the Hermite series of activation {act!r} did not converge within {terms} terms "
+            f"(is σ smooth? are the pre-activation variances very large?): estimated "
+            f"relative error of the kernel {error:.1e}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if single:
         return arrays[kinds[0]]
     return Kernel(arrays.get("nngp"), arrays.get("ntk"))

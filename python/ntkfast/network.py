@@ -160,6 +160,12 @@ class MLP:
         return x.astype(dtype, copy=False)
 
     def _spec(self):
+        if isinstance(self.activation, _activations.Custom):
+            names = ", ".join(_activations.NAMES)
+            raise ValueError(
+                f"finite-width networks need a built-in activation ({names}); "
+                f"{self.activation!r} works with limit_kernel only"
+            )
         return (self.widths, self.activation.name, self.activation.param, self.beta)
 
     def _check_work_memory(self, rows: int, dtype, cotangents: bool, what: str) -> None:

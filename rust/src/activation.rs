@@ -1,8 +1,9 @@
 //! The nonlinearities σ and their derivatives σ'.
 //!
-//! Each activation here has a closed-form dual (see `duals.rs`); the scalar
-//! σ and σ' are used by the tests (quadrature references) and by finite-width
-//! networks.
+//! The first eight have closed-form duals (`duals.rs`); tanh, sigmoid,
+//! softplus and silu do not and go through the Hermite series of
+//! `hermite.rs`. The scalar σ and σ' serve finite-width networks, the series
+//! (which evaluates them at quadrature nodes) and the tests.
 
 use crate::error::{invalid, Result};
 use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
@@ -25,11 +26,19 @@ pub enum Activation {
     Cos,
     /// σ(x) = x.
     Identity,
+    /// σ(x) = tanh(x).
+    Tanh,
+    /// σ(x) = 1 / (1 + e^{−x}), the logistic function.
+    Sigmoid,
+    /// σ(x) = log(1 + eˣ).
+    Softplus,
+    /// σ(x) = x / (1 + e^{−x}) (also called swish).
+    Silu,
 }
 
 impl Activation {
     /// The names accepted by [`Activation::from_name`].
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 12] = [
         "relu",
         "leaky_relu",
         "abs",
@@ -38,6 +47,10 @@ impl Activation {
         "sin",
         "cos",
         "identity",
+        "tanh",
+        "sigmoid",
+        "softplus",
+        "silu",
     ];
 
     /// Looks an activation up by name; `param` is the slope of `leaky_relu`
@@ -57,6 +70,10 @@ impl Activation {
             "sin" => Activation::Sin,
             "cos" => Activation::Cos,
             "identity" => Activation::Identity,
+            "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
+            "softplus" => Activation::Softplus,
+            "silu" => Activation::Silu,
             _ => {
                 return invalid(format!(
                     "unknown activation {name:?}; valid names: {}",
@@ -64,6 +81,15 @@ impl Activation {
                 ))
             }
         })
+    }
+
+    /// Whether Σ and Σ̇ have closed forms (`duals.rs`); the others use the
+    /// Hermite series.
+    pub fn has_closed_form(&self) -> bool {
+        !matches!(
+            self,
+            Activation::Tanh | Activation::Sigmoid | Activation::Softplus | Activation::Silu
+        )
     }
 
     /// σ(x).
@@ -83,6 +109,11 @@ impl Activation {
             Activation::Sin => x.sin(),
             Activation::Cos => x.cos(),
             Activation::Identity => x,
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => logistic(x),
+            // log(1 + eˣ) = max(x, 0) + log1p(e^{−|x|}), without overflow.
+            Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            Activation::Silu => x * logistic(x),
         }
     }
 
@@ -115,7 +146,74 @@ impl Activation {
             Activation::Sin => x.cos(),
             Activation::Cos => -x.sin(),
             Activation::Identity => 1.0,
+            Activation::Tanh => {
+                let t = x.tanh();
+                (1.0 - t) * (1.0 + t)
+            }
+            Activation::Sigmoid => {
+                let s = logistic(x);
+                s * logistic(-x)
+            }
+            Activation::Softplus => logistic(x),
+            Activation::Silu => {
+                let s = logistic(x);
+                s + x * s * logistic(-x)
+            }
         }
+    }
+}
+
+impl Activation {
+    /// (σ(x), σ'(x)) together, sharing the transcendental work where the
+    /// activations without a closed-form dual allow it (their series
+    /// evaluate both at every quadrature node).
+    pub fn sigma_and_derivative(&self, x: f64) -> (f64, f64) {
+        match *self {
+            Activation::Tanh => {
+                let t = x.tanh();
+                (t, (1.0 - t) * (1.0 + t))
+            }
+            Activation::Sigmoid => {
+                let (s, c) = logistic_pair(x);
+                (s, s * c)
+            }
+            Activation::Softplus => {
+                // log(1 + eˣ) = max(x, 0) + log1p(e^{−|x|}); σ' = logistic(x).
+                let e = (-x.abs()).exp();
+                let s = if x >= 0.0 {
+                    1.0 / (1.0 + e)
+                } else {
+                    e / (1.0 + e)
+                };
+                (x.max(0.0) + e.ln_1p(), s)
+            }
+            Activation::Silu => {
+                let (s, c) = logistic_pair(x);
+                (x * s, s + x * s * c)
+            }
+            _ => (self.sigma(x), self.dsigma(x)),
+        }
+    }
+}
+
+/// (logistic(x), logistic(−x)) from one exponential.
+fn logistic_pair(x: f64) -> (f64, f64) {
+    let e = (-x.abs()).exp();
+    let (big, small) = (1.0 / (1.0 + e), e / (1.0 + e));
+    if x >= 0.0 {
+        (big, small)
+    } else {
+        (small, big)
+    }
+}
+
+/// 1 / (1 + e^{−x}) without overflow for either sign.
+fn logistic(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
     }
 }
 
@@ -130,7 +228,7 @@ fn normal_pdf(x: f64) -> f64 {
 
 /// One activation of each kind, for tests.
 #[cfg(test)]
-pub(crate) const EVERY_KIND: [Activation; 8] = [
+pub(crate) const EVERY_KIND: [Activation; 12] = [
     Activation::Relu,
     Activation::LeakyRelu { slope: 0.2 },
     Activation::Abs,
@@ -139,6 +237,10 @@ pub(crate) const EVERY_KIND: [Activation; 8] = [
     Activation::Sin,
     Activation::Cos,
     Activation::Identity,
+    Activation::Tanh,
+    Activation::Sigmoid,
+    Activation::Softplus,
+    Activation::Silu,
 ];
 
 #[cfg(test)]
@@ -152,6 +254,23 @@ mod tests {
                 let h = 1e-6;
                 let fd = (act.sigma(x + h) - act.sigma(x - h)) / (2.0 * h);
                 assert!((fd - act.dsigma(x)).abs() < 1e-8, "{act:?} at {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn fused_evaluation_agrees_with_sigma_and_dsigma() {
+        for act in EVERY_KIND {
+            for &x in &[-40.0, -2.3, -0.7, 0.0, 0.4, 1.9, 35.0] {
+                let (s, d) = act.sigma_and_derivative(x);
+                assert!(
+                    (s - act.sigma(x)).abs() <= 1e-15 * s.abs().max(1.0),
+                    "{act:?} σ({x})"
+                );
+                assert!(
+                    (d - act.dsigma(x)).abs() <= 1e-15 * d.abs().max(1.0),
+                    "{act:?} σ'({x})"
+                );
             }
         }
     }

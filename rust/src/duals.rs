@@ -244,10 +244,11 @@ impl Dual for Identity {
 }
 
 /// Calls `$body` with `$dual` bound to the concrete dual of `$activation`, so
-/// that generic code is monomorphised (and vectorised) per activation.
+/// that generic code is monomorphised (and vectorised) per activation;
+/// `$otherwise` for the activations without a closed form.
 #[macro_export]
 macro_rules! with_dual {
-    ($activation:expr, |$dual:ident| $body:expr) => {{
+    ($activation:expr, |$dual:ident| $body:expr, else $otherwise:expr) => {{
         use $crate::activation::Activation as A;
         use $crate::duals::*;
         match $activation {
@@ -289,19 +290,24 @@ macro_rules! with_dual {
                 let $dual = Identity;
                 $body
             }
+            A::Tanh | A::Sigmoid | A::Softplus | A::Silu => $otherwise,
         }
     }};
 }
 
-/// (Σ, Σ̇) of `activation` for one pair; a convenience for tests and callers
-/// outside the hot loops.
-pub fn dual_pair(activation: Activation, q11: f64, q22: f64, q12: f64) -> (f64, f64) {
-    with_dual!(activation, |d| d.pair(&Var::new(q11), &Var::new(q22), q12))
+/// (Σ, Σ̇) of `activation` for one pair, None without a closed form; a
+/// convenience for tests and callers outside the hot loops.
+pub fn dual_pair(activation: Activation, q11: f64, q22: f64, q12: f64) -> Option<(f64, f64)> {
+    with_dual!(
+        activation,
+        |d| Some(d.pair(&Var::new(q11), &Var::new(q22), q12)),
+        else None
+    )
 }
 
-/// (Σ, Σ̇) of `activation` on the diagonal.
-pub fn dual_diag(activation: Activation, q: f64) -> (f64, f64) {
-    with_dual!(activation, |d| d.diag(q))
+/// (Σ, Σ̇) of `activation` on the diagonal, None without a closed form.
+pub fn dual_diag(activation: Activation, q: f64) -> Option<(f64, f64)> {
+    with_dual!(activation, |d| Some(d.diag(q)), else None)
 }
 
 #[cfg(test)]
@@ -309,7 +315,12 @@ mod tests {
     use super::*;
     use std::f64::consts::PI;
 
-    use crate::activation::EVERY_KIND as ALL;
+    use crate::activation::EVERY_KIND;
+
+    /// The activations with closed-form duals.
+    fn closed() -> impl Iterator<Item = Activation> {
+        EVERY_KIND.into_iter().filter(|a| a.has_closed_form())
+    }
 
     /// Gauss–Hermite nodes and weights for ∫ f(z) φ(z) dz (probabilists'),
     /// by Newton iteration on the recurrence; the weights sum to 1.
@@ -398,7 +409,7 @@ mod tests {
                 (1.0, 1.0, 0.0),
                 (0.3, 0.3, 0.299),
             ] {
-                let (s, sd) = dual_pair(act, q11, q22, q12);
+                let (s, sd) = dual_pair(act, q11, q22, q12).unwrap();
                 let s_ref = expect2(120, q11, q22, q12, |x| act.sigma(x), |x| act.sigma(x));
                 let sd_ref = expect2(120, q11, q22, q12, |x| act.dsigma(x), |x| act.dsigma(x));
                 assert!(
@@ -423,7 +434,7 @@ mod tests {
             Activation::Abs,
         ] {
             let (q11, q22, q12) = (0.7, 1.3, 0.4);
-            let (s, sd) = dual_pair(act, q11, q22, q12);
+            let (s, sd) = dual_pair(act, q11, q22, q12).unwrap();
             let s_ref = expect2(150, q11, q22, q12, |x| act.sigma(x), |x| act.sigma(x));
             let sd_ref = expect2(150, q11, q22, q12, |x| act.dsigma(x), |x| act.dsigma(x));
             assert!(
@@ -439,13 +450,13 @@ mod tests {
 
     #[test]
     fn price_identity_sigma_dot_is_the_derivative_of_sigma() {
-        for act in ALL {
+        for act in closed() {
             for &(q11, q22, q12) in &[(0.7, 1.3, 0.4), (2.0, 0.5, -0.6), (1.0, 1.0, 0.1)] {
                 let h = 1e-5;
-                let fd = (dual_pair(act, q11, q22, q12 + h).0
-                    - dual_pair(act, q11, q22, q12 - h).0)
+                let fd = (dual_pair(act, q11, q22, q12 + h).unwrap().0
+                    - dual_pair(act, q11, q22, q12 - h).unwrap().0)
                     / (2.0 * h);
-                let sd = dual_pair(act, q11, q22, q12).1;
+                let sd = dual_pair(act, q11, q22, q12).unwrap().1;
                 assert!(
                     (fd - sd).abs() < 1e-7 * sd.abs().max(1.0),
                     "{act:?}: {fd} vs {sd}"
@@ -456,10 +467,10 @@ mod tests {
 
     #[test]
     fn diagonal_is_the_limit_of_the_pair_formula() {
-        for act in ALL {
+        for act in closed() {
             for &q in &[0.01, 0.5, 1.0, 7.0] {
-                let (s, sd) = dual_diag(act, q);
-                let (sp, sdp) = dual_pair(act, q, q, q * (1.0 - 1e-13));
+                let (s, sd) = dual_diag(act, q).unwrap();
+                let (sp, sdp) = dual_pair(act, q, q, q * (1.0 - 1e-13)).unwrap();
                 assert!(
                     (s - sp).abs() < 1e-9 * s.abs().max(1e-300),
                     "{act:?} Σ {s} vs {sp}"
@@ -470,7 +481,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(dual_diag(Activation::Relu, 3.0), (1.5, 0.5));
+        assert_eq!(dual_diag(Activation::Relu, 3.0), Some((1.5, 0.5)));
     }
 
     #[test]
@@ -489,8 +500,8 @@ mod tests {
 
     #[test]
     fn zero_variance_stays_finite() {
-        for act in ALL {
-            let (s, sd) = dual_pair(act, 0.0, 1.0, 0.0);
+        for act in closed() {
+            let (s, sd) = dual_pair(act, 0.0, 1.0, 0.0).unwrap();
             assert!(s.is_finite() && sd.is_finite(), "{act:?}");
         }
     }

@@ -8,13 +8,15 @@ pub enum Error {
     Cancelled,
     /// Arguments that do not describe a valid problem (shapes, depth, parameters).
     Invalid(String),
+    /// A buffer the computation needs cannot be allocated.
+    Memory(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Cancelled => write!(f, "computation cancelled"),
-            Error::Invalid(msg) => write!(f, "{msg}"),
+            Error::Invalid(msg) | Error::Memory(msg) => write!(f, "{msg}"),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod duals;
 pub mod empirical;
 pub mod error;
 pub mod gram;
+pub mod hermite;
 pub mod init;
 pub mod limit;
 pub mod network;

@@ -7,13 +7,15 @@
 //! ```
 //!
 //! The diagonal Σ⁽ˡ⁾(x, x) is computed once per sample for every layer
-//! (O(N·L)); then each output tile runs Σ⁽¹⁾ through one GEMM and all L − 1
-//! layers while it is in cache.
+//! (O(N·L)), together with each sample's Hermite coefficients when σ has no
+//! closed-form dual; then each output tile runs Σ⁽¹⁾ through one GEMM and all
+//! L − 1 layers while it is in cache.
 
 use crate::activation::Activation;
 use crate::duals::{Dual, Var};
 use crate::error::{invalid, Error, Result};
 use crate::gram::Real;
+use crate::hermite::{series_row, Pointwise, Series};
 use crate::tiles::{for_each_tile, tiles, Placement, SharedOutput, Tile, TILE};
 use crate::with_dual;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,11 +90,14 @@ impl LayerVars {
     }
 }
 
-/// Σ⁽ˡ⁾(x, x) for l = 1 … L (`layers[l − 1]`) and Θ⁽ᴸ⁾(x, x) for each sample.
+/// Σ⁽ˡ⁾(x, x) for l = 1 … L (`layers[l − 1]`) and Θ⁽ᴸ⁾(x, x) for each sample;
+/// for σ without a closed-form dual also the Hermite series that map layer l
+/// to layer l + 1 (`series[l − 1]`, l = 1 … L − 1).
 #[derive(Debug, Clone)]
 pub struct Diagonal {
     pub layers: Vec<LayerVars>,
     pub ntk: Vec<f64>,
+    pub series: Vec<Series>,
 }
 
 /// Largest variance accepted on the diagonal: products of two variances stay
@@ -127,16 +132,49 @@ impl Diagonal {
     }
 }
 
+/// The nonlinearity of a limit kernel: a built-in activation, or σ and σ'
+/// supplied by the caller (always through the Hermite series).
+#[derive(Clone, Copy)]
+pub enum Sigma<'a> {
+    Builtin(Activation),
+    Custom(&'a dyn Pointwise),
+}
+
+impl From<Activation> for Sigma<'_> {
+    fn from(a: Activation) -> Self {
+        Sigma::Builtin(a)
+    }
+}
+
+impl std::fmt::Debug for Sigma<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sigma::Builtin(a) => write!(f, "{a:?}"),
+            Sigma::Custom(_) => write!(f, "Custom"),
+        }
+    }
+}
+
 /// The limiting kernels of a depth-L fully-connected network.
 #[derive(Debug, Clone, Copy)]
-pub struct LimitKernel {
+pub struct LimitKernel<'a> {
     pub depth: usize,
-    pub activation: Activation,
+    pub activation: Sigma<'a>,
     pub beta: f64,
 }
 
-impl LimitKernel {
-    pub fn new(depth: usize, activation: Activation, beta: f64) -> Result<Self> {
+/// What a computation reports besides the kernels.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Report {
+    /// Estimated relative error of the Hermite series (0 for closed forms).
+    pub series_error: f64,
+    /// The most series terms any layer kept.
+    pub series_terms: usize,
+}
+
+impl<'a> LimitKernel<'a> {
+    pub fn new(depth: usize, activation: impl Into<Sigma<'a>>, beta: f64) -> Result<Self> {
+        let activation = activation.into();
         if depth < 1 {
             return invalid(format!("depth must be at least 1, got {depth}"));
         }
@@ -150,15 +188,23 @@ impl LimitKernel {
         })
     }
 
-    /// The per-sample recursion on the diagonal, O(N·(n₀ + L)).
-    pub fn diagonal<T: Real>(&self, x: Samples<'_, T>) -> Diagonal {
+    /// The activation's closed-form dual, or None for the series.
+    fn closed_form(&self) -> Option<Activation> {
+        match self.activation {
+            Sigma::Builtin(a) if a.has_closed_form() => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The per-sample recursion on the diagonal, O(N·(n₀ + L)) (times the
+    /// quadrature nodes for the series).
+    pub fn diagonal<T: Real>(&self, x: Samples<'_, T>) -> Result<Diagonal> {
         self.diagonal_until(x, &AtomicBool::new(false))
-            .expect("not cancelled")
     }
 
     /// [`LimitKernel::diagonal`], stopping between layers once `cancel` is set
-    /// (None then): deep networks make this O(N·L) phase long too.
-    fn diagonal_until<T: Real>(&self, x: Samples<'_, T>, cancel: &AtomicBool) -> Option<Diagonal> {
+    /// (Error::Cancelled then): deep networks make this O(N·L) phase long too.
+    fn diagonal_until<T: Real>(&self, x: Samples<'_, T>, cancel: &AtomicBool) -> Result<Diagonal> {
         let b2 = self.beta * self.beta;
         let inv_n0 = 1.0 / x.cols as f64;
         let mut q: Vec<f64> = x
@@ -168,15 +214,36 @@ impl LimitKernel {
             .collect();
         let mut theta = q.clone();
         let mut layers = Vec::with_capacity(self.depth);
+        let mut series = Vec::new();
+        let builtin;
+        let pointwise: &dyn Pointwise = match self.activation {
+            Sigma::Builtin(a) => {
+                builtin = a;
+                &builtin
+            }
+            Sigma::Custom(p) => p,
+        };
         for _ in 1..self.depth {
             if cancel.load(Ordering::Relaxed) {
-                return None;
+                return Err(Error::Cancelled);
             }
-            let next: Vec<f64> = q
+            let duals: Vec<(f64, f64)> = match self.closed_form() {
+                Some(a) => q
+                    .iter()
+                    .map(|&qi| crate::duals::dual_diag(a, qi).unwrap_or_default())
+                    .collect(),
+                None => {
+                    let s = Series::expand(pointwise, &q, cancel)?;
+                    let duals = s.sigma.iter().copied().zip(s.sigma_dot.iter().copied());
+                    let duals = duals.collect();
+                    series.push(s);
+                    duals
+                }
+            };
+            let next: Vec<f64> = duals
                 .iter()
                 .zip(theta.iter_mut())
-                .map(|(&qi, ti)| {
-                    let (sigma, sigma_dot) = crate::duals::dual_diag(self.activation, qi);
+                .map(|(&(sigma, sigma_dot), ti)| {
                     let next = sigma + b2;
                     *ti = *ti * sigma_dot + next;
                     next
@@ -185,7 +252,11 @@ impl LimitKernel {
             layers.push(LayerVars::from_q(std::mem::replace(&mut q, next)));
         }
         layers.push(LayerVars::from_q(q));
-        Some(Diagonal { layers, ntk: theta })
+        Ok(Diagonal {
+            layers,
+            ntk: theta,
+            series,
+        })
     }
 
     /// Computes the kernels between the rows of `x1` and those of `x2`
@@ -197,7 +268,7 @@ impl LimitKernel {
         x2: Option<Samples<'_, T>>,
         out: Outputs<'_, T>,
         cancel: &AtomicBool,
-    ) -> Result<()> {
+    ) -> Result<Report> {
         let symmetric = x2.is_none();
         let x2s = x2.unwrap_or(x1);
         if x1.cols != x2s.cols {
@@ -217,16 +288,24 @@ impl LimitKernel {
                 }
             }
         }
-        let d1 = self.diagonal_until(x1, cancel).ok_or(Error::Cancelled)?;
+        let d1 = self.diagonal_until(x1, cancel)?;
         d1.check_range("x1")?;
         let d2 = if symmetric {
             None
         } else {
-            let d2 = self.diagonal_until(x2s, cancel).ok_or(Error::Cancelled)?;
+            let d2 = self.diagonal_until(x2s, cancel)?;
             d2.check_range("x2")?;
             Some(d2)
         };
         let d2 = d2.as_ref().unwrap_or(&d1);
+        let report = d1
+            .series
+            .iter()
+            .chain(&d2.series)
+            .fold(Report::default(), |r, s| Report {
+                series_error: r.series_error.max(s.error),
+                series_terms: r.series_terms.max(s.terms),
+            });
 
         let want_ntk = out.ntk.is_some();
         let nngp_out = out.nngp.map(|o| SharedOutput::new(o, n1, n2));
@@ -237,7 +316,12 @@ impl LimitKernel {
         let simd = Simd::detect();
 
         let work = |scratch: &mut Scratch<T>, tile: Tile| {
-            let Scratch { gram, sigma, theta } = scratch;
+            let Scratch {
+                gram,
+                sigma,
+                theta,
+                series: scratch_series,
+            } = scratch;
             let (h, w) = (tile.rows(), tile.cols());
             let (sigma, theta) = (&mut sigma[..h * w], &mut theta[..h * w]);
             T::gram_block(
@@ -274,7 +358,18 @@ impl LimitKernel {
                 b2,
                 cancel,
             };
-            with_dual!(this.activation, |dual| layers.run(dual, simd, sigma, theta));
+            match this.closed_form() {
+                Some(a) => with_dual!(a, |dual| layers.run(dual, simd, sigma, theta), else ()),
+                None => layers.run_series(
+                    &d1.series,
+                    &d2.series,
+                    symmetric,
+                    simd,
+                    scratch_series,
+                    sigma,
+                    theta,
+                ),
+            }
             let placement = if !symmetric {
                 Placement::Plain
             } else if tile.is_diagonal() {
@@ -296,7 +391,8 @@ impl LimitKernel {
                 }
             }
         };
-        for_each_tile(&tiles(n1, n2, symmetric), cancel, Scratch::<T>::new, work)
+        for_each_tile(&tiles(n1, n2, symmetric), cancel, Scratch::<T>::new, work)?;
+        Ok(report)
     }
 }
 
@@ -340,6 +436,7 @@ struct Scratch<T> {
     gram: Vec<T>,
     sigma: Vec<f64>,
     theta: Vec<f64>,
+    series: SeriesScratch,
 }
 
 impl<T: Real> Scratch<T> {
@@ -348,8 +445,20 @@ impl<T: Real> Scratch<T> {
             gram: vec![T::default(); TILE * TILE],
             sigma: vec![0.0; TILE * TILE],
             theta: vec![0.0; TILE * TILE],
+            series: SeriesScratch::default(),
         }
     }
+}
+
+/// Per-thread buffers of the series layers: one tile row's correlations and
+/// values, and the row sample's coefficients.
+#[derive(Default)]
+struct SeriesScratch {
+    rho: Vec<f64>,
+    value: Vec<f64>,
+    value_dot: Vec<f64>,
+    row_a: Vec<f64>,
+    row_b: Vec<f64>,
 }
 
 /// Instruction sets the layer loops are compiled for; chosen once per call.
@@ -411,6 +520,118 @@ impl Layers<'_> {
         }
     }
 
+    /// All layers through the Hermite series (`rows[l]`, `cols[l]` map layer
+    /// l + 1 to l + 2 for the tile's row and column samples).
+    #[allow(clippy::too_many_arguments)]
+    fn run_series(
+        &self,
+        rows: &[Series],
+        cols: &[Series],
+        symmetric: bool,
+        simd: Simd,
+        scratch: &mut SeriesScratch,
+        sigma: &mut [f64],
+        theta: &mut [f64],
+    ) {
+        match simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Simd::detect` checked that the CPU supports AVX2 and FMA.
+            Simd::Avx2Fma => unsafe {
+                self.run_series_avx2(rows, cols, symmetric, scratch, sigma, theta)
+            },
+            Simd::Baseline => self.run_series_generic(rows, cols, symmetric, scratch, sigma, theta),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_series_avx2(
+        &self,
+        rows: &[Series],
+        cols: &[Series],
+        symmetric: bool,
+        scratch: &mut SeriesScratch,
+        sigma: &mut [f64],
+        theta: &mut [f64],
+    ) {
+        self.run_series_generic(rows, cols, symmetric, scratch, sigma, theta)
+    }
+
+    #[inline(always)]
+    fn run_series_generic(
+        &self,
+        rows: &[Series],
+        cols: &[Series],
+        symmetric: bool,
+        scratch: &mut SeriesScratch,
+        sigma: &mut [f64],
+        theta: &mut [f64],
+    ) {
+        let (tile, b2) = (self.tile, self.b2);
+        let w = tile.cols();
+        // The diagonal of a symmetric diagonal tile is overwritten with the
+        // exact per-sample values: leave it out of the largest |ρ|.
+        let skip_diagonal = symmetric && tile.is_diagonal();
+        let SeriesScratch {
+            rho,
+            value,
+            value_dot,
+            row_a,
+            row_b,
+        } = scratch;
+        rho.resize(w, 0.0);
+        value.resize(w, 0.0);
+        value_dot.resize(w, 0.0);
+        for (((vr, vc), sr), sc) in self.rows.iter().zip(self.cols).zip(rows).zip(cols) {
+            if self.cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            let ci = &vc.inv_sqrt_q[tile.c0..tile.c1];
+            let mut r_max = 0.0f64;
+            for (r, srow) in sigma.chunks_exact(w).enumerate() {
+                let ri = vr.inv_sqrt_q[tile.r0 + r];
+                for (c, (s, inv)) in srow.iter().zip(ci).enumerate() {
+                    if !(skip_diagonal && r == c) {
+                        r_max = r_max.max((s * ri * inv).abs());
+                    }
+                }
+            }
+            let (ka, kb) = Series::tile_terms((sr, tile.r0), (sc, tile.c0), r_max.min(1.0));
+            let (na, nc) = (sr.samples, sc.samples);
+            for (r, (srow, trow)) in sigma
+                .chunks_exact_mut(w)
+                .zip(theta.chunks_exact_mut(w))
+                .enumerate()
+            {
+                let i = tile.r0 + r;
+                let ri = vr.inv_sqrt_q[i];
+                for ((p, s), inv) in rho.iter_mut().zip(srow.iter()).zip(ci) {
+                    *p = (s * ri * inv).clamp(-1.0, 1.0);
+                }
+                Series::gather(&sr.a, na, i, ka, row_a);
+                series_row(row_a, &sc.a[tile.c0..], nc, rho, value);
+                if self.want_ntk {
+                    Series::gather(&sr.b, na, i, kb, row_b);
+                    series_row(row_b, &sc.b[tile.c0..], nc, rho, value_dot);
+                    for (((s, t), v), d) in srow
+                        .iter_mut()
+                        .zip(trow.iter_mut())
+                        .zip(value.iter())
+                        .zip(value_dot.iter())
+                    {
+                        let next = v + b2;
+                        *t = *t * d + next;
+                        *s = next;
+                    }
+                } else {
+                    for (s, v) in srow.iter_mut().zip(value.iter()) {
+                        *s = v + b2;
+                    }
+                }
+            }
+        }
+    }
+
     /// One layer in place: Σ ← dual(Σ) + β², Θ ← Θ Σ̇ + Σ.
     #[inline(always)]
     fn layer<D: Dual>(
@@ -468,7 +689,7 @@ mod tests {
     fn diagonal_layers_follow_the_relu_recursion() {
         let x = [3.0, 4.0];
         let k = LimitKernel::new(3, Activation::Relu, 0.5).unwrap();
-        let d = k.diagonal(Samples::new(&x, 1, 2).unwrap());
+        let d = k.diagonal(Samples::new(&x, 1, 2).unwrap()).unwrap();
         let q1 = 12.5 + 0.25;
         let q2 = q1 / 2.0 + 0.25;
         let q3 = q2 / 2.0 + 0.25;
@@ -511,7 +732,7 @@ mod tests {
             &cancel,
         )
         .unwrap();
-        let d = k.diagonal(s);
+        let d = k.diagonal(s).unwrap();
         for (i, j) in [(0, 1), (5, 140), (149, 7), (77, 78)] {
             let (xi, xj) = (&x[i * n0..(i + 1) * n0], &x[j * n0..(j + 1) * n0]);
             let mut q12 = xi.iter().zip(xj).map(|(a, b)| a * b).sum::<f64>() / n0 as f64 + 0.09;
@@ -522,7 +743,8 @@ mod tests {
                     d.layers[l].q[i],
                     d.layers[l].q[j],
                     q12,
-                );
+                )
+                .unwrap();
                 q12 = sig + 0.09;
                 theta = theta * dot + q12;
             }

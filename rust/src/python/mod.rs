@@ -9,7 +9,8 @@
 use crate::empirical::{empirical_ntk, Contraction, Features};
 use crate::error::Error;
 use crate::gram::Real;
-use crate::limit::{LimitKernel, Outputs, Samples};
+use crate::hermite::Pointwise;
+use crate::limit::{LimitKernel, Outputs, Report, Samples, Sigma};
 use crate::network::{Layer, LayerMut, Network, Pass, Sink};
 use crate::Activation;
 use crate::{init, tiles};
@@ -17,7 +18,7 @@ use numpy::{
     Element, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyReadwriteArray2, PyReadwriteArrayDyn, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,7 @@ use std::time::Duration;
 fn to_py(err: Error) -> PyErr {
     match err {
         Error::Invalid(msg) => PyValueError::new_err(msg),
+        Error::Memory(msg) => PyMemoryError::new_err(msg),
         // Only raised after a signal handler already set the Python error.
         Error::Cancelled => PyRuntimeError::new_err("computation cancelled"),
     }
@@ -125,12 +127,12 @@ fn contiguous_mut<'a, T: Element>(
 #[allow(clippy::too_many_arguments)]
 fn limit_kernel_typed<T: Real + Element>(
     py: Python<'_>,
-    kernel: LimitKernel,
+    kernel: LimitKernel<'_>,
     x1: &Bound<'_, PyArray2<T>>,
     x2: Option<&Bound<'_, PyAny>>,
     out_nngp: Option<&Bound<'_, PyAny>>,
     out_ntk: Option<&Bound<'_, PyAny>>,
-) -> PyResult<()> {
+) -> PyResult<crate::Result<Report>> {
     let x1 = x1.try_readonly().map_err(|e| {
         PyValueError::new_err(format!("x1 cannot be read (written by another call?): {e}"))
     })?;
@@ -154,14 +156,61 @@ fn limit_kernel_typed<T: Real + Element>(
         nngp: contiguous_mut(&mut nngp, "out nngp")?,
         ntk: contiguous_mut(&mut ntk, "out ntk")?,
     };
-    run_interruptible(py, |cancel| kernel.compute(s1, s2, out, cancel))?.map_err(to_py)
+    run_interruptible(py, |cancel| kernel.compute(s1, s2, out, cancel))
 }
 
-/// limit_kernel(x1, x2, depth, activation, param, beta, out_nngp, out_ntk)
+/// A user activation: a Python callable x -> (σ(x), σ'(x)) on 1-D float64
+/// arrays, called with the GIL taken back. The first Python error is kept so
+/// that the caller sees it rather than a generic message.
+struct PyActivation {
+    evaluate: PyObject,
+    error: Mutex<Option<PyErr>>,
+}
+
+impl PyActivation {
+    fn call(&self, x: &[f64], sigma: &mut [f64], dsigma: &mut [f64]) -> PyResult<()> {
+        Python::with_gil(|py| {
+            let result = self.evaluate.call1(py, (PyArray1::from_slice(py, x),))?;
+            let (s, d): (PyReadonlyArray1<'_, f64>, PyReadonlyArray1<'_, f64>) =
+                result.extract(py).map_err(|_| {
+                    PyTypeError::new_err("the activation must return two float64 arrays")
+                })?;
+            for (name, values, dst) in [("σ", &s, sigma), ("σ'", &d, dsigma)] {
+                let values = values.as_array();
+                if values.len() != dst.len() {
+                    return Err(PyValueError::new_err(format!(
+                        "the activation returned {} values of {name} for {} points",
+                        values.len(),
+                        dst.len()
+                    )));
+                }
+                for (o, v) in dst.iter_mut().zip(values.iter()) {
+                    *o = *v;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Pointwise for PyActivation {
+    fn eval(&self, x: &[f64], sigma: &mut [f64], dsigma: &mut [f64]) -> crate::Result<()> {
+        self.call(x, sigma, dsigma).map_err(|err| {
+            let msg = err.to_string();
+            *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
+            Error::Invalid(msg)
+        })
+    }
+}
+
+/// limit_kernel(x1, x2, depth, activation, param, beta, out_nngp, out_ntk, custom=None)
 ///
 /// Writes Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ into the given C-contiguous arrays (either may be None).
+/// `custom`, when given, is a callable x -> (σ(x), σ'(x)) used instead of the
+/// named activation. Returns (estimated relative error of the Hermite series,
+/// most terms used); (0.0, 0) for closed forms.
 #[pyfunction]
-#[pyo3(signature = (x1, x2, depth, activation, param, beta, out_nngp, out_ntk))]
+#[pyo3(signature = (x1, x2, depth, activation, param, beta, out_nngp, out_ntk, custom=None))]
 #[allow(clippy::too_many_arguments)]
 fn limit_kernel(
     py: Python<'_>,
@@ -173,18 +222,31 @@ fn limit_kernel(
     beta: f64,
     out_nngp: Option<&Bound<'_, PyAny>>,
     out_ntk: Option<&Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    let activation = Activation::from_name(activation, param).map_err(to_py)?;
-    let kernel = LimitKernel::new(depth, activation, beta).map_err(to_py)?;
-    if let Ok(x) = x1.downcast::<PyArray2<f64>>() {
-        limit_kernel_typed(py, kernel, x, x2, out_nngp, out_ntk)
+    custom: Option<PyObject>,
+) -> PyResult<(f64, usize)> {
+    let user = custom.map(|evaluate| PyActivation {
+        evaluate,
+        error: Mutex::new(None),
+    });
+    let sigma = match &user {
+        Some(user) => Sigma::Custom(user),
+        None => Sigma::Builtin(Activation::from_name(activation, param).map_err(to_py)?),
+    };
+    let kernel = LimitKernel::new(depth, sigma, beta).map_err(to_py)?;
+    let result = if let Ok(x) = x1.downcast::<PyArray2<f64>>() {
+        limit_kernel_typed(py, kernel, x, x2, out_nngp, out_ntk)?
     } else if let Ok(x) = x1.downcast::<PyArray2<f32>>() {
-        limit_kernel_typed(py, kernel, x, x2, out_nngp, out_ntk)
+        limit_kernel_typed(py, kernel, x, x2, out_nngp, out_ntk)?
     } else {
-        Err(PyTypeError::new_err(
+        return Err(PyTypeError::new_err(
             "x1 must be a 2-D float32 or float64 array",
-        ))
+        ));
+    };
+    if let Some(err) = user.and_then(|u| u.error.into_inner().unwrap_or_else(|e| e.into_inner())) {
+        return Err(err);
     }
+    let report = result.map_err(to_py)?;
+    Ok((report.series_error, report.series_terms))
 }
 
 /// The architecture as passed from Python: (widths, activation name, activation parameter, beta).
