@@ -1,7 +1,7 @@
 """Side-by-side timings of ntkfast, NumPy's X @ X.T and neural-tangents, in one run.
 
     python benchmarks/compare.py [--nt-python .venv-nt/bin/python] [--repeat 5] [--quick]
-                                 [--workload all|limit|empirical|training]
+                                 [--workload all|limit|tanh|empirical|training]
 
 neural-tangents runs in its own pinned virtualenv (``scripts/nt_env.sh``) through
 ``benchmarks/nt_timing.py`` (limit kernels) and ``benchmarks/nt_empirical_timing.py``
@@ -142,6 +142,72 @@ def limit_section(args) -> None:
     print(
         f"\nPeak memory growth during the float64 call: {grow:.0f} MiB, of which outputs "
         f"{outputs:.0f} MiB (extra {grow - outputs:.0f} MiB; inputs {n * n0 * 8 / 2**20:.0f} MiB)."
+    )
+
+
+def tanh_section(args) -> None:
+    """SPEC row 2: Θ∞ + Σ, tanh, L = 4, N = 1024, n0 = 784 (Hermite series against
+    neural-tangents' ElementwiseNumerical(deg=25)); accuracy against the independent
+    Gauss–Hermite recursion of ``tests/reference.py`` on a subset of rows."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import reference
+
+    n, n0, depth, beta = (256 if args.quick else 1024), 784, 4, 0.1
+    threads = os.cpu_count() or 1
+    nk.set_num_threads(threads)
+    x = inputs(n, n0, "float32")
+    x64 = x.astype(np.float64)
+    ours = best_of(
+        lambda: nk.limit_kernel(x, depth=depth, activation="tanh", beta=beta), args.repeat
+    )
+    ours64 = best_of(
+        lambda: nk.limit_kernel(x64, depth=depth, activation="tanh", beta=beta), args.repeat
+    )
+    relu = best_of(
+        lambda: nk.limit_kernel(x, depth=depth, activation="relu", beta=beta), args.repeat
+    )
+    # Reference on rows 0..7 against all of them (an 8 × 8 block through the quadrature).
+    rows = 8
+    _, want, _ = reference.limit_kernel(x64[:rows], depth=depth, activation="tanh", beta=beta)
+    scale = np.sqrt(np.outer(np.diag(want), np.diag(want)))
+
+    def error(ntk):
+        return float(np.max(np.abs(np.asarray(ntk, np.float64)[:rows, :rows] - want) / scale))
+
+    err = {
+        "float32": error(nk.limit_kernel(x, depth=depth, activation="tanh", beta=beta).ntk),
+        "float64": error(nk.limit_kernel(x64, depth=depth, activation="tanh", beta=beta).ntk),
+    }
+    nt, nt_err = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in ("float32", "float64"):
+            save = str(Path(tmp) / f"nt_{dtype}.npy")
+            common = ["--workload", "tanh", "--n", str(n), "--n0", str(n0)]
+            common += ["--depth", str(depth), "--dtype", dtype, "--repeat", "1"]
+            nt[dtype] = neural_tangents(args.nt_python, common, save=save)
+            if nt[dtype] is not None and Path(save).exists():
+                nt_err[dtype] = error(np.load(save)[1])
+    print(
+        f"\nΘ∞ + Σ, tanh, L = {depth}, N = {n}, n0 = {n0}, β = {beta}; {threads} threads; "
+        f"ntkfast best of {args.repeat}, neural-tangents (deg = 25) one run after warm-up\n"
+    )
+    print(
+        "| dtype | ntkfast | neural-tangents | NT / ntkfast | error ntkfast | error NT "
+        "| NT error / ntkfast error |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for dtype, t in (("float32", ours), ("float64", ours64)):
+        nt_t = nt.get(dtype)
+        nt_s = f"{nt_t:.2f} s" if nt_t is not None else "n/a"
+        ratio = f"{nt_t / t:.0f}×" if nt_t is not None else "n/a"
+        e_nt = nt_err.get(dtype)
+        e_nt_s = f"{e_nt:.1e}" if e_nt is not None else "n/a"
+        acc = f"{e_nt / max(err[dtype], 1e-16):.0e}" if e_nt is not None else "n/a"
+        print(f"| {dtype} | {t:.3f} s | {nt_s} | {ratio} | {err[dtype]:.1e} | {e_nt_s} | {acc} |")
+    print(
+        f"\ntanh / ReLU at the same size (float32): {ours / relu:.2f} "
+        f"(ReLU {relu:.3f} s). Errors: max |Θ − Θ_ref| / √(Θ_ref(x,x) Θ_ref(x',x')) over the "
+        f"first {rows} rows."
     )
 
 
@@ -290,11 +356,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke run")
     parser.add_argument(
-        "--workload", choices=("all", "limit", "empirical", "training"), default="all"
+        "--workload", choices=("all", "limit", "tanh", "empirical", "training"), default="all"
     )
     args = parser.parse_args()
     if args.workload in ("all", "limit"):
         limit_section(args)
+    if args.workload in ("all", "tanh"):
+        tanh_section(args)
     if args.workload in ("all", "empirical"):
         empirical_section(args)
     if args.workload in ("all", "training"):

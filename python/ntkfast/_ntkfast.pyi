@@ -16,12 +16,16 @@ def limit_kernel(
     beta: float,
     out_nngp: np.ndarray | None,
     out_ntk: np.ndarray | None,
-) -> None:
+    custom: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[float, int]:
     """Writes Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ between the rows of x1 and x2 (None: x1) into the outputs.
 
     x1 (N1, n0), x2 (N2, n0) C-contiguous of one dtype (float32 or float64); outputs
-    (N1, N2) C-contiguous, writable, of that dtype, or None to skip. Releases the GIL;
-    Ctrl-C raises KeyboardInterrupt.
+    (N1, N2) C-contiguous, writable, of that dtype, or None to skip. ``custom``, when given,
+    maps a 1-D float64 array x to (σ(x), σ'(x)) and replaces the named activation; it is
+    called with the GIL taken back, a few times per layer. Releases the GIL; Ctrl-C raises
+    KeyboardInterrupt. Returns (estimated relative error of the Hermite series, the most
+    terms a layer kept), (0.0, 0) for closed-form activations.
     """
 
 def set_num_threads(threads: int) -> None: ...

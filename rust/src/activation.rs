@@ -170,8 +170,12 @@ impl Activation {
     pub fn sigma_and_derivative(&self, x: f64) -> (f64, f64) {
         match *self {
             Activation::Tanh => {
-                let t = x.tanh();
-                (t, (1.0 - t) * (1.0 + t))
+                // tanh|x| = (1 − e)/(1 + e), 1 − tanh² = 4e/(1 + e)², e = e^{−2|x|}:
+                // one exponential, exact to rounding in absolute terms (all the
+                // quadrature needs), and σ' keeps full relative accuracy in the tails.
+                let e = (-2.0 * x.abs()).exp();
+                let inv = 1.0 / (1.0 + e);
+                ((1.0 - e) * inv * x.signum(), 4.0 * e * inv * inv)
             }
             Activation::Sigmoid => {
                 let (s, c) = logistic_pair(x);

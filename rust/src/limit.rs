@@ -15,7 +15,7 @@ use crate::activation::Activation;
 use crate::duals::{Dual, Var};
 use crate::error::{invalid, Error, Result};
 use crate::gram::Real;
-use crate::hermite::{series_row, Pointwise, Series};
+use crate::hermite::{series_row, Pointwise, Row, Series};
 use crate::tiles::{for_each_tile, tiles, Placement, SharedOutput, Tile, TILE};
 use crate::with_dual;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -450,6 +450,24 @@ impl<T: Real> Scratch<T> {
     }
 }
 
+/// max |v| (0 for an empty slice), with independent lanes so that it vectorises.
+#[inline(always)]
+fn max_abs(values: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut chunks = values.chunks_exact(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            let a = c[l].abs();
+            lanes[l] = if a > lanes[l] { a } else { lanes[l] };
+        }
+    }
+    let rest = chunks
+        .remainder()
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    lanes.iter().fold(rest, |m, &v| m.max(v))
+}
+
 /// Per-thread buffers of the series layers: one tile row's correlations and
 /// values, and the row sample's coefficients.
 #[derive(Default)]
@@ -457,8 +475,8 @@ struct SeriesScratch {
     rho: Vec<f64>,
     value: Vec<f64>,
     value_dot: Vec<f64>,
-    row_a: Vec<f64>,
-    row_b: Vec<f64>,
+    row_a: Row,
+    row_b: Row,
 }
 
 /// Instruction sets the layer loops are compiled for; chosen once per call.
@@ -587,16 +605,6 @@ impl Layers<'_> {
                 return;
             }
             let ci = &vc.inv_sqrt_q[tile.c0..tile.c1];
-            let mut r_max = 0.0f64;
-            for (r, srow) in sigma.chunks_exact(w).enumerate() {
-                let ri = vr.inv_sqrt_q[tile.r0 + r];
-                for (c, (s, inv)) in srow.iter().zip(ci).enumerate() {
-                    if !(skip_diagonal && r == c) {
-                        r_max = r_max.max((s * ri * inv).abs());
-                    }
-                }
-            }
-            let (ka, kb) = Series::tile_terms((sr, tile.r0), (sc, tile.c0), r_max.min(1.0));
             let (na, nc) = (sr.samples, sc.samples);
             for (r, (srow, trow)) in sigma
                 .chunks_exact_mut(w)
@@ -608,11 +616,26 @@ impl Layers<'_> {
                 for ((p, s), inv) in rho.iter_mut().zip(srow.iter()).zip(ci) {
                     *p = (s * ri * inv).clamp(-1.0, 1.0);
                 }
-                Series::gather(&sr.a, na, i, ka, row_a);
-                series_row(row_a, &sc.a[tile.c0..], nc, rho, value);
+                // The diagonal of a symmetric diagonal tile is overwritten
+                // with the exact per-sample values: it needs no terms.
+                let r_max = if skip_diagonal {
+                    let own = std::mem::replace(&mut rho[r], 0.0);
+                    let m = max_abs(rho);
+                    rho[r] = own;
+                    m
+                } else {
+                    max_abs(rho)
+                };
+                // Terms for the largest |ρ| of this row (bounds from the
+                // tile's row and column blocks).
+                let (ka, kb) = Series::terms_for((sr, i), (sc, tile.c0), r_max);
+                sr.a.gather(i, na, ka, row_a);
+                let cols_a = (&sc.a.even[tile.c0..], &sc.a.odd[tile.c0..]);
+                series_row(row_a, cols_a, nc, rho, value);
                 if self.want_ntk {
-                    Series::gather(&sr.b, na, i, kb, row_b);
-                    series_row(row_b, &sc.b[tile.c0..], nc, rho, value_dot);
+                    sr.b.gather(i, na, kb, row_b);
+                    let cols_b = (&sc.b.even[tile.c0..], &sc.b.odd[tile.c0..]);
+                    series_row(row_b, cols_b, nc, rho, value_dot);
                     for (((s, t), v), d) in srow
                         .iter_mut()
                         .zip(trow.iter_mut())
