@@ -55,3 +55,28 @@ class PaperWorkload:
 
     def peakmem_relu_depth4_n4096(self, dtype):
         nk.limit_kernel(self.x, depth=4, activation="relu", beta=0.1)
+
+
+class SeriesKernel:
+    """Activations without a closed form (Hermite series); SPEC row 2 is tanh, L = 4,
+    N = 1024, n0 = 784. ReLU at the same size is the yardstick (target: tanh ≤ 3× ReLU)."""
+
+    params = (["relu", "tanh", "sigmoid", "softplus", "silu"], ["float32", "float64"])
+    param_names = ["activation", "dtype"]
+
+    def setup(self, activation, dtype):
+        self.x = _inputs(1024, 784, dtype)
+
+    def time_depth4_n1024(self, activation, dtype):
+        nk.limit_kernel(self.x, depth=4, activation=activation, beta=0.1)
+
+
+class CustomActivation:
+    """A user activation (NumPy callables, called back a few times per layer)."""
+
+    def setup(self):
+        self.x = _inputs(1024, 784, "float64")
+        self.act = nk.activations.Custom(np.tanh, lambda z: 1 - np.tanh(z) ** 2, name="tanh")
+
+    def time_custom_tanh_depth4_n1024(self):
+        nk.limit_kernel(self.x, depth=4, activation=self.act, beta=0.1)

@@ -114,6 +114,17 @@ def test_custom_equals_builtin():
     np.testing.assert_allclose(net.limit_kernel(x).ntk, want.ntk, rtol=1e-12)
 
 
+def test_custom_does_not_depend_on_the_thread_count(restore_threads):
+    x = make_inputs(200, 5, seed=4)
+    act = nk.activations.Custom(np.tanh)
+    results = []
+    for threads in (1, 2):
+        nk.set_num_threads(threads)
+        results.append(nk.limit_kernel(x, x[::-1].copy(), depth=3, activation=act, beta=0.1))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_custom_is_called_per_layer_not_per_pair():
     calls = []
 
@@ -184,8 +195,13 @@ def test_bad_custom_activations():
         act = nk.activations.Custom(fn, name=getattr(fn, "__name__", None))
         with pytest.raises(ValueError, match=message):
             nk.limit_kernel(x, depth=3, activation=act)
-    grow = nk.activations.Custom(lambda z: np.exp(z * z), name="grow")  # overflows
-    with np.errstate(over="ignore"), pytest.raises(ValueError, match="'grow'.*not finite"):
+
+    def overflowing(z):
+        with np.errstate(over="ignore"):
+            return np.exp(z * z)
+
+    grow = nk.activations.Custom(overflowing, name="grow")
+    with pytest.raises(ValueError, match="'grow'.*not finite"):
         nk.limit_kernel(x, depth=2, activation=grow)
     net = nk.MLP([3, 4, 1], nk.activations.Custom(np.tanh))
     params = [(np.zeros((4, 3)), np.zeros(4)), (np.zeros((1, 4)), np.zeros(1))]

@@ -165,7 +165,9 @@ class Custom(Activation):
 
     The kernels expand σ and σ' in Hermite series whose coefficients need σ at a few hundred
     quadrature nodes per sample and layer: ``fn`` is called O(layers) times with arrays of
-    up to about a million points, never once per pair of samples. A σ with kinks makes the
+    up to about a million points, never once per pair of samples. The calls come from the
+    computation's helper thread (holding the GIL), so NumPy settings such as ``np.errstate``
+    must be made inside ``fn``. A σ with kinks makes the
     series converge slowly; the kernel then comes with a RuntimeWarning that gives the
     estimated error. Finite-width networks (:class:`ntkfast.MLP` ``apply``, ``ntk``, ...)
     accept only the built-in activations.
