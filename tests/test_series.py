@@ -49,6 +49,22 @@ def test_one_layer_matches_quadrature(name, q):
 
 
 @pytest.mark.parametrize("name", SERIES)
+def test_cross_kernel_of_very_different_variances(name):
+    """x1 at q = 25 against x2 at q = 0.25: the two sets' series need very different numbers
+    of terms, and every pair must still get the accuracy of the longer one."""
+    rhos = np.array([-1.0, -0.3, 0.4, 0.999, 1.0])
+    x1 = on_circle(25.0, [0.0])
+    x2 = on_circle(0.25, np.arccos(rhos))
+    k = nk.limit_kernel(x1, x2, depth=2, activation=name, beta=0.0)
+    q12 = (x1 @ x2.T / 2)[0]
+    s, sdot = reference.quadrature_dual(name, 25.0, 0.25, q12)
+    s_diag, _ = reference.quadrature_dual(name, [25.0, 0.25], [25.0, 0.25], [25.0, 0.25])
+    scale = np.sqrt(np.prod(s_diag))
+    assert scaled_error(k.nngp[0], s, scale).max() <= 1e-9
+    assert scaled_error(k.ntk[0], q12 * sdot + s, scale).max() <= 1e-9
+
+
+@pytest.mark.parametrize("name", SERIES)
 @pytest.mark.parametrize("depth", [2, 4, 6])
 @pytest.mark.parametrize("beta", [0.0, 0.1, 1.0])
 def test_deep_kernels_match_the_quadrature_recursion(name, depth, beta):
@@ -203,6 +219,14 @@ def test_bad_custom_activations():
     grow = nk.activations.Custom(overflowing, name="grow")
     with pytest.raises(ValueError, match="'grow'.*not finite"):
         nk.limit_kernel(x, depth=2, activation=grow)
+
+    def in_place(z):
+        return np.tanh(z, out=z)
+
+    with pytest.raises(ValueError, match="'in_place': fn raised.*read-only"):
+        nk.limit_kernel(x, depth=2, activation=nk.activations.Custom(in_place))
+    with pytest.raises(ValueError, match="variance of sample 1 is 1.0+1e6, beyond"):
+        nk.limit_kernel(np.array([[1.0], [1e3]]), depth=2, activation="tanh")
     net = nk.MLP([3, 4, 1], nk.activations.Custom(np.tanh))
     params = [(np.zeros((4, 3)), np.zeros(4)), (np.zeros((1, 4)), np.zeros(1))]
     with pytest.raises(ValueError, match="limit_kernel only"):

@@ -227,14 +227,27 @@ class Custom(Activation):
         return y
 
     def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(σ(x), σ'(x)) for a 1-D float64 array x, validated (see the class docstring)."""
+        """(σ(x), σ'(x)) for a 1-D float64 array x, validated (see the class docstring).
+
+        x is passed read-only, so a function that writes into its argument fails loudly
+        instead of changing the points of the next call."""
+        x = np.array(x, dtype=np.float64)
+        x.flags.writeable = False
         sigma = self._call(self.fn, x, "fn")
         if self.dfn is not None:
             return sigma, self._call(self.dfn, x, "dfn")
         h = 1e-3 * np.maximum(1.0, np.abs(x))
         near = self._call(self.fn, x + h, "fn") - self._call(self.fn, x - h, "fn")
         far = self._call(self.fn, x + 2 * h, "fn") - self._call(self.fn, x - 2 * h, "fn")
-        return sigma, (8.0 * near - far) / (12.0 * h)
+        with np.errstate(over="ignore", invalid="ignore"):
+            dsigma = (8.0 * near - far) / (12.0 * h)
+        if not np.all(np.isfinite(dsigma)):
+            bad = x[~np.isfinite(dsigma)][0]
+            raise ValueError(
+                f"activation {self.label!r}: the finite-difference σ' is not finite at "
+                f"x = {bad!r}; pass dfn"
+            )
+        return sigma, dsigma
 
 
 _BY_NAME = {

@@ -26,15 +26,16 @@
 //! (wavenumber ≈ √k) and the scale 1/√q of σ(√q z). One grid serves all
 //! coefficients: with g_n = √(h φ(z_n)) and ψ_k(z_n) = g_n h_k(z_n) (by the
 //! stable three-term recurrence ψ_{k+1} = (z ψ_k − √k ψ_{k−1})/√(k+1)),
-//! a_k = Σ_n (g_n σ(√q z_n)) ψ_k(z_n): one GEMM for all samples.
+//! a_k = Σ_n (g_n σ(√q z_n)) ψ_k(z_n): GEMMs over all samples (h_k has the
+//! parity of k, so the tables hold the non-negative nodes only).
 //!
 //! **Error control.** Parseval gives Σ_k a_k² = E[σ²] =: S, computed on the same
 //! grid, so the tail beyond T terms is S − Σ_{k<T} a_k² (and likewise for b
 //! with E[σ'²]). By Cauchy–Schwarz the truncation error of a pair is at most
 //! δ₁(K) δ₂(K) |ρ|^K √(S₁S₂), with δ(K) the relative root tail. The number of
-//! terms doubles until every sample has δ(T) ≤ 1e-6; each tile then sums only
-//! the K terms its largest |ρ| needs for 1e-12. The trapezoid sum on every
-//! other node (step 2h) estimates the quadrature error; a σ with kinks shows
+//! terms doubles until every sample has δ(T) ≤ 1e-6; each row of a tile then
+//! sums only the K terms its largest |ρ| needs for 1e-12. The trapezoid sum
+//! on every other node (step 2h) estimates the quadrature error; a σ with kinks shows
 //! up there and in tails that stop decreasing, and the caller gets the
 //! estimated error instead of a silently inaccurate kernel.
 
@@ -86,6 +87,13 @@ const TAIL_TOLERANCE: f64 = 1e-6;
 const PAIR_TOLERANCE: f64 = 1e-12;
 /// Points per call of [`Pointwise::eval`] (and rows of the coefficient GEMM).
 const CHUNK_POINTS: usize = 1 << 20;
+/// Largest pre-activation variance the series accept: beyond, σ(√q z) varies
+/// on scales below 0.01 in z and the quadrature alone would need over 10⁴
+/// nodes (the series of tanh is already capped from q ≈ 36 on).
+pub const MAX_SERIES_VARIANCE: f64 = 1e4;
+/// Largest Hermite table (T × nodes / 2 entries, 64 MiB): the number of terms
+/// stops doubling before the table would outgrow it.
+const MAX_TABLE: usize = 1 << 23;
 
 /// The trapezoid rule with T Hermite functions tabulated on its nodes.
 ///
@@ -107,18 +115,31 @@ struct Rule {
 }
 
 impl Rule {
-    fn new(terms: usize, q_max: f64) -> Result<Self> {
+    /// The step and the number of non-negative nodes M for T terms.
+    fn grid(terms: usize, q_max: f64) -> (f64, usize) {
         let h = (PI / (2.0 * ((terms as f64).sqrt() + 6.0 * q_max.sqrt()))).min(0.2);
         // An even number of steps on each side, so that the even nodes form
-        // the rule of step 2h.
-        let half = 2 * ((Z_MAX / h / 2.0).ceil() as usize);
+        // the rule of step 2h. q_max ≤ MAX_SERIES_VARIANCE keeps this small.
+        (h, 2 * ((Z_MAX / h / 2.0).ceil() as usize))
+    }
+
+    /// Entries of the tables of T terms.
+    fn table_size(terms: usize, q_max: f64) -> usize {
+        terms * (Self::grid(terms, q_max).1 + 1)
+    }
+
+    fn new(terms: usize, q_max: f64) -> Result<Self> {
+        let (h, half) = Self::grid(terms, q_max);
         let nodes = 2 * half + 1;
-        let z: Vec<f64> = (0..nodes).map(|n| (n as f64 - half as f64) * h).collect();
+        let mut z = try_zeros(nodes, "the quadrature nodes")?;
+        for (n, z) in z.iter_mut().enumerate() {
+            *z = (n as f64 - half as f64) * h;
+        }
         let inv_sqrt_2pi = 1.0 / (2.0 * PI).sqrt();
-        let g: Vec<f64> = z
-            .iter()
-            .map(|z| (h * inv_sqrt_2pi * (-0.5 * z * z).exp()).sqrt())
-            .collect();
+        let mut g = try_zeros(nodes, "the quadrature weights")?;
+        for (g, z) in g.iter_mut().zip(&z) {
+            *g = (h * inv_sqrt_2pi * (-0.5 * z * z).exp()).sqrt();
+        }
         let width = half + 1;
         let (zp, gp) = (&z[half..], &g[half..]);
         let mut psi_even = try_zeros(terms.div_ceil(2) * width, "the Hermite table")?;
@@ -240,37 +261,69 @@ impl Series {
     /// below tolerance or [`MAX_TERMS`] is reached (then `error` says how far
     /// off the kernel may be).
     pub fn expand(sigma: &dyn Pointwise, q: &[f64], cancel: &AtomicBool) -> Result<Self> {
-        if let Some(i) = q.iter().position(|q| !(q.is_finite() && *q >= 0.0)) {
-            return invalid(format!("variance {} of sample {i} is not finite", q[i]));
+        Self::expand_at_least(sigma, q, 1, cancel)
+    }
+
+    /// As [`Series::expand`], keeping at least `min_terms` terms (so that two
+    /// sets of samples paired in one kernel carry the same number).
+    pub fn expand_at_least(
+        sigma: &dyn Pointwise,
+        q: &[f64],
+        min_terms: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Self> {
+        if let Some(i) = q
+            .iter()
+            .position(|q| !(q.is_finite() && (0.0..=MAX_SERIES_VARIANCE).contains(q)))
+        {
+            return invalid(format!(
+                "the pre-activation variance of sample {i} is {:e}, beyond the {:e} that the \
+                 Hermite series of this activation accept; scale the inputs or beta down",
+                q[i], MAX_SERIES_VARIANCE
+            ));
         }
         let q_max = q.iter().copied().fold(0.0, f64::max);
+        let cap = Self::largest_terms(q_max);
+        let min_terms = min_terms.clamp(1, cap);
+        let next = |terms: usize| (2 * terms).min(cap);
         // Probe with the sample of largest variance, which usually needs the
         // most terms, so that the full expansion rarely has to be redone.
-        let mut terms = FIRST_TERMS;
+        let mut terms = FIRST_TERMS.min(cap);
         if q.len() > 1 {
             loop {
                 let probe = expand_with(&Rule::new(terms, q_max)?, sigma, &[q_max], cancel)?;
                 if let Some(t) = probe.terms_needed() {
-                    terms = t.max(FIRST_TERMS);
+                    terms = t.max(FIRST_TERMS).min(cap);
                     break;
                 }
-                if terms == MAX_TERMS {
+                if terms == cap {
                     break;
                 }
-                terms = (2 * terms).min(MAX_TERMS);
+                terms = next(terms);
             }
         }
+        terms = terms.max(min_terms);
         loop {
             let rule = Rule::new(terms, q_max)?;
             let series = expand_with(&rule, sigma, q, cancel)?;
             if let Some(t) = series.terms_needed() {
-                return Ok(series.truncated(t));
+                return Ok(series.truncated(t.max(min_terms)));
             }
-            if terms == MAX_TERMS {
+            if terms == cap {
                 return Ok(series);
             }
-            terms = (2 * terms).min(MAX_TERMS);
+            terms = next(terms);
         }
+    }
+
+    /// The most terms for variances up to q_max: [`MAX_TERMS`], or fewer
+    /// where the tables would outgrow [`MAX_TABLE`].
+    fn largest_terms(q_max: f64) -> usize {
+        let mut terms = MAX_TERMS;
+        while terms > FIRST_TERMS && Rule::table_size(terms, q_max) > MAX_TABLE {
+            terms /= 2;
+        }
+        terms
     }
 
     /// The fewest terms with δ ≤ tolerance for every sample, if there are enough.
@@ -294,6 +347,14 @@ impl Series {
         let n = self.samples;
         self.a.truncate(t, n);
         self.b.truncate(t, n);
+        for half in [
+            &mut self.a.even,
+            &mut self.a.odd,
+            &mut self.b.even,
+            &mut self.b.odd,
+        ] {
+            half.shrink_to_fit();
+        }
         let old = self.terms + 1;
         let keep = |tails: &[f64]| -> Vec<f64> {
             tails
@@ -307,6 +368,16 @@ impl Series {
         self.error = self.error.max(max_last(&self.tails_a, t + 1).powi(2));
         self.error = self.error.max(max_last(&self.tails_b, t + 1).powi(2));
         self
+    }
+
+    /// The largest relative root tail δ(K) of any sample, for σ or σ', K ≤ T.
+    pub fn worst_tail(&self, k: usize) -> f64 {
+        let stride = self.terms + 1;
+        let k = k.min(self.terms);
+        [&self.tails_a, &self.tails_b]
+            .iter()
+            .flat_map(|t| t.chunks_exact(stride).map(|b| b[k]))
+            .fold(0.0, f64::max)
     }
 
     fn block_tails<'t>(&self, tails: &'t [f64], block: usize) -> &'t [f64] {

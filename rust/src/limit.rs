@@ -199,12 +199,19 @@ impl<'a> LimitKernel<'a> {
     /// The per-sample recursion on the diagonal, O(N·(n₀ + L)) (times the
     /// quadrature nodes for the series).
     pub fn diagonal<T: Real>(&self, x: Samples<'_, T>) -> Result<Diagonal> {
-        self.diagonal_until(x, &AtomicBool::new(false))
+        self.diagonal_until(x, &[], &AtomicBool::new(false))
     }
 
     /// [`LimitKernel::diagonal`], stopping between layers once `cancel` is set
     /// (Error::Cancelled then): deep networks make this O(N·L) phase long too.
-    fn diagonal_until<T: Real>(&self, x: Samples<'_, T>, cancel: &AtomicBool) -> Result<Diagonal> {
+    /// `min_terms[l]`, where given, is the fewest terms the series of layer
+    /// l + 1 may keep.
+    fn diagonal_until<T: Real>(
+        &self,
+        x: Samples<'_, T>,
+        min_terms: &[usize],
+        cancel: &AtomicBool,
+    ) -> Result<Diagonal> {
         let b2 = self.beta * self.beta;
         let inv_n0 = 1.0 / x.cols as f64;
         let mut q: Vec<f64> = x
@@ -233,7 +240,8 @@ impl<'a> LimitKernel<'a> {
                     .map(|&qi| crate::duals::dual_diag(a, qi).unwrap_or_default())
                     .collect(),
                 None => {
-                    let s = Series::expand(pointwise, &q, cancel)?;
+                    let least = min_terms.get(series.len()).copied().unwrap_or(1);
+                    let s = Series::expand_at_least(pointwise, &q, least, cancel)?;
                     let duals = s.sigma.iter().copied().zip(s.sigma_dot.iter().copied());
                     let duals = duals.collect();
                     series.push(s);
@@ -288,17 +296,31 @@ impl<'a> LimitKernel<'a> {
                 }
             }
         }
-        let d1 = self.diagonal_until(x1, cancel)?;
+        let mut d1 = self.diagonal_until(x1, &[], cancel)?;
         d1.check_range("x1")?;
         let d2 = if symmetric {
             None
         } else {
-            let d2 = self.diagonal_until(x2s, cancel)?;
+            let mut d2 = self.diagonal_until(x2s, &[], cancel)?;
             d2.check_range("x2")?;
+            // A pair sums the terms both of its samples' series hold: give x1
+            // and x2 the same number per layer, the larger of the two.
+            let terms: Vec<usize> = d1
+                .series
+                .iter()
+                .zip(&d2.series)
+                .map(|(a, b)| a.terms.max(b.terms))
+                .collect();
+            if d1.series.iter().zip(&terms).any(|(s, &t)| s.terms < t) {
+                d1 = self.diagonal_until(x1, &terms, cancel)?;
+            }
+            if d2.series.iter().zip(&terms).any(|(s, &t)| s.terms < t) {
+                d2 = self.diagonal_until(x2s, &terms, cancel)?;
+            }
             Some(d2)
         };
         let d2 = d2.as_ref().unwrap_or(&d1);
-        let report = d1
+        let mut report = d1
             .series
             .iter()
             .chain(&d2.series)
@@ -306,6 +328,13 @@ impl<'a> LimitKernel<'a> {
                 series_error: r.series_error.max(s.error),
                 series_terms: r.series_terms.max(s.terms),
             });
+        // Pairs can sum only the terms both series hold (equal unless one set
+        // of samples hit a smaller cap): what is left is bounded by δ₁δ₂.
+        for (a, b) in d1.series.iter().zip(&d2.series) {
+            let t = a.terms.min(b.terms);
+            let left = a.worst_tail(t) * b.worst_tail(t);
+            report.series_error = report.series_error.max(left);
+        }
 
         let want_ntk = out.ntk.is_some();
         let nngp_out = out.nngp.map(|o| SharedOutput::new(o, n1, n2));
