@@ -9,7 +9,7 @@
 
 from . import activations, dynamics
 from ._threads import _init_from_env, get_num_threads, set_num_threads
-from .kernels import Kernel, limit_kernel
+from .kernels import Kernel, limit_kernel, limit_kernel_diagonal
 from .network import MLP
 from .training import DivergenceError, TrainResult, train
 
@@ -24,6 +24,7 @@ __all__ = [
     "dynamics",
     "get_num_threads",
     "limit_kernel",
+    "limit_kernel_diagonal",
     "set_num_threads",
     "train",
 ]

@@ -28,6 +28,17 @@ def limit_kernel(
     terms a layer kept), (0.0, 0) for closed-form activations.
     """
 
+def limit_kernel_diagonal(
+    x: np.ndarray,
+    depth: int,
+    activation: str,
+    param: float,
+    beta: float,
+    custom: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Σ⁽ᴸ⁾(x, x), Θ∞⁽ᴸ⁾(x, x)) for every row of x (C-contiguous float32 or float64), as two
+    float64 arrays of shape (N,); O(N·(n0 + L))."""
+
 def set_num_threads(threads: int) -> None: ...
 def get_num_threads() -> int: ...
 

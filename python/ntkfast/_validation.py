@@ -17,6 +17,11 @@ def as_samples(x, name: str) -> np.ndarray:
     """
     if isinstance(x, np.ma.MaskedArray) and np.ma.is_masked(x):
         raise ValueError(f"{name} has masked entries; fill or drop them first")
+    if hasattr(x, "toarray") and hasattr(x, "nnz"):
+        raise TypeError(
+            f"{name}: sparse input is not supported (the kernels are dense in the features); "
+            "pass x.toarray()"
+        )
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")

@@ -30,7 +30,7 @@ from ._validation import (
     check_out,
 )
 
-__all__ = ["Kernel", "limit_kernel", "SERIES_WARNING"]
+__all__ = ["Kernel", "limit_kernel", "limit_kernel_diagonal", "SERIES_WARNING"]
 
 #: Estimated relative error of a Hermite-series kernel above which limit_kernel warns.
 SERIES_WARNING = 1e-9
@@ -174,3 +174,39 @@ def limit_kernel(
     if single:
         return arrays[kinds[0]]
     return Kernel(arrays.get("nngp"), arrays.get("ntk"))
+
+
+def limit_kernel_diagonal(
+    x, *, depth: int, activation="relu", beta: float = 0.1, get=("nngp", "ntk")
+):
+    """The diagonals Σ⁽ᴸ⁾(x, x) and Θ∞⁽ᴸ⁾(x, x) of :func:`limit_kernel` for every row of x.
+
+    O(N·(n0 + L)): the per-sample recursion alone, no N × N work. Arguments as for
+    :func:`limit_kernel`; returns arrays of shape (N,) in x's dtype (a :class:`Kernel` of
+    them, or one array when ``get`` is a name). Equal bit for bit to the diagonal of
+    ``limit_kernel(x)``.
+
+    >>> import numpy as np, ntkfast as nk
+    >>> x = np.random.default_rng(0).standard_normal((5, 3))
+    >>> d = nk.limit_kernel_diagonal(x, depth=3, get="ntk")
+    >>> bool(np.array_equal(d, np.diag(nk.limit_kernel(x, depth=3, get="ntk"))))
+    True
+    """
+    kinds, single = _parse_get(get)
+    depth = as_positive_int(depth, "depth")
+    beta = as_finite_float(beta, "beta")
+    act = _activations.get(activation)
+    x = as_samples(x, "x")
+    check_memory(8 * (3 * depth + 2) * x.shape[0], f"depth {depth} (per-layer variances)")
+    nngp, ntk = _ntkfast.limit_kernel_diagonal(
+        x,
+        depth,
+        act.name,
+        act.param,
+        beta,
+        act.evaluate if isinstance(act, _activations.Custom) else None,
+    )
+    arrays = {"nngp": nngp.astype(x.dtype, copy=False), "ntk": ntk.astype(x.dtype, copy=False)}
+    if single:
+        return arrays[kinds[0]]
+    return Kernel(*(arrays[k] if k in kinds else None for k in _KINDS))

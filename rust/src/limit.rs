@@ -206,7 +206,7 @@ impl<'a> LimitKernel<'a> {
     /// (Error::Cancelled then): deep networks make this O(N·L) phase long too.
     /// `min_terms[l]`, where given, is the fewest terms the series of layer
     /// l + 1 may keep.
-    fn diagonal_until<T: Real>(
+    pub(crate) fn diagonal_until<T: Real>(
         &self,
         x: Samples<'_, T>,
         min_terms: &[usize],

@@ -168,6 +168,18 @@ struct PyActivation {
 }
 
 impl PyActivation {
+    fn new(evaluate: PyObject) -> Self {
+        PyActivation {
+            evaluate,
+            error: Mutex::new(None),
+        }
+    }
+
+    /// The first Python error a call raised, if any.
+    fn into_error(self) -> Option<PyErr> {
+        self.error.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn call(&self, x: &[f64], sigma: &mut [f64], dsigma: &mut [f64]) -> PyResult<()> {
         Python::with_gil(|py| {
             let result = self.evaluate.call1(py, (PyArray1::from_slice(py, x),))?;
@@ -203,6 +215,18 @@ impl Pointwise for PyActivation {
     }
 }
 
+/// The user's activation if given, else the named built-in one.
+fn nonlinearity<'a>(
+    user: &'a Option<PyActivation>,
+    activation: &str,
+    param: f64,
+) -> PyResult<Sigma<'a>> {
+    Ok(match user {
+        Some(user) => Sigma::Custom(user),
+        None => Sigma::Builtin(Activation::from_name(activation, param).map_err(to_py)?),
+    })
+}
+
 /// limit_kernel(x1, x2, depth, activation, param, beta, out_nngp, out_ntk, custom=None)
 ///
 /// Writes Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ into the given C-contiguous arrays (either may be None).
@@ -224,14 +248,8 @@ fn limit_kernel(
     out_ntk: Option<&Bound<'_, PyAny>>,
     custom: Option<PyObject>,
 ) -> PyResult<(f64, usize)> {
-    let user = custom.map(|evaluate| PyActivation {
-        evaluate,
-        error: Mutex::new(None),
-    });
-    let sigma = match &user {
-        Some(user) => Sigma::Custom(user),
-        None => Sigma::Builtin(Activation::from_name(activation, param).map_err(to_py)?),
-    };
+    let user = custom.map(PyActivation::new);
+    let sigma = nonlinearity(&user, activation, param)?;
     let kernel = LimitKernel::new(depth, sigma, beta).map_err(to_py)?;
     let result = if let Ok(x) = x1.downcast::<PyArray2<f64>>() {
         limit_kernel_typed(py, kernel, x, x2, out_nngp, out_ntk)?
@@ -242,11 +260,62 @@ fn limit_kernel(
             "x1 must be a 2-D float32 or float64 array",
         ));
     };
-    if let Some(err) = user.and_then(|u| u.error.into_inner().unwrap_or_else(|e| e.into_inner())) {
+    if let Some(err) = user.and_then(PyActivation::into_error) {
         return Err(err);
     }
     let report = result.map_err(to_py)?;
     Ok((report.series_error, report.series_terms))
+}
+
+type ArrayPair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
+
+/// limit_kernel_diagonal(x, depth, activation, param, beta, custom=None)
+///
+/// (Σ⁽ᴸ⁾(x, x), Θ∞⁽ᴸ⁾(x, x)) for every row of x, as two float64 arrays, in
+/// O(N·(n₀ + L)): the per-sample recursion alone.
+#[pyfunction]
+#[pyo3(signature = (x, depth, activation, param, beta, custom=None))]
+fn limit_kernel_diagonal<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    depth: usize,
+    activation: &str,
+    param: f64,
+    beta: f64,
+    custom: Option<PyObject>,
+) -> PyResult<ArrayPair<'py>> {
+    let user = custom.map(PyActivation::new);
+    let sigma = nonlinearity(&user, activation, param)?;
+    let kernel = LimitKernel::new(depth, sigma, beta).map_err(to_py)?;
+    fn run<T: Real + Element>(
+        py: Python<'_>,
+        kernel: LimitKernel<'_>,
+        x: &Bound<'_, PyArray2<T>>,
+    ) -> PyResult<crate::Result<(Vec<f64>, Vec<f64>)>> {
+        let x = x.try_readonly().map_err(|e| {
+            PyValueError::new_err(format!("x cannot be read (written by another call?): {e}"))
+        })?;
+        let s = samples(&x, "x")?;
+        run_interruptible(py, |cancel| {
+            let d = kernel.diagonal_until(s, &[], cancel)?;
+            d.check_range("x")?;
+            Ok((d.nngp().to_vec(), d.ntk))
+        })
+    }
+    let result = if let Ok(x) = x.downcast::<PyArray2<f64>>() {
+        run(py, kernel, x)?
+    } else if let Ok(x) = x.downcast::<PyArray2<f32>>() {
+        run(py, kernel, x)?
+    } else {
+        return Err(PyTypeError::new_err(
+            "x must be a 2-D float32 or float64 array",
+        ));
+    };
+    if let Some(err) = user.and_then(PyActivation::into_error) {
+        return Err(err);
+    }
+    let (nngp, ntk) = result.map_err(to_py)?;
+    Ok((PyArray1::from_vec(py, nngp), PyArray1::from_vec(py, ntk)))
 }
 
 /// The architecture as passed from Python: (widths, activation name, activation parameter, beta).
@@ -686,6 +755,7 @@ fn get_num_threads() -> PyResult<usize> {
 #[pymodule]
 fn _ntkfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(limit_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(limit_kernel_diagonal, m)?)?;
     m.add_function(wrap_pyfunction!(mlp_apply, m)?)?;
     m.add_function(wrap_pyfunction!(mlp_ntk, m)?)?;
     m.add_function(wrap_pyfunction!(mlp_jacobian, m)?)?;
