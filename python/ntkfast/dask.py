@@ -1,0 +1,184 @@
+"""Kernels of Dask arrays, block by block, each block computed by the Rust core on a worker.
+
+A kernel of N samples has N² entries: past a few hundred thousand samples it no longer fits
+one machine. These functions take inputs as Dask arrays (rows in chunks, features in one
+chunk) and return the kernels as lazy Dask arrays whose block (i, j) is the kernel between
+row chunks i and j, computed where the scheduler puts it::
+
+    import dask.array as da
+    from dask.distributed import Client
+    import ntkfast.dask as nkd
+
+    client = Client("tcp://scheduler:8786")       # or LocalCluster() on one machine
+    x = da.from_zarr("inputs.zarr")               # (N, n0), chunks of e.g. 10 000 rows
+    k = nkd.limit_kernel(x, depth=4, activation="relu", beta=0.1)
+    k.ntk.to_zarr("ntk.zarr")                     # written block by block, never gathered
+
+With ``x2=None`` only the blocks on and below the diagonal are computed; those above are
+their transposes. For closed-form activations each block is the same bits as the
+corresponding part of the in-memory ``ntkfast.limit_kernel(x)`` when the row chunks are
+multiples of 128, and agrees to ~1e-15 otherwise; Hermite-series activations (tanh, …) expand
+each chunk's own samples, so they agree to the series' tolerance (1e-12 of the kernel's
+scale). Each task runs the core on all the worker's threads (``ntkfast.set_num_threads``
+in the worker processes, or ``NTKFAST_NUM_THREADS`` in their environment, sets how many);
+workers with one thread per process and ``NTKFAST_NUM_THREADS=1`` suit many small chunks.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from . import activations as _activations
+from .kernels import Kernel, _parse_get
+from .kernels import limit_kernel as _limit_kernel
+
+__all__ = ["limit_kernel", "ntk"]
+
+
+def _as_rows(x, name: str) -> da.Array:
+    """x as a 2-D Dask array with the features in one chunk (rechunked if needed)."""
+    if not isinstance(x, da.Array):
+        x = np.asarray(x)
+        if x.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}")
+        x = da.from_array(x, chunks=(max(1, min(len(x), 4096)), -1))
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
+    if any(np.isnan(c) for c in x.chunks[0]) or np.isnan(x.shape[1]):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes()")
+    if len(x.chunks[1]) != 1:
+        x = x.rechunk({1: -1})
+    return x
+
+
+def _result_dtype(x1: da.Array, x2: da.Array | None) -> np.dtype:
+    dtype = x1.dtype if x2 is None else np.result_type(x1.dtype, x2.dtype)
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def _blocks(name, x1, x2, compute, transpose, extra_chunks, dtype):
+    """The graph of an (N1, N2, *extra) Dask array whose block (i, j) is
+    ``compute(x1 block i, x2 block j)`` (x2 None: ``compute(x1 block i, None)`` on the
+    diagonal, ``transpose(block (j, i))`` above it)."""
+    symmetric = x2 is None
+    rows = x1.chunks[0]
+    cols = rows if symmetric else x2.chunks[0]
+    zeros = (0,) * len(extra_chunks)
+    layer = {}
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            key = (name, i, j, *zeros)
+            if not symmetric:
+                layer[key] = (compute, (x1.name, i, 0), (x2.name, j, 0))
+            elif i == j:
+                layer[key] = (compute, (x1.name, i, 0), None)
+            elif i > j:
+                layer[key] = (compute, (x1.name, i, 0), (x1.name, j, 0))
+            else:
+                layer[key] = (transpose, (name, j, i, *zeros))
+    deps = [x1] if symmetric else [x1, x2]
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=deps)
+    chunks = (rows, cols, *((c,) for c in extra_chunks))
+    return da.Array(graph, name, chunks, dtype=dtype)
+
+
+def _pick(pair: da.Array, index: int, name: str) -> da.Array:
+    """Component `index` of a Dask array whose blocks are (nngp, ntk) tuples."""
+    meta = np.empty((0, 0), dtype=pair.dtype)
+    return pair.map_blocks(_component, index, dtype=pair.dtype, meta=meta, name=name)
+
+
+def _component(block, index):
+    return block[index]
+
+
+class _LimitBlock:
+    """One block of the limit kernels (picklable, so it travels to workers)."""
+
+    def __init__(self, depth, activation, beta, kinds):
+        self.depth, self.activation, self.beta, self.kinds = depth, activation, beta, kinds
+
+    def __call__(self, a, b):
+        k = _limit_kernel(
+            a, b, depth=self.depth, activation=self.activation, beta=self.beta, get=self.kinds
+        )
+        return tuple(getattr(k, kind) for kind in self.kinds)
+
+
+def _transpose_pair(pair):
+    return tuple(np.ascontiguousarray(p.T) for p in pair)
+
+
+def limit_kernel(
+    x1, x2=None, *, depth: int, activation="relu", beta: float = 0.1, get=("nngp", "ntk")
+):
+    """:func:`ntkfast.limit_kernel` of Dask arrays, as Dask arrays (lazy).
+
+    Parameters are those of :func:`ntkfast.limit_kernel`; x1 (N1, n0) and x2 (N2, n0) may be
+    Dask or NumPy arrays (NumPy ones are cut into chunks of 4096 rows). Feature chunks are
+    merged (``rechunk({1: -1})``); the result has x1's row chunks along axis 0 and x2's along
+    axis 1. Arguments are checked here, and each block again on its worker.
+
+    Returns a :class:`ntkfast.Kernel` of Dask arrays (or one Dask array when ``get`` is a
+    name).
+    """
+    kinds, single = _parse_get(get)
+    act = _activations.get(activation)
+    x1 = _as_rows(x1, "x1")
+    x2 = None if x2 is None or x2 is x1 else _as_rows(x2, "x2")
+    if x2 is not None and x2.shape[1] != x1.shape[1]:
+        raise ValueError(
+            f"x1 and x2 must have the same number of features, got {x1.shape[1]} and {x2.shape[1]}"
+        )
+    # Validate the settings once here rather than on every worker.
+    _limit_kernel(np.zeros((1, x1.shape[1])), depth=depth, activation=act, beta=beta, get=kinds)
+    dtype = _result_dtype(x1, x2)
+    token = tokenize(x1, x2, depth, act, beta, kinds)
+    block = _LimitBlock(depth, act, beta, kinds)
+    pair = _blocks(f"ntkfast-limit-{token}", x1, x2, block, _transpose_pair, (), dtype)
+    arrays = {kind: _pick(pair, n, f"ntkfast-{kind}-{token}") for n, kind in enumerate(kinds)}
+    if single:
+        return arrays[kinds[0]]
+    return Kernel(arrays.get("nngp"), arrays.get("ntk"))
+
+
+class _EmpiricalBlock:
+    def __init__(self, net, params, output):
+        self.net, self.params, self.output = net, params, output
+
+    def __call__(self, a, b):
+        return self.net.ntk(self.params, a, b, output=self.output)
+
+
+def _transpose_empirical(block):
+    # Θ_kk'(x, x') = Θ_k'k(x', x): swap the samples and, for "full", the outputs too.
+    axes = {2: (1, 0), 3: (1, 0, 2), 4: (1, 0, 3, 2)}[block.ndim]
+    return np.ascontiguousarray(block.transpose(axes))
+
+
+def ntk(net, params, x1, x2=None, *, output: str = "trace"):
+    """:meth:`ntkfast.MLP.ntk` (the empirical NTK of given parameters) of Dask arrays.
+
+    ``output`` as for :meth:`ntkfast.MLP.ntk`: "trace" gives (N1, N2), "diagonal"
+    (N1, N2, nL), "full" (N1, N2, nL, nL), chunked by the inputs' row chunks. The parameters
+    are sent with the graph once and shared by its tasks.
+    """
+    if output not in ("trace", "diagonal", "full"):
+        raise ValueError(f"output must be 'trace', 'diagonal' or 'full', got {output!r}")
+    x1 = _as_rows(x1, "x1")
+    x2 = None if x2 is None or x2 is x1 else _as_rows(x2, "x2")
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is not None and x.shape[1] != net.widths[0]:
+            raise ValueError(f"{name} must have {net.widths[0]} features, got {x.shape[1]}")
+    probe = net.ntk(params, np.zeros((1, net.widths[0])), output=output)  # checks params
+    n_out = net.widths[-1]
+    extra = {"trace": (), "diagonal": (n_out,), "full": (n_out, n_out)}[output]
+    dtype = np.result_type(_result_dtype(x1, x2), probe.dtype)
+    token = tokenize(x1, x2, net.widths, net.activation, net.beta, params, output)
+    block = _EmpiricalBlock(net, params, output)
+    return _blocks(f"ntkfast-ntk-{token}", x1, x2, block, _transpose_empirical, extra, dtype)

@@ -1,0 +1,92 @@
+"""ntkfast.dask on a real dask.distributed LocalCluster with two worker processes."""
+
+import numpy as np
+import pytest
+
+import ntkfast as nk
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("dask.distributed")
+nkd = pytest.importorskip("ntkfast.dask")
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def inputs(n, n0=12, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal((n, n0)).astype(dtype)
+
+
+def test_symmetric_kernel_equals_the_in_memory_one(client):
+    x = inputs(600)
+    # Row chunks that are multiples of 128 (the core's tile): the same bits.
+    k = nkd.limit_kernel(da.from_array(x, chunks=(256, 5)), depth=4, activation="erf")
+    assert k.ntk.chunks[0] == (256, 256, 88) and k.ntk.chunks == k.nngp.chunks
+    want = nk.limit_kernel(x, depth=4, activation="erf")
+    for got, ref in zip(client.compute(list(k), sync=True), want):
+        np.testing.assert_array_equal(got, ref)
+    # Other chunks: the same up to rounding.
+    k = nkd.limit_kernel(da.from_array(x, chunks=(100, 12)), depth=4, activation="gelu")
+    want = nk.limit_kernel(x, depth=4, activation="gelu")
+    for got, ref in zip(client.compute(list(k), sync=True), want):
+        assert np.abs(got - ref).max() <= 1e-14 * np.abs(ref).max()
+        np.testing.assert_array_equal(got, got.T)
+
+
+def test_series_activation_within_its_tolerance(client):
+    """Each chunk expands the Hermite series of its own samples, so the blocks agree with
+    the in-memory kernel to the series' tolerance (1e-12 of the scale), not bit for bit."""
+    x = inputs(600)
+    k = nkd.limit_kernel(da.from_array(x, chunks=(100, 12)), depth=4, activation="tanh")
+    want = nk.limit_kernel(x, depth=4, activation="tanh")
+    for got, ref in zip(client.compute(list(k), sync=True), want):
+        assert np.abs(got - ref).max() <= 1e-11 * np.abs(ref).max()
+        np.testing.assert_array_equal(got, got.T)
+
+
+def test_cross_kernel_float32_and_numpy_inputs(client):
+    x1, x2 = inputs(300, dtype=np.float32), inputs(200, seed=1, dtype=np.float32)
+    got = nkd.limit_kernel(da.from_array(x1, chunks=(128, 12)), x2, depth=3, get="ntk")
+    assert got.dtype == np.float32 and got.shape == (300, 200)
+    got = client.compute(got, sync=True)
+    want = nk.limit_kernel(x1, x2, depth=3, get="ntk")
+    assert got.dtype == np.float32
+    assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("output", ["trace", "diagonal", "full"])
+def test_empirical_ntk(client, output):
+    net = nk.MLP([12, 40, 30, 3], "gelu", beta=0.2)
+    params = net.init(seed=3)
+    x = inputs(300)
+    got = nkd.ntk(net, params, da.from_array(x, chunks=(128, 12)), output=output)
+    want = net.ntk(params, x, output=output)
+    assert got.shape == want.shape
+    got = client.compute(got, sync=True)
+    assert np.abs(got - want).max() <= 1e-14 * np.abs(want).max()
+    cross = nkd.ntk(net, params, da.from_array(x, chunks=(100, 12)), x[:50], output=output)
+    want = net.ntk(params, x, x[:50], output=output)
+    assert np.abs(client.compute(cross, sync=True) - want).max() <= 1e-14 * np.abs(want).max()
+
+
+def test_bad_inputs(client):
+    x = da.from_array(inputs(50), chunks=(20, 12))
+    with pytest.raises(ValueError, match="same number of features"):
+        nkd.limit_kernel(x, inputs(5, n0=3), depth=2)
+    with pytest.raises(TypeError, match="real numeric"):
+        nkd.limit_kernel(x.astype(complex), depth=2)
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        nkd.limit_kernel(x[x[:, 0] > 0], depth=2)
+    with pytest.raises(ValueError, match="depth"):
+        nkd.limit_kernel(x, depth=0)
+    with pytest.raises(ValueError, match="2-D"):
+        nkd.limit_kernel(da.ones(5), depth=2)
+    net = nk.MLP([3, 4, 1])
+    with pytest.raises(ValueError, match="3 features"):
+        nkd.ntk(net, net.init(seed=0), x)
