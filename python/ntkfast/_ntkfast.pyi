@@ -1,8 +1,25 @@
 """Native core of ntkfast (Rust). Call through the Python API, which validates arguments."""
 
 from collections.abc import Callable
+from typing import TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "limit_kernel",
+    "limit_kernel_diagonal",
+    "mlp_apply",
+    "mlp_ntk",
+    "mlp_jacobian",
+    "mlp_vjp",
+    "mlp_step",
+    "init_normal",
+    "set_num_threads",
+    "get_num_threads",
+    "TILE",
+    "ACTIVATIONS",
+]
 
 TILE: int
 ACTIVATIONS: list[str]
@@ -16,7 +33,7 @@ def limit_kernel(
     beta: float,
     out_nngp: np.ndarray | None,
     out_ntk: np.ndarray | None,
-    custom: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    custom: Callable[[NDArray[np.float64]], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[float, int]:
     """Writes Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ between the rows of x1 and x2 (None: x1) into the outputs.
 
@@ -34,8 +51,8 @@ def limit_kernel_diagonal(
     activation: str,
     param: float,
     beta: float,
-    custom: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    custom: Callable[[NDArray[np.float64]], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(Σ⁽ᴸ⁾(x, x), Θ∞⁽ᴸ⁾(x, x)) for every row of x (C-contiguous float32 or float64), as two
     float64 arrays of shape (N,); O(N·(n0 + L))."""
 
@@ -45,11 +62,11 @@ def get_num_threads() -> int: ...
 # Finite-width networks. ``net`` is (widths, activation name, activation parameter, beta);
 # ``weights``/``biases`` are the C-contiguous W (n_{l+1}, n_l) and b (n_{l+1},) of every layer,
 # all of x's dtype. Outputs are C-contiguous, writable, of that dtype. All release the GIL;
-# Ctrl-C raises KeyboardInterrupt.
-NetSpec = tuple[list[int], str, float, float]
+# Ctrl-C raises KeyboardInterrupt. (_NetSpec is a typing-only alias, absent at runtime.)
+_NetSpec: TypeAlias = tuple[list[int], str, float, float]
 
 def mlp_apply(
-    net: NetSpec,
+    net: _NetSpec,
     weights: list[np.ndarray],
     biases: list[np.ndarray],
     x: np.ndarray,
@@ -58,7 +75,7 @@ def mlp_apply(
     """f_θ(x) into out (N, n_L)."""
 
 def mlp_ntk(
-    net: NetSpec,
+    net: _NetSpec,
     weights: list[np.ndarray],
     biases: list[np.ndarray],
     x1: np.ndarray,
@@ -69,7 +86,7 @@ def mlp_ntk(
     """The empirical NTK ("trace" (N1, N2), "diagonal" (N1, N2, n_L), "full" (N1, N2, n_L, n_L))."""
 
 def mlp_jacobian(
-    net: NetSpec,
+    net: _NetSpec,
     weights: list[np.ndarray],
     biases: list[np.ndarray],
     x: np.ndarray,
@@ -78,7 +95,7 @@ def mlp_jacobian(
     """∂f/∂θ into out (N, n_L, P), columns W0.ravel(), b0, W1.ravel(), b1, …."""
 
 def mlp_vjp(
-    net: NetSpec,
+    net: _NetSpec,
     weights: list[np.ndarray],
     biases: list[np.ndarray],
     x: np.ndarray,
@@ -88,11 +105,11 @@ def mlp_vjp(
 ) -> None:
     """(1/N) Σ_i J(x_i)ᵀ d_i into the parameter-shaped outputs."""
 
-def init_normal(seed: int, stream: int, out: np.ndarray) -> None:
+def init_normal(seed: int, stream: int, out: NDArray[np.float64]) -> None:
     """Entries 0 … out.size − 1 of standard normal stream ``stream`` of ``seed`` (float64)."""
 
 def mlp_step(
-    net: NetSpec,
+    net: _NetSpec,
     weights: list[np.ndarray],
     biases: list[np.ndarray],
     x: np.ndarray,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Iterable
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 
-def as_samples(x, name: str) -> np.ndarray:
+def as_samples(x: object, name: str) -> np.ndarray:
     """Returns ``x`` as a C-contiguous 2-D float32/float64 array of finite values.
 
     float32 and float64 keep their dtype; other real dtypes (bool, integers, float16) become
@@ -38,7 +40,7 @@ def as_samples(x, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def as_positive_int(value, name: str, minimum: int = 1) -> int:
+def as_positive_int(value: object, name: str, minimum: int = 1) -> int:
     """An integer ≥ ``minimum`` (bools and non-integral numbers are TypeError)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
@@ -48,7 +50,7 @@ def as_positive_int(value, name: str, minimum: int = 1) -> int:
     return value
 
 
-def as_finite_float(value, name: str) -> float:
+def as_finite_float(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
@@ -97,7 +99,7 @@ def check_memory(needed: float, what: str, hint: str = "") -> None:
         )
 
 
-def allocate(shape: tuple[int, ...], dtype, count: int) -> list[np.ndarray]:
+def allocate(shape: tuple[int, ...], dtype: DTypeLike, count: int) -> list[np.ndarray]:
     """``count`` uninitialised arrays, or MemoryError if they cannot fit in memory.
 
     Linux overcommits, so an ``np.empty`` that is too large can succeed and the process be
@@ -113,7 +115,13 @@ def allocate(shape: tuple[int, ...], dtype, count: int) -> list[np.ndarray]:
     return [np.empty(shape, dtype=dtype) for _ in range(count)]
 
 
-def check_out(arr, name: str, shape: tuple[int, int], dtype, inputs) -> np.ndarray:
+def check_out(
+    arr: object,
+    name: str,
+    shape: tuple[int, int],
+    dtype: DTypeLike,
+    inputs: Iterable[np.ndarray],
+) -> np.ndarray:
     """Checks a caller-provided output array (ValueError for shape, dtype, layout, writability)."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(arr).__name__}")

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "Activation",
@@ -74,7 +75,7 @@ class LeakyReLU(Activation):
 
     name = "leaky_relu"
 
-    def __init__(self, slope: float = 0.01):
+    def __init__(self, slope: float = 0.01) -> None:
         slope = float(slope)
         if not math.isfinite(slope):
             raise ValueError(f"LeakyReLU slope must be finite, got {slope}")
@@ -185,7 +186,12 @@ class Custom(Activation):
 
     name = "custom"
 
-    def __init__(self, fn: Callable, dfn: Callable | None = None, name: str | None = None):
+    def __init__(
+        self,
+        fn: Callable[[NDArray[np.float64]], ArrayLike],
+        dfn: Callable[[NDArray[np.float64]], ArrayLike] | None = None,
+        name: str | None = None,
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"Custom activation fn must be callable, got {type(fn).__name__}")
         if dfn is not None and not callable(dfn):
@@ -205,7 +211,9 @@ class Custom(Activation):
     def __hash__(self) -> int:
         return hash((Custom, self.fn, self.dfn))
 
-    def _call(self, f: Callable, x: np.ndarray, what: str) -> np.ndarray:
+    def _call(
+        self, f: Callable[[NDArray[np.float64]], ArrayLike], x: NDArray[np.float64], what: str
+    ) -> NDArray[np.float64]:
         try:
             y = f(x)
         except Exception as exc:

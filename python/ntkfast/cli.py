@@ -13,7 +13,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +23,7 @@ from . import activations, get_num_threads, limit_kernel, set_num_threads
 from ._validation import as_samples
 
 
-def _activation(name: str, slope: float | None):
+def _activation(name: str, slope: float | None) -> activations.Activation:
     if slope is not None:
         if name != "leaky_relu":
             raise ValueError("--slope only applies to --activation leaky_relu")
@@ -32,7 +34,8 @@ def _activation(name: str, slope: float | None):
 def _load(path: str) -> np.ndarray:
     if not path.endswith(".npy"):
         raise ValueError(f"{path}: expected a .npy file (np.save)")
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    array: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+    return array
 
 
 def _refuse_overwriting_inputs(output: Path, inputs: list[str]) -> None:
@@ -41,7 +44,7 @@ def _refuse_overwriting_inputs(output: Path, inputs: list[str]) -> None:
             raise ValueError(f"the output {output} is also an input; choose another file")
 
 
-def run_kernel(args) -> dict:
+def run_kernel(args: argparse.Namespace) -> dict[str, Any]:
     """Computes the kernels asked for by ``args`` and writes them; returns a summary.
 
     Inputs are validated before anything is written; the result goes to a temporary file in
@@ -84,7 +87,7 @@ def run_kernel(args) -> dict:
     return {"kinds": kinds, "shape": shape, "seconds": time.perf_counter() - t0}
 
 
-def _demo(args) -> None:
+def _demo(args: argparse.Namespace) -> None:
     """A small end-to-end run through the `kernel` command on built-in data."""
     rng = np.random.default_rng(0)
     gammas = np.linspace(-3, 3, 13)
@@ -150,9 +153,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _reproduce(args) -> None:
+def _reproduce(args: argparse.Namespace) -> None:
     from .reproduce import FIGURES, run
 
+    wanted: tuple[int, ...]
     if args.figure == "all":
         wanted = FIGURES
     elif args.figure in {str(f) for f in FIGURES}:
@@ -188,7 +192,7 @@ def _reproduce(args) -> None:
     print((out / "report.md").read_text())
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.threads is not None:

@@ -26,25 +26,34 @@ workers with one thread per process and ``NTKFAST_NUM_THREADS=1`` suit many smal
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
+from numpy.typing import ArrayLike
 
 from . import activations as _activations
 from .kernels import Kernel, _parse_get
 from .kernels import limit_kernel as _limit_kernel
 
+if TYPE_CHECKING:
+    from dask.typing import Key
+
+    from .network import MLP
+
 __all__ = ["limit_kernel", "ntk"]
 
 
-def _as_rows(x, name: str) -> da.Array:
+def _as_rows(x: ArrayLike | da.Array, name: str) -> da.Array:
     """x as a 2-D Dask array with the features in one chunk (rechunked if needed)."""
     if not isinstance(x, da.Array):
         x = np.asarray(x)
         if x.ndim != 2:
             raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}")
-        x = da.from_array(x, chunks=(max(1, min(len(x), 4096)), -1))
+        x = cast("da.Array", da.from_array(x, chunks=(max(1, min(len(x), 4096)), -1)))
     if x.ndim != 2:
         raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}")
     if x.dtype.kind not in "biuf":
@@ -52,7 +61,7 @@ def _as_rows(x, name: str) -> da.Array:
     if any(np.isnan(c) for c in x.chunks[0]) or np.isnan(x.shape[1]):
         raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes()")
     if len(x.chunks[1]) != 1:
-        x = x.rechunk({1: -1})
+        x = cast("da.Array", x.rechunk({1: -1}))
     return x
 
 
@@ -61,19 +70,26 @@ def _result_dtype(x1: da.Array, x2: da.Array | None) -> np.dtype:
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-def _blocks(name, x1, x2, compute, transpose, extra_chunks, dtype):
+def _blocks(
+    name: str,
+    x1: da.Array,
+    x2: da.Array | None,
+    compute: Callable[[np.ndarray, np.ndarray | None], object],
+    transpose: Callable[[Any], object],
+    extra_chunks: tuple[int, ...],
+    dtype: np.dtype,
+) -> da.Array:
     """The graph of an (N1, N2, *extra) Dask array whose block (i, j) is
     ``compute(x1 block i, x2 block j)`` (x2 None: ``compute(x1 block i, None)`` on the
     diagonal, ``transpose(block (j, i))`` above it)."""
-    symmetric = x2 is None
     rows = x1.chunks[0]
-    cols = rows if symmetric else x2.chunks[0]
+    cols = rows if x2 is None else x2.chunks[0]
     zeros = (0,) * len(extra_chunks)
-    layer = {}
+    layer: dict[Key, tuple[object, ...]] = {}
     for i in range(len(rows)):
         for j in range(len(cols)):
-            key = (name, i, j, *zeros)
-            if not symmetric:
+            key: Key = (name, i, j, *zeros)
+            if x2 is not None:
                 layer[key] = (compute, (x1.name, i, 0), (x2.name, j, 0))
             elif i == j:
                 layer[key] = (compute, (x1.name, i, 0), None)
@@ -81,8 +97,9 @@ def _blocks(name, x1, x2, compute, transpose, extra_chunks, dtype):
                 layer[key] = (compute, (x1.name, i, 0), (x1.name, j, 0))
             else:
                 layer[key] = (transpose, (name, j, i, *zeros))
-    deps = [x1] if symmetric else [x1, x2]
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=deps)
+    deps = [x1] if x2 is None else [x1, x2]
+    # dask's Array does not match its own DaskCollection protocol (__dask_scheduler__).
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=deps)  # type: ignore[arg-type]
     chunks = (rows, cols, *((c,) for c in extra_chunks))
     return da.Array(graph, name, chunks, dtype=dtype)
 
@@ -90,33 +107,42 @@ def _blocks(name, x1, x2, compute, transpose, extra_chunks, dtype):
 def _pick(pair: da.Array, index: int, name: str) -> da.Array:
     """Component `index` of a Dask array whose blocks are (nngp, ntk) tuples."""
     meta = np.empty((0, 0), dtype=pair.dtype)
-    return pair.map_blocks(_component, index, dtype=pair.dtype, meta=meta, name=name)
+    picked = da.map_blocks(_component, pair, index, dtype=pair.dtype, meta=meta, name=name)
+    return cast("da.Array", picked)
 
 
-def _component(block, index):
+def _component(block: tuple[np.ndarray, ...], index: int) -> np.ndarray:
     return block[index]
 
 
 class _LimitBlock:
     """One block of the limit kernels (picklable, so it travels to workers)."""
 
-    def __init__(self, depth, activation, beta, kinds):
+    def __init__(
+        self, depth: int, activation: _activations.Activation, beta: float, kinds: tuple[str, ...]
+    ) -> None:
         self.depth, self.activation, self.beta, self.kinds = depth, activation, beta, kinds
 
-    def __call__(self, a, b):
+    def __call__(self, a: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, ...]:
         k = _limit_kernel(
             a, b, depth=self.depth, activation=self.activation, beta=self.beta, get=self.kinds
         )
         return tuple(getattr(k, kind) for kind in self.kinds)
 
 
-def _transpose_pair(pair):
+def _transpose_pair(pair: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
     return tuple(np.ascontiguousarray(p.T) for p in pair)
 
 
 def limit_kernel(
-    x1, x2=None, *, depth: int, activation="relu", beta: float = 0.1, get=("nngp", "ntk")
-):
+    x1: ArrayLike | da.Array,
+    x2: ArrayLike | da.Array | None = None,
+    *,
+    depth: int,
+    activation: str | _activations.Activation = "relu",
+    beta: float = 0.1,
+    get: str | tuple[str, ...] | list[str] = ("nngp", "ntk"),
+) -> da.Array | Kernel:
     """:func:`ntkfast.limit_kernel` of Dask arrays, as Dask arrays (lazy).
 
     Parameters are those of :func:`ntkfast.limit_kernel`; x1 (N1, n0) and x2 (N2, n0) may be
@@ -144,24 +170,34 @@ def limit_kernel(
     arrays = {kind: _pick(pair, n, f"ntkfast-{kind}-{token}") for n, kind in enumerate(kinds)}
     if single:
         return arrays[kinds[0]]
-    return Kernel(arrays.get("nngp"), arrays.get("ntk"))
+    # Kernel's fields are annotated as NumPy arrays; here it holds Dask arrays.
+    return Kernel(arrays.get("nngp"), arrays.get("ntk"))  # type: ignore[arg-type]
 
 
 class _EmpiricalBlock:
-    def __init__(self, net, params, output):
+    def __init__(
+        self, net: MLP, params: Sequence[tuple[ArrayLike, ArrayLike]], output: str
+    ) -> None:
         self.net, self.params, self.output = net, params, output
 
-    def __call__(self, a, b):
+    def __call__(self, a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         return self.net.ntk(self.params, a, b, output=self.output)
 
 
-def _transpose_empirical(block):
+def _transpose_empirical(block: np.ndarray) -> np.ndarray:
     # Θ_kk'(x, x') = Θ_k'k(x', x): swap the samples and, for "full", the outputs too.
     axes = {2: (1, 0), 3: (1, 0, 2), 4: (1, 0, 3, 2)}[block.ndim]
     return np.ascontiguousarray(block.transpose(axes))
 
 
-def ntk(net, params, x1, x2=None, *, output: str = "trace"):
+def ntk(
+    net: MLP,
+    params: Sequence[tuple[ArrayLike, ArrayLike]],
+    x1: ArrayLike | da.Array,
+    x2: ArrayLike | da.Array | None = None,
+    *,
+    output: str = "trace",
+) -> da.Array:
     """:meth:`ntkfast.MLP.ntk` (the empirical NTK of given parameters) of Dask arrays.
 
     ``output`` as for :meth:`ntkfast.MLP.ntk`: "trace" gives (N1, N2), "diagonal"

@@ -8,10 +8,12 @@ original distribution (optionally gzipped) or an .npz with ``x`` and ``y`` array
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "DataError",
@@ -27,7 +29,7 @@ class DataError(ValueError):
     """A data file is missing, truncated or not in the expected format."""
 
 
-def circle(gamma) -> np.ndarray:
+def circle(gamma: ArrayLike) -> np.ndarray:
     """Points (cos γ, sin γ) on the unit circle, shape (len(γ), 2)."""
     gamma = np.asarray(gamma, dtype=np.float64).ravel()
     return np.stack([np.cos(gamma), np.sin(gamma)], axis=1)
@@ -52,7 +54,9 @@ def digits(n: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     return _subset(bunch.data / 16.0, bunch.target.astype(np.int64), n, seed)
 
 
-def _subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int):
+def _subset(
+    x: np.ndarray, y: np.ndarray, n: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """All of (x, y), or a random subset of n rows."""
     if n is None:
         return x, y
@@ -62,7 +66,7 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int):
     return x[idx], y[idx]
 
 
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -84,7 +88,7 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot be read ({err})") from None
 
 
-def load_idx(path) -> np.ndarray:
+def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """An IDX array (the MNIST format: magic 0 0 type ndim, big-endian sizes, then data).
 
     ``.gz`` files are decompressed. Raises :class:`DataError` for a missing, truncated or
@@ -111,7 +115,9 @@ def load_idx(path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def load_mnist(path, n: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist(
+    path: str | os.PathLike[str], n: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """MNIST from local files: images (n, 784) scaled to [0, 1] and labels (n,).
 
     ``path`` is either an .npz with arrays ``x`` (images, (N, 28, 28) or (N, 784)) and ``y``

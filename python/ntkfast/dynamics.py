@@ -17,10 +17,13 @@ is Θ ⊗ Id); outputs are arrays of shape (N,) or (N, k).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import scipy.linalg
+from numpy.typing import ArrayLike, NDArray
 from scipy.integrate import solve_ivp
 from scipy.special import log_softmax, softmax
 
@@ -40,7 +43,7 @@ __all__ = [
 EIG_TOL = 1e-10
 
 
-def _finite(a, name: str, ndim: tuple[int, ...]) -> np.ndarray:
+def _finite(a: ArrayLike, name: str, ndim: tuple[int, ...]) -> NDArray[np.float64]:
     arr = np.asarray(a)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
@@ -54,21 +57,21 @@ def _finite(a, name: str, ndim: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
-def _square_kernel(k, name: str) -> np.ndarray:
+def _square_kernel(k: ArrayLike, name: str) -> NDArray[np.float64]:
     k = _finite(k, name, (2,))
     if k.shape[0] != k.shape[1] or k.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty square (N, N) matrix, got shape {k.shape}")
     return 0.5 * (k + k.T)
 
 
-def _targets(y, n: int, name: str) -> np.ndarray:
+def _targets(y: ArrayLike, n: int, name: str) -> NDArray[np.float64]:
     y = _finite(y, name, (1, 2))
     if y.shape[0] != n:
         raise ValueError(f"{name} has {y.shape[0]} rows but the kernel is {n} × {n}")
     return y
 
 
-def _cross(k, n: int, name: str) -> np.ndarray:
+def _cross(k: ArrayLike, n: int, name: str) -> NDArray[np.float64]:
     k = _finite(k, name, (2,))
     if k.shape[1] != n:
         raise ValueError(
@@ -77,7 +80,7 @@ def _cross(k, n: int, name: str) -> np.ndarray:
     return k
 
 
-def _times(t, *, increasing: bool) -> tuple[np.ndarray, bool]:
+def _times(t: ArrayLike, *, increasing: bool) -> tuple[np.ndarray, bool]:
     """Times as a 1-D float array (and whether a scalar was given); t ≥ 0, ∞ allowed."""
     arr = np.asarray(t, dtype=np.float64)
     scalar = arr.ndim == 0
@@ -115,14 +118,18 @@ class MSEFlow:
     eigenvalues below 0 clipped), so each call costs two (N, N) × (N, k) products per time.
     """
 
-    def __init__(self, k_train_train, y_train, k_test_train=None):
+    def __init__(
+        self, k_train_train: ArrayLike, y_train: ArrayLike, k_test_train: ArrayLike | None = None
+    ) -> None:
         self.k = _square_kernel(k_train_train, "k_train_train")
         self.n = self.k.shape[0]
         self.y = _targets(y_train, self.n, "y_train")
         self.k_test = None if k_test_train is None else _cross(k_test_train, self.n, "k_test_train")
         self.lam, self.v = _eigh_psd(self.k)
 
-    def __call__(self, t, f0_train, f0_test=None):
+    def __call__(
+        self, t: ArrayLike, f0_train: ArrayLike, f0_test: ArrayLike | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """f_t on the training inputs (and the test inputs given at construction).
 
         Parameters
@@ -181,30 +188,34 @@ class MSEFlow:
                     f0_test.reshape(len(f0_test), -1) - self.k_test @ (self.v @ (gain * coeff))
                 )
         shape = self.y.shape
-        train = np.stack([a.reshape(shape) for a in train])
+        train_arr = np.stack([a.reshape(shape) for a in train])
         test_arr = None
         if f0_test is not None:
             test_arr = np.stack([a.reshape(f0_test.shape) for a in test])
         if scalar:
-            return train[0], None if test_arr is None else test_arr[0]
-        return train, test_arr
+            return train_arr[0], None if test_arr is None else test_arr[0]
+        return train_arr, test_arr
 
     def _solve(self, r: np.ndarray) -> np.ndarray:
         """Θ̃⁻¹ r by a symmetric solve (least squares if the kernel is singular)."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
-                return scipy.linalg.solve(self.k, r, assume_a="sym")
+                solution: np.ndarray = scipy.linalg.solve(self.k, r, assume_a="sym")
+                return solution
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgWarning):
             warnings.warn(
                 "the training kernel is singular: t = ∞ uses the least-squares solution",
                 RuntimeWarning,
                 stacklevel=4,
             )
-            return scipy.linalg.lstsq(self.k, r)[0]
+            least_squares: np.ndarray = scipy.linalg.lstsq(self.k, r)[0]
+            return least_squares
 
 
-def mse_flow(k_train_train, y_train, k_test_train=None) -> MSEFlow:
+def mse_flow(
+    k_train_train: ArrayLike, y_train: ArrayLike, k_test_train: ArrayLike | None = None
+) -> MSEFlow:
     """The closed-form flow of ½‖f − y‖²_{p_in} under the kernel K (see the module docstring).
 
     Parameters
@@ -224,20 +235,28 @@ def mse_flow(k_train_train, y_train, k_test_train=None) -> MSEFlow:
     return MSEFlow(k_train_train, y_train, k_test_train)
 
 
+class _Cost(Protocol):
+    """What :func:`kernel_flow` and :func:`ntkfast.train` need of a cost."""
+
+    def value(self, f: np.ndarray) -> float: ...
+
+    def derivative(self, f: np.ndarray) -> ArrayLike: ...
+
+
 @dataclass
 class MSE:
     """C(f) = ½‖f − y‖²_{p_in} = (1/2N) Σ_i |f(x_i) − y_i|², d|_f(x_i) = f(x_i) − y_i."""
 
-    y: np.ndarray
+    y: NDArray[np.float64]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.y = _finite(self.y, "y", (1, 2))
 
-    def value(self, f: np.ndarray) -> float:
+    def value(self, f: NDArray[np.float64]) -> float:
         diff = (f - self.y).reshape(len(self.y), -1)
         return 0.5 * float(np.mean(np.sum(diff**2, axis=1)))
 
-    def derivative(self, f: np.ndarray) -> np.ndarray:
+    def derivative(self, f: NDArray[np.float64]) -> NDArray[np.float64]:
         return f - self.y
 
 
@@ -248,7 +267,7 @@ class CrossEntropy:
 
     labels: np.ndarray
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         labels = np.asarray(self.labels)
         if labels.ndim != 1 or labels.dtype.kind not in "iu":
             raise ValueError("labels must be a 1-D array of integers")
@@ -270,7 +289,7 @@ class CrossEntropy:
 
     def derivative(self, f: np.ndarray) -> np.ndarray:
         self._check(f)
-        d = softmax(f, axis=1)
+        d: np.ndarray = softmax(f, axis=1)
         d[np.arange(len(f)), self.labels] -= 1.0
         return d
 
@@ -289,12 +308,12 @@ class KernelFlow:
 
 
 def kernel_flow(
-    k_train_train,
-    cost,
-    f0_train,
-    t,
-    k_test_train=None,
-    f0_test=None,
+    k_train_train: ArrayLike,
+    cost: _Cost,
+    f0_train: ArrayLike,
+    t: ArrayLike,
+    k_test_train: ArrayLike | None = None,
+    f0_test: ArrayLike | None = None,
     *,
     method: str = "DOP853",
     rtol: float = 1e-10,
@@ -332,7 +351,7 @@ def kernel_flow(
             raise ValueError(f"f0_test must have shape {(k_test.shape[0], *f0.shape[1:])}")
     shape, size = f0.shape, f0.size
 
-    def rhs(_, state):
+    def rhs(_: float, state: np.ndarray) -> np.ndarray:
         d = np.asarray(cost.derivative(state[:size].reshape(shape)), dtype=np.float64)
         if d.shape != shape:
             raise ValueError(f"cost.derivative returned shape {d.shape}, expected {shape}")
@@ -342,7 +361,7 @@ def kernel_flow(
             parts.append((-(k_test @ d) / n).ravel())
         return np.concatenate(parts)
 
-    state0 = f0.ravel() if k_test is None else np.concatenate([f0.ravel(), f0_test.ravel()])
+    state0 = f0.ravel() if f0_test is None else np.concatenate([f0.ravel(), f0_test.ravel()])
     sol = solve_ivp(
         rhs, (0.0, float(times[-1])), state0, method=method, t_eval=times, rtol=rtol, atol=atol
     )
@@ -350,19 +369,19 @@ def kernel_flow(
         raise RuntimeError(f"the ODE solver failed: {sol.message}")
     states = sol.y.T
     f_train = states[:, :size].reshape(len(times), *shape)
-    f_test = None if k_test is None else states[:, size:].reshape(len(times), *f0_test.shape)
+    f_test = None if f0_test is None else states[:, size:].reshape(len(times), *f0_test.shape)
     costs = np.array([cost.value(f) for f in f_train])
     return KernelFlow(times, f_train, f_test, costs, int(sol.nfev), str(sol.message))
 
 
 def gaussian_limit(
-    ntk_train_train,
-    nngp_train_train,
-    y_train,
-    ntk_test_train,
-    nngp_test_train,
-    nngp_test_test,
-    t=np.inf,
+    ntk_train_train: ArrayLike,
+    nngp_train_train: ArrayLike,
+    y_train: ArrayLike,
+    ntk_test_train: ArrayLike,
+    nngp_test_train: ArrayLike,
+    nngp_test_test: ArrayLike,
+    t: float = np.inf,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The infinite-width network trained for time t on MSE, from random initialisation.
 
@@ -412,7 +431,7 @@ def gaussian_limit(
     return mean, 0.5 * (cov + cov.T)
 
 
-def quantiles(mean, cov, q=(0.1, 0.5, 0.9)) -> np.ndarray:
+def quantiles(mean: ArrayLike, cov: ArrayLike, q: Iterable[float] = (0.1, 0.5, 0.9)) -> np.ndarray:
     """Pointwise quantiles of a Gaussian process: mean + z_q √diag(cov).
 
     Returns an array of shape (len(q), *mean.shape); the paper's Figure 2 uses 10/50/90 %.

@@ -15,9 +15,11 @@ factor. "nngp" is Σ⁽ᴸ⁾ and "ntk" is Θ∞⁽ᴸ⁾.
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _ntkfast
 from . import activations as _activations
@@ -45,10 +47,10 @@ class Kernel(NamedTuple):
     ntk: np.ndarray | None
 
 
-def _parse_get(get) -> tuple[tuple[str, ...], bool]:
+def _parse_get(get: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
     """Returns (requested kinds, whether a single array is returned)."""
     single = isinstance(get, str)
-    kinds = (get,) if single else tuple(get)
+    kinds = (get,) if isinstance(get, str) else tuple(get)
     for kind in kinds:
         if kind not in _KINDS:
             raise ValueError(f"get must name 'nngp' and/or 'ntk', got {kind!r}")
@@ -59,16 +61,42 @@ def _parse_get(get) -> tuple[tuple[str, ...], bool]:
     return kinds, single
 
 
+@overload
 def limit_kernel(
-    x1,
-    x2=None,
+    x1: ArrayLike,
+    x2: ArrayLike | None = None,
     *,
     depth: int,
-    activation="relu",
+    activation: str | _activations.Activation = "relu",
     beta: float = 0.1,
-    get=("nngp", "ntk"),
-    out=None,
-):
+    get: str,
+    out: np.ndarray | Sequence[np.ndarray | None] | None = None,
+) -> np.ndarray: ...
+
+
+@overload
+def limit_kernel(
+    x1: ArrayLike,
+    x2: ArrayLike | None = None,
+    *,
+    depth: int,
+    activation: str | _activations.Activation = "relu",
+    beta: float = 0.1,
+    get: tuple[str, ...] | list[str] = ("nngp", "ntk"),
+    out: np.ndarray | Sequence[np.ndarray | None] | None = None,
+) -> Kernel: ...
+
+
+def limit_kernel(
+    x1: ArrayLike,
+    x2: ArrayLike | None = None,
+    *,
+    depth: int,
+    activation: str | _activations.Activation = "relu",
+    beta: float = 0.1,
+    get: str | Sequence[str] = ("nngp", "ntk"),
+    out: np.ndarray | Sequence[np.ndarray | None] | None = None,
+) -> np.ndarray | Kernel:
     """Infinite-width NNGP kernel Σ⁽ᴸ⁾ and NTK Θ∞⁽ᴸ⁾ between the rows of x1 and x2.
 
     Parameters
@@ -117,8 +145,8 @@ def limit_kernel(
     act = _activations.get(activation)
     symmetric = x2 is None or x2 is x1  # before conversion, which makes new objects
     x1 = as_samples(x1, "x1")
-    if not symmetric:
-        x2 = as_samples(x2, "x2")
+    x2 = None if symmetric else as_samples(x2, "x2")
+    if x2 is not None:
         if x2.shape[1] != x1.shape[1]:
             raise ValueError(
                 f"x1 and x2 must have the same number of features, got {x1.shape[1]} and "
@@ -127,12 +155,13 @@ def limit_kernel(
         dtype = np.result_type(x1, x2)
         x1, x2 = x1.astype(dtype, copy=False), x2.astype(dtype, copy=False)
     dtype = x1.dtype
-    shape = (x1.shape[0], x1.shape[0] if symmetric else x2.shape[0])
-    inputs = (x1,) if symmetric else (x1, x2)
+    shape = (x1.shape[0], x1.shape[0] if x2 is None else x2.shape[0])
+    inputs = (x1,) if x2 is None else (x1, x2)
 
     # Per-sample variances of every layer (three float64 per sample and layer).
     rows = shape[0] + (0 if symmetric else shape[1])
     check_memory(8 * (3 * depth + 2) * rows, f"depth {depth} (per-layer variances)")
+    given: dict[str, object]
     if out is None:
         arrays = dict(zip(kinds, allocate(shape, dtype, len(kinds))))
     else:
@@ -176,9 +205,36 @@ def limit_kernel(
     return Kernel(arrays.get("nngp"), arrays.get("ntk"))
 
 
+@overload
 def limit_kernel_diagonal(
-    x, *, depth: int, activation="relu", beta: float = 0.1, get=("nngp", "ntk")
-):
+    x: ArrayLike,
+    *,
+    depth: int,
+    activation: str | _activations.Activation = "relu",
+    beta: float = 0.1,
+    get: str,
+) -> np.ndarray: ...
+
+
+@overload
+def limit_kernel_diagonal(
+    x: ArrayLike,
+    *,
+    depth: int,
+    activation: str | _activations.Activation = "relu",
+    beta: float = 0.1,
+    get: tuple[str, ...] | list[str] = ("nngp", "ntk"),
+) -> Kernel: ...
+
+
+def limit_kernel_diagonal(
+    x: ArrayLike,
+    *,
+    depth: int,
+    activation: str | _activations.Activation = "relu",
+    beta: float = 0.1,
+    get: str | Sequence[str] = ("nngp", "ntk"),
+) -> np.ndarray | Kernel:
     """The diagonals Σ⁽ᴸ⁾(x, x) and Θ∞⁽ᴸ⁾(x, x) of :func:`limit_kernel` for every row of x.
 
     O(N·(n0 + L)): the per-sample recursion alone, no N × N work. Arguments as for

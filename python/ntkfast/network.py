@@ -13,8 +13,10 @@ W⁽⁰⁾.ravel(), b⁽⁰⁾, W⁽¹⁾.ravel(), b⁽¹⁾, …. Computations 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _ntkfast
 from . import activations as _activations
@@ -25,6 +27,7 @@ from ._validation import (
     as_samples,
     check_memory,
 )
+from .kernels import Kernel
 from .kernels import limit_kernel as _limit_kernel
 
 __all__ = ["MLP"]
@@ -52,7 +55,12 @@ class MLP:
         P = Σ_l (n_l + 1) n_{l+1}.
     """
 
-    def __init__(self, widths, activation="relu", beta: float = 0.1):
+    def __init__(
+        self,
+        widths: Iterable[int],
+        activation: str | _activations.Activation = "relu",
+        beta: float = 0.1,
+    ) -> None:
         widths = list(widths)
         if len(widths) < 2:
             raise ValueError(f"widths needs at least [n0, nL], got {widths}")
@@ -73,7 +81,9 @@ class MLP:
 
     # ----------------------------------------------------------------- parameters
 
-    def init(self, seed: int = 0, dtype=np.float64) -> list[tuple[np.ndarray, np.ndarray]]:
+    def init(
+        self, seed: int = 0, dtype: DTypeLike = np.float64
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Random parameters θ ~ N(0, I) of the NTK parametrisation.
 
         Parameters
@@ -101,7 +111,7 @@ class MLP:
             8 * self.num_params * (1.5 if dtype == np.float32 else 1.0),
             f"the {self.num_params} parameters",
         )
-        params = []
+        params: list[tuple[np.ndarray, np.ndarray]] = []
         for layer, (n_in, n_out) in enumerate(zip(self.widths[:-1], self.widths[1:])):
             w = np.empty((n_out, n_in))
             b = np.empty(n_out)
@@ -110,7 +120,9 @@ class MLP:
             params.append((w.astype(dtype, copy=False), b.astype(dtype, copy=False)))
         return params
 
-    def _params(self, params) -> tuple[list[np.ndarray], list[np.ndarray], np.dtype]:
+    def _params(
+        self, params: Sequence[tuple[ArrayLike, ArrayLike]]
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.dtype]:
         """Checks ``params`` against the widths; returns C-contiguous (weights, biases, dtype)."""
         if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)):
             raise TypeError(
@@ -121,7 +133,9 @@ class MLP:
                 f"params must have {self.depth} (W, b) pairs for widths {self.widths}, "
                 f"got {len(params)}"
             )
-        weights, biases, dtypes = [], [], []
+        weights: list[np.ndarray] = []
+        biases: list[np.ndarray] = []
+        dtypes: list[np.dtype] = []
         for layer, pair in enumerate(params):
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise TypeError(f"params[{layer}] must be a (W, b) pair")
@@ -150,7 +164,7 @@ class MLP:
             )
         return weights, biases, dtypes[0]
 
-    def _inputs(self, x, name: str, dtype) -> np.ndarray:
+    def _inputs(self, x: object, name: str, dtype: DTypeLike) -> np.ndarray:
         x = as_samples(x, name)
         if x.shape[1] != self.widths[0]:
             raise ValueError(
@@ -159,7 +173,7 @@ class MLP:
             )
         return x.astype(dtype, copy=False)
 
-    def _spec(self):
+    def _spec(self) -> tuple[list[int], str, float, float]:
         if isinstance(self.activation, _activations.Custom):
             names = ", ".join(_activations.NAMES)
             raise ValueError(
@@ -168,7 +182,7 @@ class MLP:
             )
         return (self.widths, self.activation.name, self.activation.param, self.beta)
 
-    def _check_work_memory(self, rows: int, dtype, cotangents: bool, what: str) -> None:
+    def _check_work_memory(self, rows: int, dtype: DTypeLike, cotangents: bool, what: str) -> None:
         """MemoryError before any work if the per-input intermediates cannot fit: per input
         2 Σ_{0<l<L} n_l + n_L numbers (activations, σ' and outputs) and, for kernels and
         Jacobians, n_L Σ_{0<l<L} n_l more (cotangents)."""
@@ -178,7 +192,7 @@ class MLP:
 
     # ----------------------------------------------------------------- the network
 
-    def apply(self, params, x) -> np.ndarray:
+    def apply(self, params: Sequence[tuple[ArrayLike, ArrayLike]], x: ArrayLike) -> np.ndarray:
         """The network function f_θ(x), shape (N, n_L), in the parameters' dtype."""
         weights, biases, dtype = self._params(params)
         x = self._inputs(x, "x", dtype)
@@ -187,7 +201,13 @@ class MLP:
         _ntkfast.mlp_apply(self._spec(), weights, biases, x, out)
         return out
 
-    def ntk(self, params, x1, x2=None, output: str = "trace") -> np.ndarray:
+    def ntk(
+        self,
+        params: Sequence[tuple[ArrayLike, ArrayLike]],
+        x1: ArrayLike,
+        x2: ArrayLike | None = None,
+        output: str = "trace",
+    ) -> np.ndarray:
         """The empirical neural tangent kernel Θ̂_kk'(x, x') = Σ_p ∂_p f_k(x) ∂_p f_k'(x').
 
         Computed layer by layer as
@@ -212,7 +232,7 @@ class MLP:
         x1 = self._inputs(x1, "x1", dtype)
         x2 = None if symmetric else self._inputs(x2, "x2", dtype)
         n1 = x1.shape[0]
-        n2 = n1 if symmetric else x2.shape[0]
+        n2 = n1 if x2 is None else x2.shape[0]
         self._check_work_memory(n1 + (0 if symmetric else n2), dtype, True, "the NTK features")
         m = self.widths[-1]
         shape = {"trace": (n1, n2), "diagonal": (n1, n2, m), "full": (n1, n2, m, m)}[output]
@@ -220,7 +240,7 @@ class MLP:
         _ntkfast.mlp_ntk(self._spec(), weights, biases, x1, x2, output, out)
         return out
 
-    def jacobian(self, params, x) -> np.ndarray:
+    def jacobian(self, params: Sequence[tuple[ArrayLike, ArrayLike]], x: ArrayLike) -> np.ndarray:
         """∂f_k(x_i)/∂θ_p, shape (N, n_L, P), columns W⁽⁰⁾.ravel(), b⁽⁰⁾, W⁽¹⁾.ravel(), ….
 
         Needs N · n_L · P numbers; a MemoryError says so before any work when they cannot fit.
@@ -233,7 +253,9 @@ class MLP:
         _ntkfast.mlp_jacobian(self._spec(), weights, biases, x, out)
         return out
 
-    def vjp(self, params, x, d) -> list[tuple[np.ndarray, np.ndarray]]:
+    def vjp(
+        self, params: Sequence[tuple[ArrayLike, ArrayLike]], x: ArrayLike, d: ArrayLike
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(1/N) Σ_i J(x_i)ᵀ d_i in the shape of ``params``: the parameter direction
         ⟨∂_θ F, d⟩_{p_in} of the paper (for d = f − y, the gradient of ½‖f − y‖²_{p_in}).
 
@@ -258,7 +280,14 @@ class MLP:
 
     # ----------------------------------------------------------------- infinite width
 
-    def limit_kernel(self, x1, x2=None, *, get=("nngp", "ntk"), out=None):
+    def limit_kernel(
+        self,
+        x1: ArrayLike,
+        x2: ArrayLike | None = None,
+        *,
+        get: str | tuple[str, ...] | list[str] = ("nngp", "ntk"),
+        out: np.ndarray | Sequence[np.ndarray | None] | None = None,
+    ) -> np.ndarray | Kernel:
         """The infinite-width kernels of this architecture (hidden widths → ∞).
 
         Same as :func:`ntkfast.limit_kernel` with this network's depth, activation and beta;

@@ -19,8 +19,10 @@ unless its bounds are ``"fixed"``); depth and activation are fixed parameters.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from . import activations as _activations
@@ -32,18 +34,25 @@ __all__ = ["NNGP", "NTK"]
 GRADIENT_STEP = 1e-4
 
 
-def _rows(x):
+def _rows(x: ArrayLike) -> np.ndarray:
     """np.atleast_2d, as scikit-learn's kernels do, leaving anything that is not array-like
     (sparse matrices) for ntkfast's validation to reject with a clear message."""
-    return x if hasattr(x, "toarray") else np.atleast_2d(x)
+    return x if hasattr(x, "toarray") else np.atleast_2d(x)  # type: ignore[return-value]
 
 
-class _LimitKernel(Kernel):
+# scikit-learn has no type information, so its Kernel base class is Any to mypy.
+class _LimitKernel(Kernel):  # type: ignore[misc]
     """Shared code of :class:`NTK` and :class:`NNGP`; ``_kind`` names the kernel."""
 
     _kind = ""
 
-    def __init__(self, depth=4, activation="relu", beta=0.1, beta_bounds=(1e-5, 1e5)):
+    def __init__(
+        self,
+        depth: int = 4,
+        activation: str | _activations.Activation = "relu",
+        beta: float = 0.1,
+        beta_bounds: tuple[float, float] | Literal["fixed"] = (1e-5, 1e5),
+    ) -> None:
         # Checked here, as scikit-learn users expect of kernels; stored unchanged so that
         # clone() and get_params() round-trip.
         if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
@@ -72,7 +81,9 @@ class _LimitKernel(Kernel):
     def hyperparameter_beta(self) -> Hyperparameter:
         return Hyperparameter("beta", "numeric", self.beta_bounds)
 
-    def _kernel(self, x, y=None, beta=None):
+    def _kernel(
+        self, x: np.ndarray, y: np.ndarray | None = None, beta: float | None = None
+    ) -> np.ndarray:
         return limit_kernel(
             x,
             y,
@@ -82,7 +93,9 @@ class _LimitKernel(Kernel):
             get=self._kind,
         )
 
-    def __call__(self, X, Y=None, eval_gradient=False):
+    def __call__(
+        self, X: ArrayLike, Y: ArrayLike | None = None, eval_gradient: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """K(X, Y) of shape (n_X, n_Y) (Y None: K(X, X)).
 
         With ``eval_gradient``, also ∂K/∂log β of shape (n_X, n_X, 1) (or (n_X, n_X, 0) when
@@ -102,7 +115,7 @@ class _LimitKernel(Kernel):
         down = self._kernel(X, beta=self.beta * math.exp(-step))
         return K, ((up - down) / (2 * step))[:, :, np.newaxis]
 
-    def diag(self, X):
+    def diag(self, X: ArrayLike) -> np.ndarray:
         """K(x, x) for every row, shape (n_X,), in O(n_X (n0 + depth))."""
         return limit_kernel_diagonal(
             _rows(X),

@@ -7,13 +7,20 @@ along ∂_t θ_p = ⟨∂_{θ_p} F, d_t⟩_{p_in} = (1/N) Σ_i ∂_{θ_p} f(x_i)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _ntkfast
 from ._validation import as_positive_int
 from .dynamics import MSE
+
+if TYPE_CHECKING:
+    from .dynamics import _Cost
+    from .network import MLP
 
 __all__ = ["DivergenceError", "TrainResult", "train"]
 
@@ -31,7 +38,7 @@ class TrainResult:
     ‖Θ̂_t − Θ̂_0‖_F / ‖Θ̂_0‖_F of the empirical NTK ("trace") on the training inputs.
     """
 
-    params: list
+    params: list[tuple[np.ndarray, np.ndarray]]
     times: np.ndarray
     f_train: np.ndarray
     f_test: np.ndarray | None
@@ -39,7 +46,9 @@ class TrainResult:
     ntk_drift: np.ndarray | None = field(default=None)
 
 
-def _largest_stable_rate(net, params, x, n: int) -> float:
+def _largest_stable_rate(
+    net: MLP, params: Sequence[tuple[ArrayLike, ArrayLike]], x: np.ndarray, n: int
+) -> float:
     """2N / λ_max of the full empirical NTK: the stability limit of gradient descent on MSE
     for the linearised network."""
     m = net.widths[-1]
@@ -49,17 +58,17 @@ def _largest_stable_rate(net, params, x, n: int) -> float:
 
 
 def train(
-    net,
-    params,
-    x_train,
-    y_train,
+    net: MLP,
+    params: Sequence[tuple[ArrayLike, ArrayLike]],
+    x_train: ArrayLike,
+    y_train: ArrayLike,
     steps: int = 200,
     lr: float = 1.0,
-    x_test=None,
+    x_test: ArrayLike | None = None,
     track_ntk: bool = False,
-    direction=None,
+    direction: Callable[[np.ndarray, float], ArrayLike] | None = None,
     record_every: int = 1,
-    cost=None,
+    cost: _Cost | None = None,
 ) -> TrainResult:
     """Gradient descent θ ← θ + η ⟨∂_θ F, d⟩_{p_in} for ``steps`` steps.
 
@@ -109,7 +118,13 @@ def train(
     biases = [b.copy() for b in biases]
     f = np.empty((n, m), dtype)
     spec = net._spec()
-    records = {"times": [], "f_train": [], "f_test": [], "cost": [], "drift": []}
+    records: dict[str, list[float | np.ndarray]] = {
+        "times": [],
+        "f_train": [],
+        "f_test": [],
+        "cost": [],
+        "drift": [],
+    }
     theta0 = net.ntk(list(zip(weights, biases)), x) if track_ntk else None
     state = {"t": 0.0}
 
@@ -127,7 +142,7 @@ def train(
             records["cost"].append(value)
         return f64
 
-    def current_direction():
+    def current_direction() -> np.ndarray:
         """Called by the core between the forward and the backward pass of a step."""
         f64 = observe()
         if direction is None:
@@ -140,13 +155,13 @@ def train(
             raise DivergenceError("non-finite direction")
         return np.ascontiguousarray(d, dtype=dtype)
 
-    def record_parameters(step):
+    def record_parameters(step: int) -> None:
         """What needs the parameters themselves, before the step updates them."""
         current = list(zip(weights, biases))
         records["times"].append(lr * step)
         if xt is not None:
             records["f_test"].append(net.apply(current, xt).astype(np.float64))
-        if track_ntk:
+        if theta0 is not None:  # that is, track_ntk
             theta = net.ntk(current, x)
             records["drift"].append(float(np.linalg.norm(theta - theta0) / np.linalg.norm(theta0)))
 

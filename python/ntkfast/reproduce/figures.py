@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
 import numpy as np
 
-from .. import MLP, dynamics, limit_kernel, train
+from .. import MLP, TrainResult, dynamics, limit_kernel, train
 from ..data import circle, digits, figure1_training_set, load_mnist
 from .settings import Figure1, Figure2, Figure3
+
+
+class ProgressBar(Protocol):
+    """The part of a tqdm progress bar that the figures use."""
+
+    def update(self, n: int = 1) -> object: ...
+
+    def __enter__(self) -> ProgressBar: ...
+
+    def __exit__(self, *exc: object) -> object: ...
+
+
+#: A progress-bar factory, called as ``progress(total=..., desc=...)``.
+Progress = Callable[..., ProgressBar]
 
 BETA = 0.1
 LEARNING_RATE = 1.0
@@ -16,7 +34,15 @@ def _network(n0: int, width: int, depth: int) -> MLP:
     return MLP([n0] + [width] * (depth - 1) + [1], "relu", beta=BETA)
 
 
-def _trained(net, params, x, y, steps: int, record_every: int | None = None, x_test=None):
+def _trained(
+    net: MLP,
+    params: list[tuple[np.ndarray, np.ndarray]],
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    record_every: int | None = None,
+    x_test: np.ndarray | None = None,
+) -> TrainResult:
     """Gradient descent at the paper's learning rate, recording only the end by default."""
     every = record_every or max(steps, 1)
     return train(
@@ -24,7 +50,7 @@ def _trained(net, params, x, y, steps: int, record_every: int | None = None, x_t
     )
 
 
-def figure1(s: Figure1, seed: int, progress) -> dict:
+def figure1(s: Figure1, seed: int, progress: Progress) -> dict[str, Any]:
     """Θ⁽ᴸ⁾(x₀, x(γ)) of finite networks at t = 0 and t = steps, and Θ∞ on the same grid."""
     gamma = np.linspace(-3.0, 3.0, s.grid)
     x0, xs = np.array([[1.0, 0.0]]), circle(gamma)
@@ -45,13 +71,13 @@ def figure1(s: Figure1, seed: int, progress) -> dict:
     summary = {"gamma": gamma.tolist(), "limit": limit.tolist(), "t": LEARNING_RATE * s.steps}
     per_width = {}
     scale = float(np.abs(limit).mean())
-    for width, (before, after) in curves.items():
+    for width, (initial, trained) in curves.items():
         per_width[str(width)] = {
-            "mean_deviation_t0": float(np.mean(before - limit) / scale),
-            "spread_t0": float(np.mean(before.std(axis=0)) / scale),
-            "mean_deviation_trained": float(np.mean(after - limit) / scale),
-            "spread_trained": float(np.mean(after.std(axis=0)) / scale),
-            "inflation": float(np.mean(after - before) / scale),
+            "mean_deviation_t0": float(np.mean(initial - limit) / scale),
+            "spread_t0": float(np.mean(initial.std(axis=0)) / scale),
+            "mean_deviation_trained": float(np.mean(trained - limit) / scale),
+            "spread_trained": float(np.mean(trained.std(axis=0)) / scale),
+            "inflation": float(np.mean(trained - initial) / scale),
         }
     summary["per_width"] = per_width
     summary["note"] = (
@@ -61,15 +87,15 @@ def figure1(s: Figure1, seed: int, progress) -> dict:
     return {"summary": summary, "gamma": gamma, "limit": limit, "curves": curves}
 
 
-def figure2(s: Figure2, seed: int, progress) -> dict:
+def figure2(s: Figure2, seed: int, progress: Progress) -> dict[str, Any]:
     """Trained networks on 4 circle points, against the t → ∞ Gaussian limit's quantiles."""
     gamma = np.linspace(-np.pi, np.pi, s.grid)
     x_test = circle(gamma)
     gamma_train = np.array([-2.0, -0.6, 0.7, 2.2])
     x_train = circle(gamma_train)
     y_train = (x_train[:, 0] * x_train[:, 1])[:, None]
-    k = {"tt": None}
-    common = dict(depth=s.depth, activation="relu", beta=BETA)
+    k: dict[str, Any] = {"tt": None}
+    common: dict[str, Any] = dict(depth=s.depth, activation="relu", beta=BETA)
     k["tt"] = limit_kernel(x_train, **common)
     k["xt"] = limit_kernel(x_test, x_train, **common)
     k["xx"] = limit_kernel(x_test, **common)
@@ -85,6 +111,7 @@ def figure2(s: Figure2, seed: int, progress) -> dict:
             for init in range(s.inits):
                 params = net.init(seed=seed * 1000 + init)
                 result = _trained(net, params, x_train, y_train, s.steps, x_test=x_test)
+                assert result.f_test is not None  # x_test was given
                 runs.append(result.f_test[-1][:, 0])
                 bar.update()
             outputs[width] = np.array(runs)
@@ -107,7 +134,9 @@ def figure2(s: Figure2, seed: int, progress) -> dict:
     }
 
 
-def figure3(s: Figure3, seed: int, progress, mnist=None) -> dict:
+def figure3(
+    s: Figure3, seed: int, progress: Progress, mnist: str | Path | None = None
+) -> dict[str, Any]:
     """Kernel PCA of Θ∞ on digit images and the decay of f_t − f* along the 2nd component.
 
     With the kernel operator (Kf)(x) = (1/N) Σ_i Θ∞(x, x_i) f(x_i) on the N inputs, λ_k its

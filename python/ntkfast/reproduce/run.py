@@ -4,30 +4,36 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from . import figures, settings
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 FIGURES = (1, 2, 3)
 
 
-def _progress(quiet: bool):
+def _progress(quiet: bool) -> figures.Progress:
     """A tqdm progress-bar factory, or a silent stand-in."""
     if quiet:
 
         class Silent:
-            def __init__(self, **_):
+            def __init__(self, **_: object) -> None:
                 pass
 
-            def update(self, n=1):
+            def update(self, n: int = 1) -> None:
                 pass
 
-            def __enter__(self):
+            def __enter__(self) -> Silent:
                 return self
 
-            def __exit__(self, *exc):
+            def __exit__(self, *exc: object) -> Literal[False]:
                 return False
 
         return Silent
@@ -36,16 +42,17 @@ def _progress(quiet: bool):
     return lambda **kw: tqdm(unit="net", leave=True, **kw)
 
 
-def _axes():
+def _axes() -> tuple[Figure, Axes, Sequence[Any]]:
     """A figure and axes without pyplot, so no GUI backend is touched."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.5))
-    return fig, fig.subplots(), colormaps["tab10"].colors
+    # colormaps[...] is typed as the base Colormap; tab10 is a ListedColormap, which has colors.
+    return fig, fig.subplots(), colormaps["tab10"].colors  # type: ignore[attr-defined]
 
 
-def _plot_figure1(result, s, path: Path) -> None:
+def _plot_figure1(result: dict[str, Any], s: settings.Figure1, path: Path) -> None:
     fig, ax, colors = _axes()
     for i, (width, (before, after)) in enumerate(result["curves"].items()):
         for j, curve in enumerate(before):
@@ -76,7 +83,7 @@ def _plot_figure1(result, s, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _plot_figure2(result, s, path: Path) -> None:
+def _plot_figure2(result: dict[str, Any], s: settings.Figure2, path: Path) -> None:
     fig, ax, colors = _axes()
     gamma, bands = result["gamma"], result["bands"]
     ax.fill_between(gamma, bands[0], bands[2], color="0.85", label="n → ∞: 10–90 %")
@@ -101,14 +108,14 @@ def _plot_figure2(result, s, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _plot_figure3(result, s, path: Path) -> None:
+def _plot_figure3(result: dict[str, Any], s: settings.Figure3, path: Path) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 4.5))
     left, right = fig.subplots(1, 2)
     from matplotlib import colormaps
 
-    colors = colormaps["tab10"].colors
+    colors = colormaps["tab10"].colors  # type: ignore[attr-defined]  # as in _axes
     pcs, lam = result["pcs"], result["lam"]
     left.scatter(pcs[:, 0], pcs[:, 1], s=6, c=pcs[:, 2], cmap="viridis")
     left.set_xlabel(f"PC 1 (λ₁ = {lam[0]:.3g})")
@@ -141,7 +148,7 @@ def _plot_figure3(result, s, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _report(summary: dict) -> str:
+def _report(summary: dict[str, Any]) -> str:
     lines = ["# ntkfast reproduce", "", f"Settings: {summary['settings_name']}.", ""]
     if "figure1" in summary:
         f1 = summary["figure1"]
@@ -194,14 +201,14 @@ def _report(summary: dict) -> str:
 
 
 def run(
-    figures_wanted=FIGURES,
+    figures_wanted: Iterable[int] = FIGURES,
     out: str | Path = "ntkfast-reproduce",
     quick: bool = False,
     paper: bool = False,
     seed: int = 0,
     quiet: bool = False,
     mnist: str | Path | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Computes and draws the requested figures into ``out``; returns the summary dict."""
     table = settings.QUICK if quick else settings.PAPER if paper else settings.DEFAULT
     name = "quick" if quick else "paper" if paper else "default"
@@ -217,16 +224,19 @@ def run(
         )
         print(f"ntkfast reproduce: {name} settings, estimated time {estimate / 60:.1f} min")
     start = time.perf_counter()
-    summary: dict = {"settings_name": name, "seed": seed}
+    summary: dict[str, Any] = {"settings_name": name, "seed": seed}
     for number in figures_wanted:
         s = table[number]
         if number == 1:
+            assert isinstance(s, settings.Figure1)
             result = figures.figure1(s, seed, progress)
             _plot_figure1(result, s, out / "figure1.png")
         elif number == 2:
+            assert isinstance(s, settings.Figure2)
             result = figures.figure2(s, seed, progress)
             _plot_figure2(result, s, out / "figure2.png")
         else:
+            assert isinstance(s, settings.Figure3)
             result = figures.figure3(s, seed, progress, mnist=mnist)
             _plot_figure3(result, s, out / "figure3.png")
         summary[f"figure{number}"] = {**result["summary"], "settings": s.__dict__}
@@ -237,7 +247,7 @@ def run(
     return summary
 
 
-def _json_default(value):
+def _json_default(value: object) -> object:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     if isinstance(value, (tuple, np.ndarray)):

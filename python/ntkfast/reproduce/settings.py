@@ -45,7 +45,7 @@ class Figure3:
     record_every: int = 20
 
 
-PAPER = {
+PAPER: dict[int, Figure1 | Figure2 | Figure3] = {
     1: Figure1(widths=(500, 10000), inits=10, steps=200),
     2: Figure2(widths=(50, 1000), inits=10, steps=1000),
     3: Figure3(widths=(100, 1000, 10000), inits=1, steps=4000),
@@ -55,13 +55,13 @@ PAPER = {
 # times per step): the default uses 4000 for the wide network of Figure 1.
 # Figure 3 at width 10000 on 512 inputs is about 10 s per step (hours for t = 4000): the
 # default keeps t = 4000 with widths 100 and 1000 on 256 inputs.
-DEFAULT = {
+DEFAULT: dict[int, Figure1 | Figure2 | Figure3] = {
     1: Figure1(widths=(500, 4000), inits=10, steps=200),
     2: Figure2(widths=(50, 1000), inits=10, steps=1000),
     3: Figure3(widths=(100, 1000), inits=1, steps=4000, n_samples=256),
 }
 
-QUICK = {
+QUICK: dict[int, Figure1 | Figure2 | Figure3] = {
     1: Figure1(widths=(50, 300), inits=3, steps=20, grid=41),
     2: Figure2(widths=(20, 200), inits=3, steps=100, grid=41),
     3: Figure3(widths=(50, 200), inits=1, steps=300, n_samples=128, record_every=10),
@@ -72,15 +72,19 @@ def _params(widths: list[int]) -> int:
     return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
 
 
-def estimate_seconds(figure: int, s, threads: int, n0_figure3: int = 64) -> float:
+def estimate_seconds(
+    figure: int, s: Figure1 | Figure2 | Figure3, threads: int, n0_figure3: int = 64
+) -> float:
     """A rough running time: each gradient step reads the parameters about four times
     (forward, backward, update) and does 6·N·P multiply-adds; assumes 20 GFLOP/s per core
     and 10 GB/s of memory bandwidth (float64)."""
     if figure == 1:
+        assert isinstance(s, Figure1)
         n_in, n, steps = 2, s.n_train, s.steps
     elif figure == 2:
         n_in, n, steps = 2, 4, s.steps
     else:
+        assert isinstance(s, Figure3)
         n_in, n, steps = n0_figure3, s.n_samples, s.steps
     total = 0.0
     for width in s.widths:
