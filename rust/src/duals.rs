@@ -159,8 +159,11 @@ impl Gelu {
         let delta2 = 1.0 + q1 + q2 + (q1 * q2 - q12 * q12);
         let delta = delta2.sqrt();
         let angle = trig::asin((q12 / p.sqrt()).clamp(-1.0, 1.0));
-        let sigma =
-            0.25 * q12 + (q12 * angle + (q12 * q12 + q1 * q2 * delta2) / (p * delta)) * INV_2PI;
+        // (q₁₂² + q₁₁q₂₂δ²)/(Pδ), written so that no product of three variances
+        // is formed (those overflow from q ≈ 1e100 on, long before the kernel).
+        let r = q12 / p.sqrt();
+        let shrink = (q1 / (1.0 + q1)) * (q2 / (1.0 + q2));
+        let sigma = 0.25 * q12 + (q12 * angle + r * r / delta + shrink * delta) * INV_2PI;
         let sigma_dot = 0.25
             + angle * INV_2PI
             + q12 * INV_2PI / delta * (1.0 / delta2 + (1.0 - q1 * q2) / p + 1.0);

@@ -13,6 +13,11 @@ use std::sync::atomic::AtomicBool;
 pub trait Real: Copy + Send + Sync + Default + 'static {
     /// Whether the GEMM accumulates in f64 (no refinement of nearly parallel pairs needed).
     const EXACT_GRAM: bool;
+    /// Largest variance (diagonal of any layer's kernel) the type can carry: f64
+    /// keeps products of two variances finite in every dual formula (1e150);
+    /// f32 keeps the Gram sums |x·x'| ≤ n₀·√(q q') and the stored kernels below
+    /// its maximum of 3.4e38 for up to 1e8 features (1e30).
+    const MAX_VARIANCE: f64;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
     /// dst (m × n, row-major) = a (m × k, row-major) · b (n × k, row-major)ᵀ,
@@ -41,9 +46,10 @@ pub trait Real: Copy + Send + Sync + Default + 'static {
 }
 
 macro_rules! impl_real {
-    ($t:ty, $exact:expr) => {
+    ($t:ty, $exact:expr, $max_variance:expr) => {
         impl Real for $t {
             const EXACT_GRAM: bool = $exact;
+            const MAX_VARIANCE: f64 = $max_variance;
             #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
@@ -182,8 +188,8 @@ fn blocked_product<T: Real>(
     )
 }
 
-impl_real!(f32, false);
-impl_real!(f64, true);
+impl_real!(f32, false, 1e30);
+impl_real!(f64, true, 1e150);
 
 /// dst = alpha · lhs · rhs on the calling thread, for tests and small products.
 #[cfg(test)]

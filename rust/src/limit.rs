@@ -100,20 +100,17 @@ pub struct Diagonal {
     pub series: Vec<Series>,
 }
 
-/// Largest variance accepted on the diagonal: products of two variances stay
-/// finite in every dual formula. Off-diagonal entries are bounded by the
-/// diagonal (Cauchy–Schwarz), so a finite diagonal means a finite kernel.
-pub const MAX_VARIANCE: f64 = 1e150;
-
 impl Diagonal {
     pub fn nngp(&self) -> &[f64] {
         &self.layers.last().expect("depth ≥ 1").q
     }
 
     /// An error naming the first sample and layer whose variance (or NTK
-    /// diagonal) leaves [0, MAX_VARIANCE].
-    pub fn check_range(&self, name: &str) -> Result<()> {
-        let out_of_range = |v: &f64| !(0.0..=MAX_VARIANCE).contains(v);
+    /// diagonal) leaves [0, limit] (the input type's [`Real::MAX_VARIANCE`]).
+    /// Off-diagonal entries are bounded by the diagonal (Cauchy–Schwarz), so a
+    /// diagonal within the limit means a finite kernel.
+    pub fn check_range(&self, name: &str, limit: f64) -> Result<()> {
+        let out_of_range = |v: &f64| !(0.0..=limit).contains(v);
         let per_layer = self
             .layers
             .iter()
@@ -123,7 +120,7 @@ impl Diagonal {
             if let Some(i) = values.iter().position(out_of_range) {
                 return invalid(format!(
                     "the kernel overflows: {what} of {name} row {i} is {:e} (limit \
-                     {MAX_VARIANCE:e}); scale the inputs, beta or the activation down",
+                     {limit:e} for this dtype); scale the inputs, beta or the activation down",
                     values[i]
                 ));
             }
@@ -297,12 +294,12 @@ impl<'a> LimitKernel<'a> {
             }
         }
         let mut d1 = self.diagonal_until(x1, &[], cancel)?;
-        d1.check_range("x1")?;
+        d1.check_range("x1", T::MAX_VARIANCE)?;
         let d2 = if symmetric {
             None
         } else {
             let mut d2 = self.diagonal_until(x2s, &[], cancel)?;
-            d2.check_range("x2")?;
+            d2.check_range("x2", T::MAX_VARIANCE)?;
             // A pair sums the terms both of its samples' series hold: give x1
             // and x2 the same number per layer, the larger of the two.
             let terms: Vec<usize> = d1

@@ -298,7 +298,7 @@ fn limit_kernel_diagonal<'py>(
         let s = samples(&x, "x")?;
         run_interruptible(py, |cancel| {
             let d = kernel.diagonal_until(s, &[], cancel)?;
-            d.check_range("x")?;
+            d.check_range("x", T::MAX_VARIANCE)?;
             Ok((d.nngp().to_vec(), d.ntk))
         })
     }
