@@ -147,3 +147,31 @@ def test_forked_child_can_compute():
     os.close(write)
     _, status = os.waitpid(pid, 0)
     assert os.read(read, 16) == b"same" and status == 0
+
+
+def test_eight_python_threads_at_once_match_serial_calls():
+    """Eight threads share the pool: each gets the result of its own serial call (limit
+    kernels of every kind, a Custom activation calling back into Python, empirical NTKs),
+    and none waits forever (the joins have a timeout)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = make_inputs(300, 10, seed=1)
+    net = nk.MLP([10, 64, 64, 2], "gelu", beta=0.2)
+    params = net.init(seed=0)
+    custom = nk.activations.Custom(np.sin, np.cos)
+    jobs = [
+        lambda: nk.limit_kernel(x, depth=4, activation="relu").ntk,
+        lambda: nk.limit_kernel(x, x[:100], depth=3, activation="erf").nngp,
+        lambda: nk.limit_kernel(x.astype(np.float32), depth=5, get="ntk"),
+        lambda: nk.limit_kernel(x, depth=3, activation="tanh", get="ntk"),
+        lambda: nk.limit_kernel(x, depth=3, activation=custom, get="ntk"),
+        lambda: net.ntk(params, x, output="full"),
+        lambda: net.apply(params, x),
+        lambda: nk.limit_kernel_diagonal(x, depth=6, activation="silu", get="ntk"),
+    ]
+    serial = [job() for job in jobs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(3):
+            futures = [pool.submit(job) for job in jobs]
+            for future, want in zip(futures, serial):
+                np.testing.assert_array_equal(future.result(timeout=120), want)
