@@ -94,6 +94,19 @@ LONG_CALLS = {
         "work = lambda: net.ntk(p, x)\n"
         "again = lambda: net.ntk(p, x[:10])\n"
     ),
+    "series kernel": (
+        "x = np.random.default_rng(0).standard_normal((6000, 784))\n"
+        "work = lambda: nk.limit_kernel(x, depth=300, activation='tanh', get='ntk')\n"
+        "again = lambda: nk.limit_kernel(x[:10], depth=3, activation='tanh', get='ntk')\n"
+    ),
+    "training": (
+        "x = np.random.default_rng(0).standard_normal((512, 784))\n"
+        "y = np.sin(x[:, :1])\n"
+        "net = nk.MLP([784, 2048, 2048, 1], 'relu')\n"
+        "p = net.init(0)\n"
+        "work = lambda: nk.train(net, p, x, y, steps=100000, lr=0.1)\n"
+        "again = lambda: nk.train(net, p, x[:10], y[:10], steps=2, lr=0.1).f_train\n"
+    ),
 }
 
 
