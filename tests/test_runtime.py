@@ -188,3 +188,36 @@ def test_eight_python_threads_at_once_match_serial_calls():
             futures = [pool.submit(job) for job in jobs]
             for future, want in zip(futures, serial):
                 np.testing.assert_array_equal(future.result(timeout=120), want)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_reproduce_exits_cleanly(tmp_path):
+    """SIGINT during `ntkfast reproduce`: status 130 and one line, no traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ntkfast", "reproduce", "--out", str(tmp_path), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    threading.Event().wait(4.0)  # well inside the first figure's training
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert err.strip() == "ntkfast: interrupted" and "Traceback" not in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs the fork start method")
+def test_multiprocessing_fork_workers_can_compute():
+    """Workers forked by multiprocessing after the parent used the pool compute the same."""
+    import multiprocessing
+
+    x = make_inputs(200, 5, seed=4)
+    want = nk.limit_kernel(x, depth=3, get="ntk")
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.starmap(_kernel_in_worker, [(x, 3)] * 4)
+    for got in results:
+        np.testing.assert_array_equal(got, want)
+
+
+def _kernel_in_worker(x, depth):
+    return nk.limit_kernel(x, depth=depth, get="ntk")

@@ -211,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, MemoryError, OSError) as err:
         print(f"ntkfast: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: a one-line message and the shell's conventional status, no traceback.
+        print("ntkfast: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
