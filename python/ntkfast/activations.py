@@ -54,6 +54,11 @@ class Activation:
         """The scalar parameter passed to the core (0 for parameter-free activations)."""
         return 0.0
 
+    @property
+    def core_callback(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        """What the core calls back for (σ(x), σ'(x)); None for built-ins, which it knows."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -201,6 +206,10 @@ class Custom(Activation):
         self.fn = fn
         self.dfn = dfn
         self.label = name if name is not None else getattr(fn, "__name__", "custom")
+
+    @property
+    def core_callback(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        return self.evaluate
 
     def __repr__(self) -> str:
         return f"Custom(name={self.label!r})"

@@ -190,7 +190,7 @@ def limit_kernel(
         beta,
         arrays.get("nngp"),
         arrays.get("ntk"),
-        act.evaluate if isinstance(act, _activations.Custom) else None,
+        act.core_callback,
     )
     if error > SERIES_WARNING:
         warnings.warn(
@@ -260,7 +260,7 @@ def limit_kernel_diagonal(
         act.name,
         act.param,
         beta,
-        act.evaluate if isinstance(act, _activations.Custom) else None,
+        act.core_callback,
     )
     arrays = {"nngp": nngp.astype(x.dtype, copy=False), "ntk": ntk.astype(x.dtype, copy=False)}
     if single:

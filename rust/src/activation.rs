@@ -110,10 +110,10 @@ impl Activation {
             Activation::Cos => x.cos(),
             Activation::Identity => x,
             Activation::Tanh => x.tanh(),
-            Activation::Sigmoid => logistic(x),
-            // log(1 + eˣ) = max(x, 0) + log1p(e^{−|x|}), without overflow.
-            Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
-            Activation::Silu => x * logistic(x),
+            // One exponential serves σ and σ' of these (see sigma_and_derivative).
+            Activation::Sigmoid | Activation::Softplus | Activation::Silu => {
+                self.sigma_and_derivative(x).0
+            }
         }
     }
 
@@ -150,14 +150,8 @@ impl Activation {
                 let t = x.tanh();
                 (1.0 - t) * (1.0 + t)
             }
-            Activation::Sigmoid => {
-                let s = logistic(x);
-                s * logistic(-x)
-            }
-            Activation::Softplus => logistic(x),
-            Activation::Silu => {
-                let s = logistic(x);
-                s + x * s * logistic(-x)
+            Activation::Sigmoid | Activation::Softplus | Activation::Silu => {
+                self.sigma_and_derivative(x).1
             }
         }
     }
@@ -182,42 +176,33 @@ impl Activation {
                 (s, s * c)
             }
             Activation::Softplus => {
-                // log(1 + eˣ) = max(x, 0) + log1p(e^{−|x|}); σ' = logistic(x).
+                // log(1 + eˣ) = max(x, 0) + log1p(e^{−|x|}) without overflow;
+                // σ' = logistic(x).
                 let e = (-x.abs()).exp();
-                let s = if x >= 0.0 {
-                    1.0 / (1.0 + e)
-                } else {
-                    e / (1.0 + e)
-                };
-                (x.max(0.0) + e.ln_1p(), s)
+                (x.max(0.0) + e.ln_1p(), logistic_split(e, x).0)
             }
             Activation::Silu => {
                 let (s, c) = logistic_pair(x);
                 (x * s, s + x * s * c)
             }
+            // The rest have no shared work (and sigma/dsigma do not come back here).
             _ => (self.sigma(x), self.dsigma(x)),
         }
     }
 }
 
-/// (logistic(x), logistic(−x)) from one exponential.
+/// (logistic(x), logistic(−x)) from one exponential, without overflow.
 fn logistic_pair(x: f64) -> (f64, f64) {
-    let e = (-x.abs()).exp();
+    logistic_split((-x.abs()).exp(), x)
+}
+
+/// (logistic(x), logistic(−x)) given e = e^{−|x|}.
+fn logistic_split(e: f64, x: f64) -> (f64, f64) {
     let (big, small) = (1.0 / (1.0 + e), e / (1.0 + e));
     if x >= 0.0 {
         (big, small)
     } else {
         (small, big)
-    }
-}
-
-/// 1 / (1 + e^{−x}) without overflow for either sign.
-fn logistic(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
     }
 }
 

@@ -365,8 +365,7 @@ impl Series {
         self.tails_a = keep(&self.tails_a);
         self.tails_b = keep(&self.tails_b);
         self.terms = t;
-        self.error = self.error.max(max_last(&self.tails_a, t + 1).powi(2));
-        self.error = self.error.max(max_last(&self.tails_b, t + 1).powi(2));
+        self.error = self.error.max(self.worst_tail(t).powi(2));
         self
     }
 
@@ -415,13 +414,6 @@ impl Series {
             ),
         )
     }
-}
-
-fn max_last(tails: &[f64], stride: usize) -> f64 {
-    tails
-        .chunks_exact(stride)
-        .map(|b| b[stride - 1])
-        .fold(0.0, f64::max)
 }
 
 fn expand_with(
@@ -495,10 +487,7 @@ fn expand_with(
     let quadrature = moments.iter().fold(0.0f64, |g, m| g.max(m.gap));
     let tails_a = block_tails(&a, &s_diag, terms, n);
     let tails_b = block_tails(&b, &d_diag, terms, n);
-    let mut error = quadrature;
-    error = error.max(max_last(&tails_a, terms + 1).powi(2));
-    error = error.max(max_last(&tails_b, terms + 1).powi(2));
-    Ok(Series {
+    let mut series = Series {
         terms,
         samples: n,
         a,
@@ -507,8 +496,10 @@ fn expand_with(
         sigma_dot: d_diag,
         tails_a,
         tails_b,
-        error,
-    })
+        error: 0.0,
+    };
+    series.error = quadrature.max(series.worst_tail(terms).powi(2));
+    Ok(series)
 }
 
 /// The four coefficient tables, written column block by column block.

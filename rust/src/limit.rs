@@ -298,21 +298,14 @@ impl<'a> LimitKernel<'a> {
         let d2 = if symmetric {
             None
         } else {
-            let mut d2 = self.diagonal_until(x2s, &[], cancel)?;
+            // A pair sums the terms both of its samples' series hold: x2 keeps
+            // at least x1's number per layer, and x1 is redone only where x2
+            // needed more.
+            let terms = |d: &Diagonal| d.series.iter().map(|s| s.terms).collect::<Vec<_>>();
+            let d2 = self.diagonal_until(x2s, &terms(&d1), cancel)?;
             d2.check_range("x2", T::MAX_VARIANCE)?;
-            // A pair sums the terms both of its samples' series hold: give x1
-            // and x2 the same number per layer, the larger of the two.
-            let terms: Vec<usize> = d1
-                .series
-                .iter()
-                .zip(&d2.series)
-                .map(|(a, b)| a.terms.max(b.terms))
-                .collect();
-            if d1.series.iter().zip(&terms).any(|(s, &t)| s.terms < t) {
-                d1 = self.diagonal_until(x1, &terms, cancel)?;
-            }
-            if d2.series.iter().zip(&terms).any(|(s, &t)| s.terms < t) {
-                d2 = self.diagonal_until(x2s, &terms, cancel)?;
+            if terms(&d2).iter().zip(&terms(&d1)).any(|(t2, t1)| t2 > t1) {
+                d1 = self.diagonal_until(x1, &terms(&d2), cancel)?;
             }
             Some(d2)
         };
