@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 
 /// The floating-point types of inputs and outputs. The recursion itself
 /// always runs in f64; only the Gram matrix and the stored kernels use `Self`.
-pub trait Real: Copy + Send + Sync + Default + 'static {
+pub trait Real: crate::tiles::Store + Send + Sync + Default + 'static {
     /// Whether the GEMM accumulates in f64 (no refinement of nearly parallel pairs needed).
     const EXACT_GRAM: bool;
     /// Largest variance (diagonal of any layer's kernel) the type can carry: f64

@@ -339,6 +339,7 @@ impl<'a> LimitKernel<'a> {
                 gram,
                 sigma,
                 theta,
+                transposed,
                 series: scratch_series,
             } = scratch;
             let (h, w) = (tile.rows(), tile.cols());
@@ -366,9 +367,6 @@ impl<'a> LimitKernel<'a> {
                     b2,
                 );
             }
-            if want_ntk {
-                theta.copy_from_slice(sigma);
-            }
             let layers = Layers {
                 rows: &d1.layers[..this.depth - 1],
                 cols: &d2.layers[..this.depth - 1],
@@ -379,15 +377,20 @@ impl<'a> LimitKernel<'a> {
             };
             match this.closed_form() {
                 Some(a) => with_dual!(a, |dual| layers.run(dual, simd, sigma, theta), else ()),
-                None => layers.run_series(
-                    &d1.series,
-                    &d2.series,
-                    symmetric,
-                    simd,
-                    scratch_series,
-                    sigma,
-                    theta,
-                ),
+                None => {
+                    if want_ntk {
+                        theta.copy_from_slice(sigma);
+                    }
+                    layers.run_series(
+                        &d1.series,
+                        &d2.series,
+                        symmetric,
+                        simd,
+                        scratch_series,
+                        sigma,
+                        theta,
+                    )
+                }
             }
             let placement = if !symmetric {
                 Placement::Plain
@@ -403,10 +406,10 @@ impl<'a> LimitKernel<'a> {
             // SAFETY: the tiles of `tiles()` are disjoint, mirrors included.
             unsafe {
                 if let Some(o) = &nngp_out {
-                    o.write(tile, sigma, placement, T::from_f64);
+                    o.write(tile, sigma, placement, transposed);
                 }
                 if let Some(o) = &ntk_out {
-                    o.write(tile, theta, placement, T::from_f64);
+                    o.write(tile, theta, placement, transposed);
                 }
             }
         };
@@ -432,8 +435,28 @@ fn refine_parallel_pairs<T: Real>(
 ) {
     const THRESHOLD: f64 = 0.99;
     let w = tile.cols();
+    let ci = &cols.inv_sqrt_q[tile.c0..tile.c1];
     for (r, srow) in sigma.chunks_exact_mut(w).enumerate() {
         let i = tile.r0 + r;
+        // Most rows have no such pair: a vectorised scan finds out.
+        let ri = rows.inv_sqrt_q[i];
+        let mut lanes = [0.0f64; 8];
+        for (s8, c8) in srow.chunks_exact(8).zip(ci.chunks_exact(8)) {
+            for l in 0..8 {
+                let a = (s8[l] * ri * c8[l]).abs();
+                lanes[l] = if a > lanes[l] { a } else { lanes[l] };
+            }
+        }
+        let tail = w - w % 8;
+        let largest = srow[tail..]
+            .iter()
+            .zip(&ci[tail..])
+            .fold(lanes.iter().fold(0.0f64, |m, &v| m.max(v)), |m, (s, c)| {
+                m.max((s * ri * c).abs())
+            });
+        if largest <= THRESHOLD {
+            continue;
+        }
         let xi = &x1.data[i * x1.cols..(i + 1) * x1.cols];
         for (c, s) in srow.iter_mut().enumerate() {
             let j = tile.c0 + c;
@@ -450,11 +473,13 @@ fn refine_parallel_pairs<T: Real>(
     }
 }
 
-/// Per-thread buffers: one Gram tile in the input type, Σ and Θ tiles in f64.
+/// Per-thread buffers: one Gram tile in the input type, Σ and Θ tiles in f64,
+/// and one more f64 tile for the mirror image of symmetric outputs.
 struct Scratch<T> {
     gram: Vec<T>,
     sigma: Vec<f64>,
     theta: Vec<f64>,
+    transposed: Vec<f64>,
     series: SeriesScratch,
 }
 
@@ -464,6 +489,7 @@ impl<T: Real> Scratch<T> {
             gram: vec![T::default(); TILE * TILE],
             sigma: vec![0.0; TILE * TILE],
             theta: vec![0.0; TILE * TILE],
+            transposed: vec![0.0; TILE * TILE],
             series: SeriesScratch::default(),
         }
     }
@@ -547,13 +573,25 @@ impl Layers<'_> {
         self.run_generic(dual, sigma, theta)
     }
 
+    /// Θ⁽¹⁾ = Σ⁽¹⁾ is not stored: the first layer reads it from the Σ tile
+    /// (one pass over the tile less), so `theta` may hold anything on entry.
     #[inline(always)]
     fn run_generic<D: Dual>(&self, dual: D, sigma: &mut [f64], theta: &mut [f64]) {
-        for (rows, cols) in self.rows.iter().zip(self.cols) {
+        let mut layers = self.rows.iter().zip(self.cols);
+        match layers.next() {
+            Some((rows, cols)) => self.layer::<D, true>(dual, rows, cols, sigma, theta),
+            None => {
+                if self.want_ntk {
+                    theta.copy_from_slice(sigma);
+                }
+                return;
+            }
+        }
+        for (rows, cols) in layers {
             if self.cancel.load(Ordering::Relaxed) {
                 return;
             }
-            self.layer(dual, rows, cols, sigma, theta);
+            self.layer::<D, false>(dual, rows, cols, sigma, theta);
         }
     }
 
@@ -674,9 +712,10 @@ impl Layers<'_> {
         }
     }
 
-    /// One layer in place: Σ ← dual(Σ) + β², Θ ← Θ Σ̇ + Σ.
+    /// One layer in place: Σ ← dual(Σ) + β², Θ ← Θ Σ̇ + Σ (with Θ read as
+    /// the incoming Σ when `FIRST`).
     #[inline(always)]
-    fn layer<D: Dual>(
+    fn layer<D: Dual, const FIRST: bool>(
         &self,
         dual: D,
         rows: &LayerVars,
@@ -710,7 +749,8 @@ impl Layers<'_> {
                 for ((s, t), b) in srow.iter_mut().zip(trow.iter_mut()).zip(cols) {
                     let (value, value_dot) = dual.pair(&a, &b, *s);
                     let next = value + b2;
-                    *t = *t * value_dot + next;
+                    let previous = if FIRST { *s } else { *t };
+                    *t = previous * value_dot + next;
                     *s = next;
                 }
             } else {

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Tile edge. Two f64 tiles (Σ and Θ) of 128² take 256 KiB: they stay in L2
 /// during the layer loop.
@@ -123,8 +123,84 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
         debug_assert!(r < self.rows && c0 <= c1 && c1 <= self.cols);
         std::slice::from_raw_parts_mut(self.ptr.add(r * self.cols + c0), c1 - c0)
     }
+}
 
-    /// Stores `values` (tile.rows() × tile.cols(), row-major) converted by `convert`.
+/// Outputs at least this large (bytes) are written with non-temporal stores:
+/// they cannot stay in cache anyway, and streaming them out saves the read of
+/// each line before it is overwritten. Smaller ones stay in cache for the caller.
+const STREAM_BYTES: usize = 16 << 20;
+
+/// The element types of stored kernels: conversion from the f64 of the
+/// recursion and a row store that can bypass the cache.
+pub trait Store: Copy {
+    /// dst[k] = src[k] rounded to `Self`, with non-temporal stores when `stream`.
+    fn store_row(dst: &mut [Self], src: &[f64], stream: bool);
+}
+
+impl Store for f64 {
+    #[inline]
+    fn store_row(dst: &mut [f64], src: &[f64], stream: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if stream {
+            use std::arch::x86_64::{_mm_loadu_pd, _mm_stream_pd};
+            let n = dst.len().min(src.len());
+            let head = dst.as_ptr().align_offset(16).min(n);
+            dst[..head].copy_from_slice(&src[..head]);
+            let mut k = head;
+            while k + 2 <= n {
+                // SAFETY: k + 2 ≤ n keeps both accesses in bounds; dst + k is
+                // 16-byte aligned (head) and SSE2 is part of x86_64.
+                unsafe {
+                    _mm_stream_pd(dst.as_mut_ptr().add(k), _mm_loadu_pd(src.as_ptr().add(k)))
+                };
+                k += 2;
+            }
+            dst[k..n].copy_from_slice(&src[k..n]);
+            return;
+        }
+        let _ = stream;
+        dst.copy_from_slice(&src[..dst.len()]);
+    }
+}
+
+impl Store for f32 {
+    #[inline]
+    fn store_row(dst: &mut [f32], src: &[f64], stream: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if stream {
+            use std::arch::x86_64::{_mm_cvtpd_ps, _mm_loadu_pd, _mm_movelh_ps, _mm_stream_ps};
+            let n = dst.len().min(src.len());
+            let head = dst.as_ptr().align_offset(16).min(n);
+            for (d, &v) in dst[..head].iter_mut().zip(src) {
+                *d = v as f32;
+            }
+            let mut k = head;
+            while k + 4 <= n {
+                // SAFETY: k + 4 ≤ n keeps the accesses in bounds; dst + k is
+                // 16-byte aligned (head) and SSE2 is part of x86_64. The
+                // conversion rounds to nearest, as `as f32` does.
+                unsafe {
+                    let lo = _mm_cvtpd_ps(_mm_loadu_pd(src.as_ptr().add(k)));
+                    let hi = _mm_cvtpd_ps(_mm_loadu_pd(src.as_ptr().add(k + 2)));
+                    _mm_stream_ps(dst.as_mut_ptr().add(k), _mm_movelh_ps(lo, hi));
+                }
+                k += 4;
+            }
+            for (d, &v) in dst[k..n].iter_mut().zip(&src[k..n]) {
+                *d = v as f32;
+            }
+            return;
+        }
+        let _ = stream;
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v as f32;
+        }
+    }
+}
+
+impl<T: Store> SharedOutput<'_, T> {
+    /// Stores `values` (tile.rows() × tile.cols(), row-major), using
+    /// `transposed` (at least as long) for the mirror image.
     ///
     /// # Safety
     /// No two concurrent calls may cover the same output entries (tiles from
@@ -134,41 +210,52 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
         tile: Tile,
         values: &[f64],
         placement: Placement,
-        convert: impl Fn(f64) -> T,
+        transposed: &mut [f64],
     ) {
         let (h, w) = (tile.rows(), tile.cols());
         debug_assert!(tile.r1 <= self.rows && tile.c1 <= self.cols && values.len() >= h * w);
-        for i in 0..h {
-            let row = std::slice::from_raw_parts_mut(
-                self.ptr.add((tile.r0 + i) * self.cols + tile.c0),
-                w,
-            );
-            match placement {
-                Placement::Symmetrised => {
-                    for (j, out) in row.iter_mut().enumerate() {
-                        let (a, b) = if j <= i { (i, j) } else { (j, i) };
-                        *out = convert(values[a * w + b]);
-                    }
+        let stream = self.rows * self.cols * std::mem::size_of::<T>() >= STREAM_BYTES;
+        if placement == Placement::Symmetrised {
+            // Lower triangle to both triangles (the tile is square).
+            for i in 0..h {
+                for j in 0..i {
+                    transposed[j * w + i] = values[i * w + j];
+                    transposed[i * w + j] = values[i * w + j];
                 }
-                _ => {
-                    for (out, &v) in row.iter_mut().zip(&values[i * w..(i + 1) * w]) {
-                        *out = convert(v);
-                    }
-                }
+                transposed[i * w + i] = values[i * w + i];
             }
         }
+        let source = if placement == Placement::Symmetrised {
+            &transposed[..h * w]
+        } else {
+            &values[..h * w]
+        };
+        for (i, row) in source.chunks_exact(w).enumerate() {
+            T::store_row(self.row_mut(tile.r0 + i, tile.c0, tile.c1), row, stream);
+        }
         if placement == Placement::Mirrored {
-            // Transposed copy in strips of 8 columns: each tile row contributes one
-            // cache line to 8 output rows, instead of 1 KiB-strided reads.
-            const STRIP: usize = 8;
-            for j0 in (0..w).step_by(STRIP) {
-                let j1 = (j0 + STRIP).min(w);
-                for (i, strip) in values.chunks_exact(w).take(h).enumerate() {
-                    for (j, &v) in strip.iter().enumerate().take(j1).skip(j0) {
-                        *self.ptr.add((tile.c0 + j) * self.cols + tile.r0 + i) = convert(v);
+            // Transpose in the cache (8 × 8 blocks: rows of both tiles are
+            // 1 KiB apart, and a whole column at once would thrash L1's sets),
+            // then write whole rows of the mirror image.
+            const B: usize = 8;
+            for i0 in (0..h).step_by(B) {
+                for j0 in (0..w).step_by(B) {
+                    for i in i0..(i0 + B).min(h) {
+                        for j in j0..(j0 + B).min(w) {
+                            transposed[j * h + i] = values[i * w + j];
+                        }
                     }
                 }
             }
+            for (j, row) in transposed[..h * w].chunks_exact(h).enumerate() {
+                T::store_row(self.row_mut(tile.c0 + j, tile.r0, tile.r1), row, stream);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if stream {
+            // Non-temporal stores are weakly ordered: make them visible before
+            // the pool reports the tile done.
+            std::arch::x86_64::_mm_sfence();
         }
     }
 }
@@ -240,23 +327,30 @@ pub fn num_threads() -> Result<usize> {
     Ok(pool()?.current_num_threads())
 }
 
-/// Runs `work(scratch, tile)` for every tile on the pool. `scratch` is made by
-/// `init` once per batch of tiles a thread takes. Stops between tiles once
-/// `cancel` is set and then returns [`Error::Cancelled`].
+/// Runs `work(scratch, tile)` for every tile on the pool. Each thread of the
+/// pool makes its `scratch` with `init` once, on its first tile, and reuses it
+/// (fresh buffers per batch of tiles would cost a page fault per 4 KiB).
+/// Stops between tiles once `cancel` is set and then returns [`Error::Cancelled`].
 pub fn for_each_tile<S, I, F>(tiles: &[Tile], cancel: &AtomicBool, init: I, work: F) -> Result<()>
 where
+    S: Send,
     I: Fn() -> S + Sync + Send,
     F: Fn(&mut S, Tile) + Sync + Send,
 {
-    pool()?.install(|| {
-        tiles
-            .par_iter()
-            .with_max_len(4)
-            .for_each_init(&init, |scratch, tile| {
-                if !cancel.load(Ordering::Relaxed) {
-                    work(scratch, *tile);
-                }
-            })
+    let pool = pool()?;
+    let scratch: Vec<Mutex<Option<S>>> = (0..pool.current_num_threads())
+        .map(|_| Mutex::new(None))
+        .collect();
+    pool.install(|| {
+        tiles.par_iter().with_max_len(4).for_each(|tile| {
+            if cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            // Each worker only ever locks its own slot: never contended.
+            let index = rayon::current_thread_index().unwrap_or(0) % scratch.len();
+            let mut slot = scratch[index].lock().unwrap_or_else(|e| e.into_inner());
+            work(slot.get_or_insert_with(&init), *tile);
+        })
     });
     if cancel.load(Ordering::Relaxed) {
         Err(Error::Cancelled)
