@@ -72,9 +72,37 @@ def _cgroup_headroom() -> int | None:
         return None
 
 
+def _rlimit_headroom() -> int | None:
+    """Bytes left under this process's address-space and data-segment limits (``ulimit -v``,
+    ``ulimit -d``, ``resource.setrlimit``), if it has any."""
+    try:
+        import resource
+
+        with open("/proc/self/status") as f:
+            status = {
+                line.split(":")[0]: int(line.split()[1]) * 1024
+                for line in f
+                if line.startswith(("VmSize:", "VmData:"))
+            }
+    except (ImportError, OSError, ValueError, IndexError):
+        return None
+    left = []
+    for limit, used in ((resource.RLIMIT_AS, "VmSize"), (resource.RLIMIT_DATA, "VmData")):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY and used in status:
+            left.append(max(soft - status[used], 0))
+    return min(left) if left else None
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in MiB below 1 GiB, else in GiB."""
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.1f} GiB"
+
+
 def available_memory() -> int | None:
-    """Bytes the process can still use: the smaller of the system's MemAvailable + free swap
-    and the headroom under a cgroup limit; None if neither is known."""
+    """Bytes the process can still use: the smallest of the system's MemAvailable + free
+    swap, the headroom under a cgroup limit and the headroom under the process's own
+    resource limits; None if none is known."""
     system = None
     try:
         with open("/proc/meminfo") as f:
@@ -85,7 +113,7 @@ def available_memory() -> int | None:
             system = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
             pass
-    known = [m for m in (system, _cgroup_headroom()) if m is not None]
+    known = [m for m in (system, _cgroup_headroom(), _rlimit_headroom()) if m is not None]
     return min(known) if known else None
 
 
@@ -94,7 +122,7 @@ def check_memory(needed: float, what: str, hint: str = "") -> None:
     available = available_memory()
     if available is not None and needed > available:
         raise MemoryError(
-            f"{what} needs {needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB "
+            f"{what} needs {format_bytes(needed)} but only {format_bytes(available)} "
             f"is available{hint}"
         )
 

@@ -61,6 +61,20 @@ def _parse_get(get: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
     return kinds, single
 
 
+
+# Tile edge of the core and the allowance for its GEMM workspace and small buffers.
+_TILE = 128
+_CORE_MARGIN = 8 * 2**20
+
+
+def _working_memory(rows: int, depth: int) -> int:
+    """Bytes the core allocates besides the outputs: three float64 per sample and layer
+    (variance, its root and inverse root) plus two per sample, four float64 tiles per
+    thread, and a fixed margin. Checked before any work, so that a request that cannot
+    fit (system memory, cgroup or ``ulimit``) is a MemoryError instead of an abort."""
+    tiles = 4 * 8 * _TILE * _TILE * _ntkfast.get_num_threads()
+    return 8 * (3 * depth + 2) * rows + tiles + _CORE_MARGIN
+
 @overload
 def limit_kernel(
     x1: ArrayLike,
@@ -158,9 +172,8 @@ def limit_kernel(
     shape = (x1.shape[0], x1.shape[0] if x2 is None else x2.shape[0])
     inputs = (x1,) if x2 is None else (x1, x2)
 
-    # Per-sample variances of every layer (three float64 per sample and layer).
     rows = shape[0] + (0 if symmetric else shape[1])
-    check_memory(8 * (3 * depth + 2) * rows, f"depth {depth} (per-layer variances)")
+    check_memory(_working_memory(rows, depth), f"depth {depth} (per-layer variances and tiles)")
     given: dict[str, object]
     if out is None:
         arrays = dict(zip(kinds, allocate(shape, dtype, len(kinds))))
@@ -253,7 +266,7 @@ def limit_kernel_diagonal(
     beta = as_finite_float(beta, "beta")
     act = _activations.get(activation)
     x = as_samples(x, "x")
-    check_memory(8 * (3 * depth + 2) * x.shape[0], f"depth {depth} (per-layer variances)")
+    check_memory(_working_memory(x.shape[0], depth), f"depth {depth} (per-layer variances)")
     nngp, ntk = _ntkfast.limit_kernel_diagonal(
         x,
         depth,
