@@ -34,7 +34,10 @@ def _activation(name: str, slope: float | None) -> activations.Activation:
 def _load(path: str) -> np.ndarray:
     if not path.endswith(".npy"):
         raise ValueError(f"{path}: expected a .npy file (np.save)")
-    array: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        array: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (EOFError, ValueError) as err:  # empty, truncated or not a .npy file at all
+        raise ValueError(f"{path}: not a readable .npy array ({err})") from None
     return array
 
 

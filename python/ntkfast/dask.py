@@ -17,7 +17,7 @@ row chunks i and j, computed where the scheduler puts it::
 With ``x2=None`` only the blocks on and below the diagonal are computed; those above are
 their transposes. For closed-form activations each block is the same bits as the
 corresponding part of the in-memory ``ntkfast.limit_kernel(x)`` when the row chunks are
-multiples of 128, and agrees to ~1e-15 otherwise; Hermite-series activations (tanh, …) expand
+multiples of 120, and agrees to ~1e-15 otherwise; Hermite-series activations (tanh, …) expand
 each chunk's own samples, so they agree to the series' tolerance (1e-12 of the kernel's
 scale). Each task runs the core on all the worker's threads (``ntkfast.set_num_threads``
 in the worker processes, or ``NTKFAST_NUM_THREADS`` in their environment, sets how many);
@@ -51,13 +51,13 @@ def _as_rows(x: ArrayLike | da.Array, name: str) -> da.Array:
     """x as a 2-D Dask array with the features in one chunk (rechunked if needed)."""
     if not isinstance(x, da.Array):
         x = np.asarray(x)
-        if x.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}")
-        x = cast("da.Array", da.from_array(x, chunks=(max(1, min(len(x), 4096)), -1)))
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}")
+    # The checks of ntkfast.limit_kernel, in its order: the dtype, then the shape.
     if x.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}")
+    if not isinstance(x, da.Array):
+        x = cast("da.Array", da.from_array(x, chunks=(max(1, min(len(x), 4096)), -1)))
     if any(np.isnan(c) for c in x.chunks[0]) or np.isnan(x.shape[1]):
         raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes()")
     if len(x.chunks[1]) != 1:
@@ -66,8 +66,14 @@ def _as_rows(x: ArrayLike | da.Array, name: str) -> da.Array:
 
 
 def _result_dtype(x1: da.Array, x2: da.Array | None) -> np.dtype:
-    dtype = x1.dtype if x2 is None else np.result_type(x1.dtype, x2.dtype)
-    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    """The dtype of ntkfast.limit_kernel's result: float32 inputs stay float32, every other
+    real dtype becomes float64 first (as in ``as_samples``), then the two are promoted."""
+
+    def kept(dtype: np.dtype) -> np.dtype:
+        return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
+
+    dtype = kept(x1.dtype)
+    return dtype if x2 is None else np.result_type(dtype, kept(x2.dtype))
 
 
 def _blocks(
@@ -214,7 +220,7 @@ def ntk(
     probe = net.ntk(params, np.zeros((1, net.widths[0])), output=output)  # checks params
     n_out = net.widths[-1]
     extra = {"trace": (), "diagonal": (n_out,), "full": (n_out, n_out)}[output]
-    dtype = np.result_type(_result_dtype(x1, x2), probe.dtype)
+    dtype = probe.dtype  # the network computes in its parameters' dtype
     token = tokenize(x1, x2, net.widths, net.activation, net.beta, params, output)
     block = _EmpiricalBlock(net, params, output)
     return _blocks(f"ntkfast-ntk-{token}", x1, x2, block, _transpose_empirical, extra, dtype)

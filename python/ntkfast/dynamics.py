@@ -42,6 +42,10 @@ __all__ = [
 # rounding; those within are rounding and are set to 0 silently.
 EIG_TOL = 1e-10
 
+#: Largest |f| and |∂_t f| at t = 0 that kernel_flow integrates: beyond it the ODE solver's
+#: error norms (squares of f / atol) overflow and the integration fails.
+FLOW_LIMIT = 1e100
+
 
 def _finite(a: ArrayLike, name: str, ndim: tuple[int, ...]) -> NDArray[np.float64]:
     arr = np.asarray(a)
@@ -82,7 +86,10 @@ def _cross(k: ArrayLike, n: int, name: str) -> NDArray[np.float64]:
 
 def _times(t: ArrayLike, *, increasing: bool) -> tuple[np.ndarray, bool]:
     """Times as a 1-D float array (and whether a scalar was given); t ≥ 0, ∞ allowed."""
-    arr = np.asarray(t, dtype=np.float64)
+    arr = np.asarray(t)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"t must be a real number or array of times, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
     scalar = arr.ndim == 0
     arr = np.atleast_1d(arr)
     if arr.ndim != 1 or arr.size == 0:
@@ -334,6 +341,9 @@ def kernel_flow(
         Test outputs follow ∂_t f(x) = −(1/N) Σ_i K(x, x_i) d(x_i).
     method, rtol, atol
         Passed to ``scipy.integrate.solve_ivp`` (use "Radau" or "LSODA" when t·λ_max/N is large).
+
+    Outputs or rates of change above :data:`FLOW_LIMIT` (1e100) at t = 0 are a ValueError (the
+    solver's error norms would overflow); a solver that fails otherwise is a RuntimeError.
     """
     k = _square_kernel(k_train_train, "k_train_train")
     n = k.shape[0]
@@ -349,6 +359,10 @@ def kernel_flow(
         f0_test = _finite(f0_test, "f0_test", (1, 2))
         if f0_test.shape != (k_test.shape[0], *f0.shape[1:]):
             raise ValueError(f"f0_test must have shape {(k_test.shape[0], *f0.shape[1:])}")
+    if isinstance(cost, MSE) and cost.y.shape != f0.shape:
+        raise ValueError(
+            f"the cost's targets have shape {cost.y.shape} but f0_train has shape {f0.shape}"
+        )
     shape, size = f0.shape, f0.size
 
     def rhs(_: float, state: np.ndarray) -> np.ndarray:
@@ -362,16 +376,29 @@ def kernel_flow(
         return np.concatenate(parts)
 
     state0 = f0.ravel() if f0_test is None else np.concatenate([f0.ravel(), f0_test.ravel()])
-    sol = solve_ivp(
-        rhs, (0.0, float(times[-1])), state0, method=method, t_eval=times, rtol=rtol, atol=atol
-    )
-    if not sol.success:
-        raise RuntimeError(f"the ODE solver failed: {sol.message}")
-    states = sol.y.T
+    with np.errstate(over="ignore", invalid="ignore"):
+        rate0 = rhs(0.0, state0)
+    largest = max(np.abs(state0).max(), np.abs(rate0).max())
+    if not largest <= FLOW_LIMIT:
+        raise ValueError(
+            f"the outputs or their rate of change at t = 0 reach {largest:.3g} (limit "
+            f"{FLOW_LIMIT:g}): scale the kernel, the outputs or the targets down"
+        )
+    if times[-1] == 0:  # only t = 0: nothing to integrate
+        states = state0[None, :]
+        message = "t = 0 only"
+        nfev = 1
+    else:
+        sol = solve_ivp(
+            rhs, (0.0, float(times[-1])), state0, method=method, t_eval=times, rtol=rtol, atol=atol
+        )
+        if not sol.success:
+            raise RuntimeError(f"the ODE solver failed: {sol.message}")
+        states, message, nfev = sol.y.T, str(sol.message), int(sol.nfev)
     f_train = states[:, :size].reshape(len(times), *shape)
     f_test = None if f0_test is None else states[:, size:].reshape(len(times), *f0_test.shape)
     costs = np.array([cost.value(f) for f in f_train])
-    return KernelFlow(times, f_train, f_test, costs, int(sol.nfev), str(sol.message))
+    return KernelFlow(times, f_train, f_test, costs, nfev, message)
 
 
 def gaussian_limit(
@@ -415,7 +442,10 @@ def gaussian_limit(
     m = theta_x.shape[0]
     if sigma_x.shape[0] != m or sigma_xx.shape[0] != m:
         raise ValueError("the test kernels must all have M rows")
-    (time,), _ = _times(t, increasing=False)
+    times, _ = _times(t, increasing=False)
+    if times.size != 1:
+        raise ValueError(f"t must be a single time, got {times.size} times")
+    time = times[0]
     lam, v = _eigh_psd(theta)
     if np.isinf(time):
         # A = Θ(x, X) Θ̃⁻¹, by a solve: Aᵀ = Θ̃⁻¹ Θ(X, x).
@@ -435,10 +465,30 @@ def quantiles(mean: ArrayLike, cov: ArrayLike, q: Iterable[float] = (0.1, 0.5, 0
     """Pointwise quantiles of a Gaussian process: mean + z_q √diag(cov).
 
     Returns an array of shape (len(q), *mean.shape); the paper's Figure 2 uses 10/50/90 %.
+    mean (M,) or (M, k) and cov (M, M) must be finite real arrays, q a non-empty sequence of
+    probabilities strictly between 0 and 1 (ValueError otherwise; TypeError for non-real
+    input). Negative variances on the diagonal (rounding) count as 0.
     """
     from scipy.stats import norm
 
-    mean = np.asarray(mean, dtype=np.float64)
-    std = np.sqrt(np.clip(np.diag(np.asarray(cov, dtype=np.float64)), 0.0, None))
+    mean = _finite(mean, "mean", (1, 2))
+    if mean.shape[0] == 0:
+        raise ValueError("mean must be non-empty")
+    cov = _finite(cov, "cov", (2,))
+    if cov.shape != (mean.shape[0], mean.shape[0]):
+        raise ValueError(
+            f"cov must have shape {(mean.shape[0], mean.shape[0])} to match mean, got {cov.shape}"
+        )
+    try:
+        probs = np.asarray(q if isinstance(q, np.ndarray) else list(q))
+    except TypeError:
+        raise TypeError(f"q must be a sequence of probabilities, got {type(q).__name__}") from None
+    if probs.dtype.kind not in "biuf":
+        raise TypeError(f"q must be real probabilities, got dtype {probs.dtype}")
+    if probs.ndim != 1 or probs.size == 0:
+        raise ValueError(f"q must be a non-empty 1-D sequence, got shape {probs.shape}")
+    if not ((probs > 0) & (probs < 1)).all():
+        raise ValueError(f"q must lie strictly between 0 and 1, got {probs.tolist()}")
+    std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     std = std.reshape(len(std), *([1] * (mean.ndim - 1)))
-    return np.stack([mean + norm.ppf(p) * std for p in q])
+    return np.stack([mean + norm.ppf(p) * std for p in probs.astype(np.float64)])

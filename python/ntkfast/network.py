@@ -34,6 +34,10 @@ __all__ = ["MLP"]
 
 _OUTPUTS = ("trace", "diagonal", "full")
 
+#: Largest mean square x·x/n0 of an input row, per dtype: beyond it the Gram matrices of the
+#: empirical NTK overflow (inf · 0 = NaN where a unit is saturated), as for limit_kernel.
+_INPUT_LIMIT = {np.dtype(np.float64): 1e300, np.dtype(np.float32): 1e30}
+
 
 class MLP:
     """A fully-connected network with widths [n0, n1, …, nL].
@@ -53,6 +57,11 @@ class MLP:
         L = len(widths) − 1, the number of dense layers.
     num_params : int
         P = Σ_l (n_l + 1) n_{l+1}.
+
+    Inputs are checked like those of :func:`ntkfast.limit_kernel` (real, 2-D, non-empty,
+    finite) and, in the parameters' dtype, must have rows of mean square x·x/n0 at most 1e300
+    (float64) or 1e30 (float32); beyond that the empirical NTK would overflow, and a
+    ValueError names the row.
     """
 
     def __init__(
@@ -171,7 +180,19 @@ class MLP:
                 f"{name} has {x.shape[1]} features but the network's input width is "
                 f"{self.widths[0]}"
             )
-        return x.astype(dtype, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = x.astype(dtype, copy=False)  # float64 beyond float32's range: inf, caught below
+            wide = x.astype(np.float64, copy=False)
+            mean_square = np.einsum("ij,ij->i", wide, wide) / x.shape[1]
+        limit = _INPUT_LIMIT[np.dtype(dtype)]
+        too_large = ~(mean_square <= limit)
+        if too_large.any():
+            row = int(np.flatnonzero(too_large)[0])
+            raise ValueError(
+                f"{name} row {row} is too large for a network in {np.dtype(dtype).name}: "
+                f"mean square {mean_square[row]:.3g} (limit {limit:g}); scale the inputs down"
+            )
+        return x
 
     def _spec(self) -> tuple[list[int], str, float, float]:
         if isinstance(self.activation, _activations.Custom):
@@ -267,15 +288,24 @@ class MLP:
         """
         weights, biases, dtype = self._params(params)
         x = self._inputs(x, "x", dtype)
-        d = as_samples(d, "d").astype(dtype, copy=False)
+        d = as_samples(d, "d")
         if d.shape != (x.shape[0], self.widths[-1]):
             raise ValueError(
                 f"d must have shape {(x.shape[0], self.widths[-1])} (N, n_L), got {d.shape}"
             )
+        with np.errstate(over="ignore"):
+            d = d.astype(dtype, copy=False)
+        if not np.isfinite(d).all():
+            raise ValueError(f"d has values too large for the parameters' dtype {dtype.name}")
         self._check_work_memory(x.shape[0], dtype, False, "the backward pass")
         gw = [np.empty_like(w) for w in weights]
         gb = [np.empty_like(b) for b in biases]
         _ntkfast.mlp_vjp(self._spec(), weights, biases, x, d, gw, gb)
+        if not all(np.isfinite(g).all() for g in (*gw, *gb)):
+            raise ValueError(
+                f"the vjp overflows {dtype.name} (its entries exceed the largest number); "
+                "scale d down"
+            )
         return list(zip(gw, gb))
 
     # ----------------------------------------------------------------- infinite width

@@ -58,13 +58,23 @@ class _LimitKernel(Kernel):  # type: ignore[misc]
         if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
             raise ValueError(f"depth must be an integer ≥ 1, got {depth!r}")
         _activations.get(activation)
-        if not isinstance(beta, (int, float, np.number)) or not math.isfinite(beta) or beta < 0:
+        if (
+            isinstance(beta, (bool, np.bool_))
+            or not isinstance(beta, (int, float, np.integer, np.floating))
+            or not math.isfinite(beta)
+            or beta < 0
+        ):
             raise ValueError(f"beta must be a finite number ≥ 0, got {beta!r}")
         if isinstance(beta_bounds, str):
             if beta_bounds != "fixed":
                 raise ValueError(f'beta_bounds must be a pair or "fixed", got {beta_bounds!r}')
         else:
-            lo, hi = np.asarray(beta_bounds, dtype=float).ravel()
+            try:
+                lo, hi = np.asarray(beta_bounds, dtype=float).ravel()
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f'beta_bounds must be a pair (low, high) or "fixed", got {beta_bounds!r}'
+                ) from None
             if not (0 < lo < hi < np.inf):
                 raise ValueError(f"beta_bounds must satisfy 0 < low < high, got {beta_bounds!r}")
             if beta == 0:
@@ -111,9 +121,13 @@ class _LimitKernel(Kernel):  # type: ignore[misc]
         if self.hyperparameter_beta.fixed:
             return K, np.empty((X.shape[0], X.shape[0], 0))
         step = GRADIENT_STEP
-        up = self._kernel(X, beta=self.beta * math.exp(step))
-        down = self._kernel(X, beta=self.beta * math.exp(-step))
-        return K, ((up - down) / (2 * step))[:, :, np.newaxis]
+        # In float64 whatever the inputs' dtype: a float32 difference quotient would lose
+        # four digits (its rounding, ~1e-7, divided by the step).
+        X64 = np.asarray(X, dtype=np.float64)
+        up = self._kernel(X64, beta=self.beta * math.exp(step))
+        down = self._kernel(X64, beta=self.beta * math.exp(-step))
+        gradient = ((up - down) / (2 * step)).astype(K.dtype, copy=False)
+        return K, gradient[:, :, np.newaxis]
 
     def diag(self, X: ArrayLike) -> np.ndarray:
         """K(x, x) for every row, shape (n_X,), in O(n_X (n0 + depth))."""

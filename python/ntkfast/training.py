@@ -15,8 +15,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _ntkfast
-from ._validation import as_positive_int
-from .dynamics import MSE
+from ._validation import as_finite_float, as_positive_int
+from .dynamics import MSE, _finite
 
 if TYPE_CHECKING:
     from .dynamics import _Cost
@@ -97,21 +97,24 @@ def train(
     weights, biases, dtype = net._params(params)
     x = net._inputs(x_train, "x_train", dtype)
     n, m = x.shape[0], net.widths[-1]
-    y = np.asarray(y_train, dtype=np.float64)
+    y = np.asarray(y_train)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"y_train must be a real array, got dtype {y.dtype}")
+    y = y.astype(np.float64)
     if y.ndim == 1 and m == 1:
         y = y[:, None]
     if y.shape != (n, m):
         raise ValueError(f"y_train must have shape ({n}, {m}), got {y.shape}")
-    if not np.isfinite(y).all():
-        raise ValueError("y_train has non-finite values (NaN or inf)")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an integer ≥ 0, got {steps!r}")
-    lr = float(lr)
-    if not np.isfinite(lr) or lr <= 0:
+    y = _finite(y, "y_train", (2,))
+    steps = as_positive_int(steps, "steps", minimum=0)
+    lr = as_finite_float(lr, "lr")
+    if lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr}")
     record_every = as_positive_int(record_every, "record_every")
     xt = None if x_test is None else net._inputs(x_test, "x_test", dtype)
     cost = MSE(y) if cost is None else cost
+    if not (callable(getattr(cost, "value", None)) and callable(getattr(cost, "derivative", None))):
+        raise TypeError("cost must have value(f) and derivative(f) methods")
     if direction is not None and not callable(direction):
         raise TypeError("direction must be a callable (f_train, t) -> d")
     weights = [w.copy() for w in weights]
@@ -135,6 +138,11 @@ def train(
             raise DivergenceError("non-finite outputs")
         with np.errstate(over="ignore", invalid="ignore"):
             value = cost.value(f64)
+        if "cost0" not in state and not np.isfinite(value):
+            raise ValueError(
+                f"the cost of the initial outputs is {value} (not finite): the targets or the "
+                "outputs are too large; scale them down"
+            )
         if state.setdefault("cost0", value) * 1e12 + 1e12 < value or not np.isfinite(value):
             raise DivergenceError(f"the cost grew from {state['cost0']:.3g} to {value:.3g}")
         if state["record"]:
@@ -148,7 +156,10 @@ def train(
         if direction is None:
             d = -np.asarray(cost.derivative(f64), dtype=np.float64)
         else:
-            d = np.asarray(direction(f64, state["t"]), dtype=np.float64)
+            d = np.asarray(direction(f64, state["t"]))
+            if d.dtype.kind not in "biuf":
+                raise TypeError(f"the direction must be a real array, got dtype {d.dtype}")
+            d = d.astype(np.float64)
         if d.shape != (n, m):
             raise ValueError(f"the direction must have shape ({n}, {m}), got {d.shape}")
         if not np.isfinite(d).all():

@@ -36,6 +36,20 @@ impl Var {
     }
 }
 
+/// ρ = q₁₂/√(q₁₁q₂₂) in [−1, 1], snapped to ±1 within 8 ulps of it. The three
+/// roundings of the product leave a few ulps of error, and acos has infinite
+/// slope at ±1: unsnapped, parallel inputs would get θ ≈ 1.5e-8 instead of 0
+/// (an error of 1e-8 in Σ̇ that also flips with the rounding).
+#[inline(always)]
+fn correlation(a: &Var, b: &Var, q12: f64) -> f64 {
+    let rho = (q12 * a.inv_sqrt_q * b.inv_sqrt_q).clamp(-1.0, 1.0);
+    if rho.abs() >= 1.0 - 8.0 * f64::EPSILON {
+        1.0f64.copysign(rho)
+    } else {
+        rho
+    }
+}
+
 /// A dual activation: Σ and Σ̇ as functions of the 2×2 covariance.
 pub trait Dual: Copy + Send + Sync {
     /// (Σ, Σ̇) for variances `a.q`, `b.q` and covariance `q12`.
@@ -65,7 +79,7 @@ impl Dual for PiecewiseLinear {
         let c_same = self.neg * self.neg + self.pos * self.pos;
         let c_cross = 2.0 * self.neg * self.pos;
         let scale = a.sqrt_q * b.sqrt_q;
-        let rho = (q12 * a.inv_sqrt_q * b.inv_sqrt_q).clamp(-1.0, 1.0);
+        let rho = correlation(a, b, q12);
         let (theta, theta_c) = trig::acos_pair(rho);
         let sin_theta = ((1.0 - rho) * (1.0 + rho)).sqrt();
         let k_plus = scale * (sin_theta + theta_c * rho) * INV_2PI;
@@ -95,7 +109,7 @@ impl Dual for Relu {
     #[inline(always)]
     fn pair(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
         let scale = a.sqrt_q * b.sqrt_q;
-        let rho = (q12 * a.inv_sqrt_q * b.inv_sqrt_q).clamp(-1.0, 1.0);
+        let rho = correlation(a, b, q12);
         let (_, theta_c) = trig::acos_pair(rho);
         let sin_theta = ((1.0 - rho) * (1.0 + rho)).sqrt();
         (
