@@ -25,9 +25,9 @@ def inputs(n, n0=12, seed=0, dtype=np.float64):
 
 def test_symmetric_kernel_equals_the_in_memory_one(client):
     x = inputs(600)
-    # Row chunks that are multiples of 128 (the core's tile): the same bits.
-    k = nkd.limit_kernel(da.from_array(x, chunks=(256, 5)), depth=4, activation="erf")
-    assert k.ntk.chunks[0] == (256, 256, 88) and k.ntk.chunks == k.nngp.chunks
+    # Row chunks that are multiples of 120 (the core's tile): the same bits.
+    k = nkd.limit_kernel(da.from_array(x, chunks=(240, 5)), depth=4, activation="erf")
+    assert k.ntk.chunks[0] == (240, 240, 120) and k.ntk.chunks == k.nngp.chunks
     want = nk.limit_kernel(x, depth=4, activation="erf")
     for got, ref in zip(client.compute(list(k), sync=True), want):
         np.testing.assert_array_equal(got, ref)

@@ -165,7 +165,7 @@ def _run_child(tmp_path, mode, api="function", dtype="float64", enforce=True):
         "seed": SEED,
         "budget": BUDGET,
     }
-    # At most 8 threads: each holds a few 128 × 128 tiles (docs/kernels.md), which on a machine
+    # At most 8 threads: each holds a few 120 × 120 tiles (docs/kernels.md), which on a machine
     # with very many cores would add up to a noticeable share of the budget.
     env = dict(os.environ, NTKFAST_NUM_THREADS=str(min(os.cpu_count() or 1, 8)))
     proc = subprocess.run(

@@ -61,9 +61,8 @@ def _parse_get(get: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
     return kinds, single
 
 
-
 # Tile edge of the core and the allowance for its GEMM workspace and small buffers.
-_TILE = 128
+_TILE = 120
 _CORE_MARGIN = 8 * 2**20
 
 
@@ -74,6 +73,7 @@ def _working_memory(rows: int, depth: int) -> int:
     fit (system memory, cgroup or ``ulimit``) is a MemoryError instead of an abort."""
     tiles = 4 * 8 * _TILE * _TILE * _ntkfast.get_num_threads()
     return 8 * (3 * depth + 2) * rows + tiles + _CORE_MARGIN
+
 
 @overload
 def limit_kernel(
@@ -139,7 +139,7 @@ def limit_kernel(
         (for instance ``np.lib.format.open_memmap`` files, for kernels larger than memory).
         An array when ``get`` is a name; otherwise a Kernel or (nngp, ntk) pair with None for
         the kernels not requested. The kernel is written tile by tile; extra memory is
-        O(N·(n0 + L)) plus a few 128 × 128 tiles per thread.
+        O(N·(n0 + L)) plus a few 120 × 120 tiles per thread.
 
     Returns
     -------
