@@ -73,11 +73,18 @@ pub fn empirical_ntk<T: Real>(
 ) -> Result<()> {
     let symmetric = f2.is_none();
     let f2 = f2.unwrap_or(f1);
+    for f in [f1, f2] {
+        net.check_forward(f.forward, false)?;
+        net.check_cotangents(f.cotangents, f.forward.rows)?;
+    }
     let (n1, n2) = (f1.forward.rows, f2.forward.rows);
     let m = net.outputs();
     let block = contraction.block(m);
-    if out.len() != n1 * n2 * block {
-        return invalid("empirical NTK output has the wrong size");
+    if n1.checked_mul(n2).and_then(|n| n.checked_mul(block)) != Some(out.len()) {
+        return invalid(format!(
+            "empirical NTK output must hold {n1} x {n2} x {block} values, has {}",
+            out.len()
+        ));
     }
     // Full kernels multiply Gram blocks of n_L rows per input: keep those near
     // 256 rows so that they stay in cache.

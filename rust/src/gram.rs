@@ -150,10 +150,14 @@ fn blocked_product<T: Real>(
     epilogue: impl Fn(usize, usize, &mut [T]) + Sync + Send,
 ) -> Result<()> {
     let (m, n) = (lhs.nrows(), rhs.ncols());
-    assert!(
-        dst.len() == m * n && lhs.ncols() == rhs.nrows(),
-        "product shapes"
-    );
+    if lhs.ncols() != rhs.nrows() || m.checked_mul(n) != Some(dst.len()) {
+        return crate::error::invalid(format!(
+            "product of ({m}, {}) and ({}, {n}) into {} values",
+            lhs.ncols(),
+            rhs.nrows(),
+            dst.len()
+        ));
+    }
     let mut blocks = Vec::new();
     for r0 in (0..m).step_by(BLOCK_ROWS) {
         for c0 in (0..n).step_by(BLOCK_COLS) {

@@ -179,7 +179,9 @@ fn try_zeros(len: usize, what: &str) -> Result<Vec<f64>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| {
         let mib = len as f64 * 8.0 / (1u64 << 20) as f64;
-        Error::Memory(format!("{what} needs {mib:.1} MiB, which cannot be allocated"))
+        Error::Memory(format!(
+            "{what} needs {mib:.1} MiB, which cannot be allocated"
+        ))
     })?;
     v.resize(len, 0.0);
     Ok(v)

@@ -30,18 +30,27 @@ pub struct Samples<'a, T> {
 
 impl<'a, T> Samples<'a, T> {
     pub fn new(data: &'a [T], rows: usize, cols: usize) -> Result<Self> {
+        let samples = Samples { data, rows, cols };
+        samples.check()?;
+        Ok(samples)
+    }
+
+    /// The checks of [`Samples::new`], repeated by the computations (the
+    /// fields are public, so a literal may bypass `new`).
+    pub fn check(&self) -> Result<()> {
+        let (rows, cols) = (self.rows, self.cols);
         if rows == 0 || cols == 0 {
             return invalid(format!(
                 "inputs must be non-empty, got shape ({rows}, {cols})"
             ));
         }
-        if data.len() != rows * cols {
+        if rows.checked_mul(cols) != Some(self.data.len()) {
             return invalid(format!(
                 "{} values cannot form a ({rows}, {cols}) array",
-                data.len()
+                self.data.len()
             ));
         }
-        Ok(Samples { data, rows, cols })
+        Ok(())
     }
 
     fn block(&self, r0: usize, r1: usize) -> &'a [T] {
@@ -209,6 +218,9 @@ impl<'a> LimitKernel<'a> {
         min_terms: &[usize],
         cancel: &AtomicBool,
     ) -> Result<Diagonal> {
+        // Again here: the fields are public, so a literal may bypass `new`.
+        Self::new(self.depth, self.activation, self.beta)?;
+        x.check()?;
         let b2 = self.beta * self.beta;
         let inv_n0 = 1.0 / x.cols as f64;
         let mut q: Vec<f64> = x
@@ -217,7 +229,13 @@ impl<'a> LimitKernel<'a> {
             .map(|row| row.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>() * inv_n0 + b2)
             .collect();
         let mut theta = q.clone();
-        let mut layers = Vec::with_capacity(self.depth);
+        let mut layers = Vec::new();
+        layers.try_reserve_exact(self.depth).map_err(|_| {
+            Error::Memory(format!(
+                "depth {} needs more memory than can be allocated",
+                self.depth
+            ))
+        })?;
         let mut series = Vec::new();
         let builtin;
         let pointwise: &dyn Pointwise = match self.activation {
@@ -285,7 +303,7 @@ impl<'a> LimitKernel<'a> {
         let (n1, n2) = (x1.rows, x2s.rows);
         for (name, o) in [("nngp", &out.nngp), ("ntk", &out.ntk)] {
             if let Some(o) = o {
-                if o.len() != n1 * n2 {
+                if n1.checked_mul(n2) != Some(o.len()) {
                     return invalid(format!(
                         "output {name} must hold {n1} x {n2} values, has {}",
                         o.len()

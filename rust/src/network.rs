@@ -108,7 +108,10 @@ impl<T> Sink<'_, '_, T> {
         let expected: Vec<(usize, usize)> =
             widths.windows(2).map(|w| (w[0] * w[1], w[1])).collect();
         if sizes != expected {
-            return invalid("parameters do not match the widths");
+            return invalid(format!(
+                "parameters or gradients do not match the widths {widths:?}: expected \
+                 (weight, bias) sizes {expected:?}, got {sizes:?}"
+            ));
         }
         Ok(())
     }
@@ -219,6 +222,19 @@ fn check_cancel(cancel: &AtomicBool) -> Result<()> {
 
 impl Network {
     pub fn new(widths: Vec<usize>, activation: Activation, beta: f64) -> Result<Self> {
+        let net = Network {
+            widths,
+            activation,
+            beta,
+        };
+        net.check()?;
+        Ok(net)
+    }
+
+    /// The checks of [`Network::new`], repeated by the computations (the
+    /// fields are public, so a literal may bypass `new`).
+    fn check(&self) -> Result<()> {
+        let widths = &self.widths;
         if widths.len() < 2 {
             return invalid(format!(
                 "widths needs at least two entries [n0, nL], got {widths:?}"
@@ -227,14 +243,67 @@ impl Network {
         if let Some(i) = widths.iter().position(|&w| w == 0) {
             return invalid(format!("widths[{i}] must be at least 1, got 0"));
         }
-        if !beta.is_finite() {
-            return invalid(format!("beta must be finite, got {beta}"));
+        let params = widths.windows(2).try_fold(0usize, |total, w| {
+            w[0].checked_add(1)
+                .and_then(|n| n.checked_mul(w[1]))
+                .and_then(|p| p.checked_add(total))
+        });
+        if params.is_none() {
+            return invalid(format!(
+                "widths {widths:?} have more parameters than memory can address"
+            ));
         }
-        Ok(Network {
-            widths,
-            activation,
-            beta,
-        })
+        if !self.beta.is_finite() {
+            return invalid(format!("beta must be finite, got {}", self.beta));
+        }
+        Ok(())
+    }
+
+    /// Checks that `fwd` is a forward pass of this network (one activation of
+    /// the right size per layer, and σ' of the hidden layers when `slopes`).
+    pub(crate) fn check_forward<T>(&self, fwd: &Forward<'_, T>, slopes: bool) -> Result<()> {
+        self.check()?;
+        let (rows, depth) = (fwd.rows, self.depth());
+        let sizes_match = |arrays: &[Vec<T>]| {
+            arrays.len() >= depth - 1
+                && arrays
+                    .iter()
+                    .take(depth - 1)
+                    .zip(&self.widths[1..])
+                    .all(|(a, &n)| rows.checked_mul(n) == Some(a.len()))
+        };
+        if rows.checked_mul(self.widths[0]) != Some(fwd.input.len()) || !sizes_match(&fwd.hidden) {
+            return invalid(format!(
+                "the forward pass does not match the widths {:?} for {rows} inputs",
+                self.widths
+            ));
+        }
+        if slopes && !sizes_match(&fwd.slopes) {
+            return invalid(
+                "the forward pass kept no σ' of the hidden layers (run it with Pass::Backprop or Pass::Training)",
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks that `cot` holds the cotangents of this network for `rows` inputs.
+    pub(crate) fn check_cotangents<T>(&self, cot: &[Vec<T>], rows: usize) -> Result<()> {
+        let depth = self.depth();
+        let fits = cot.len() == depth - 1
+            && cot.iter().zip(&self.widths[1..]).all(|(g, &n)| {
+                rows.checked_mul(self.outputs())
+                    .and_then(|r| r.checked_mul(n))
+                    == Some(g.len())
+            });
+        if !fits {
+            return invalid(format!(
+                "expected the cotangents of {} hidden layers for {rows} inputs, got {} arrays \
+                 of other sizes",
+                depth - 1,
+                cot.len()
+            ));
+        }
+        Ok(())
     }
 
     /// L, the number of dense layers.
@@ -254,6 +323,7 @@ impl Network {
 
     /// Checks the number and sizes of the layers' parameters.
     pub fn check_params<T>(&self, params: &[Layer<'_, T>]) -> Result<()> {
+        self.check()?;
         if params.len() != self.depth() {
             return invalid(format!(
                 "expected parameters for {} layers, got {}",
@@ -293,8 +363,20 @@ impl Network {
         pass: Pass,
         cancel: &AtomicBool,
     ) -> Result<Forward<'x, T>> {
+        self.check()?;
+        x.check()?;
         self.check_params(params)?;
         self.check_inputs(&x)?;
+        if let Some(w) = self
+            .widths
+            .iter()
+            .find(|&&w| x.rows.checked_mul(w).is_none())
+        {
+            return invalid(format!(
+                "{} inputs of width {w} do not fit in memory",
+                x.rows
+            ));
+        }
         let (rows, depth) = (x.rows, self.depth());
         let keep_slopes = pass != Pass::Output;
         let layers = if pass == Pass::Backprop {
@@ -365,6 +447,8 @@ impl Network {
         fwd: &Forward<'_, T>,
         cancel: &AtomicBool,
     ) -> Result<Vec<Vec<T>>> {
+        self.check_params(params)?;
+        self.check_forward(fwd, true)?;
         let depth = self.depth();
         let outputs = self.outputs();
         let rows = fwd.rows * outputs;
@@ -419,8 +503,9 @@ impl Network {
         mut sink: Sink<'_, '_, T>,
         cancel: &AtomicBool,
     ) -> Result<()> {
+        self.check_forward(fwd, true)?;
         let (rows, depth) = (fwd.rows, self.depth());
-        if d.len() != rows * self.outputs() {
+        if rows.checked_mul(self.outputs()) != Some(d.len()) {
             return invalid(format!(
                 "d must have shape ({rows}, {}), got {} values",
                 self.outputs(),
@@ -486,9 +571,16 @@ impl Network {
         out: &mut [T],
         cancel: &AtomicBool,
     ) -> Result<()> {
+        self.check_forward(fwd, false)?;
+        self.check_cotangents(cot, fwd.rows)?;
         let (outputs, depth, p) = (self.outputs(), self.depth(), self.num_params());
-        if out.len() != fwd.rows * outputs * p {
-            return invalid("jacobian output has the wrong size");
+        let size = fwd.rows.checked_mul(outputs).and_then(|r| r.checked_mul(p));
+        if size != Some(out.len()) {
+            return invalid(format!(
+                "jacobian output must hold ({}, {outputs}, {p}) values, has {}",
+                fwd.rows,
+                out.len()
+            ));
         }
         let beta = self.beta;
         let unit: Vec<T> = vec![T::default(); outputs];
