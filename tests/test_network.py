@@ -78,7 +78,7 @@ def explicit_jacobian(net, params, x):
 
 
 def _flat(params):
-    return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in params])
+    return np.concatenate([np.concatenate([np.ravel(w), np.ravel(b)]) for w, b in params])
 
 
 def _unflat(net, flat):

@@ -37,7 +37,9 @@ from hypothesis import strategies as st  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 from scipy.linalg import expm  # noqa: E402
 from scipy.special import softmax  # noqa: E402
+from test_network import _flat as flat  # noqa: E402
 from test_network import _sigma, explicit_jacobian  # noqa: E402
+from test_network import _unflat as unflat  # noqa: E402
 from test_properties import (  # noqa: E402
     CLEAR,
     COUNTS,
@@ -250,20 +252,6 @@ def forward(net, params, x):
         z = a @ w.T / np.sqrt(w.shape[1]) + net.beta * b
         a = _sigma(net, z)[0] if layer + 1 < net.depth else z
     return a
-
-
-def flat(params):
-    return np.concatenate([np.concatenate([np.ravel(w), np.ravel(b)]) for w, b in params])
-
-
-def unflat(net, vector):
-    out, at = [], 0
-    for n_in, n_out in zip(net.widths[:-1], net.widths[1:]):
-        w = vector[at : at + n_in * n_out].reshape(n_out, n_in)
-        at += n_in * n_out
-        out.append((w, vector[at : at + n_out]))
-        at += n_out
-    return out
 
 
 def network_input_failure(values, dtype, n0):
