@@ -124,7 +124,7 @@ impl Diagonal {
             .layers
             .iter()
             .enumerate()
-            .map(|(l, layer)| (format!("Σ⁽{}⁾", l + 1), &layer.q));
+            .map(|(l, layer)| (format!("Σ⁽{}⁾", superscript(l + 1)), &layer.q));
         for (what, values) in per_layer.chain(std::iter::once(("Θ".to_string(), &self.ntk))) {
             if let Some(i) = values.iter().position(out_of_range) {
                 return invalid(format!(
@@ -491,6 +491,15 @@ fn refine_parallel_pairs<T: Real>(
     }
 }
 
+/// `n` in superscript digits (layer numbers in messages: Σ⁽¹²⁾).
+fn superscript(n: usize) -> String {
+    const DIGITS: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
+    n.to_string()
+        .chars()
+        .map(|c| c.to_digit(10).map_or(c, |d| DIGITS[d as usize]))
+        .collect()
+}
+
 /// Per-thread buffers: one Gram tile in the input type, Σ and Θ tiles in f64,
 /// and one more f64 tile for the mirror image of symmetric outputs.
 struct Scratch<T> {
@@ -852,6 +861,12 @@ mod tests {
             assert!((gen[i * n + j] - theta).abs() < 1e-13 * theta.abs());
             assert_eq!(sym[i * n + j], sym[j * n + i]);
         }
+    }
+
+    #[test]
+    fn layer_numbers_are_superscripts() {
+        assert_eq!(superscript(1), "¹");
+        assert_eq!(superscript(120), "¹²⁰");
     }
 
     #[test]

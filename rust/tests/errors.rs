@@ -369,7 +369,7 @@ fn overflowing_variances_are_errors_in_f64() {
         &msg,
         &[
             "overflows",
-            "Σ⁽",
+            "Σ⁽¹⁾",
             "x1 row 1",
             "inf",
             "limit 1e150",
