@@ -131,3 +131,27 @@ def limit_kernel(x1, x2=None, *, depth, activation="relu", beta=0.1, param=0.0):
         q, q1, q2 = s + b2, d1 + b2, d2 + b2
         theta = theta * sdot + q
     return q, theta, closeness
+
+
+# The parameter generator of docs/networks.md, written out in NumPy.
+MASK = 2**64 - 1
+GAMMA = 0x9E3779B97F4A7C15
+
+
+def _mix(z):
+    z &= MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31)
+
+
+def normal_stream(seed, stream, count):
+    """The documented generator (docs/networks.md): SplitMix64 words, Box–Muller pairs."""
+    key = _mix(_mix(seed) ^ _mix((stream + GAMMA) & MASK))
+    words = [_mix((key + (i + 1) * GAMMA) & MASK) for i in range(count + count % 2)]
+    u1 = (1 + (np.array(words[0::2], dtype=np.uint64) >> np.uint64(11))) * 2.0**-53
+    u2 = (np.array(words[1::2], dtype=np.uint64) >> np.uint64(11)) * 2.0**-53
+    r = np.sqrt(-2 * np.log(u1))
+    z = np.empty(2 * len(u1))
+    z[0::2], z[1::2] = r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)
+    return z[:count]

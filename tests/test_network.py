@@ -215,34 +215,17 @@ def test_float32_agrees_with_float64():
 
 
 def test_init_is_the_documented_generator():
-    """Re-implements the generator of docs/networks.md in NumPy."""
-    mask = np.uint64(2**64 - 1)
-    gamma = 0x9E3779B97F4A7C15
-
-    def mix(z):
-        z = int(z) & int(mask)
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & int(mask)
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & int(mask)
-        return z ^ (z >> 31)
-
-    def stream(seed, s, count):
-        key = mix(mix(seed) ^ mix((s + gamma) & int(mask)))
-        words = [mix((key + (i + 1) * gamma) & int(mask)) for i in range(count + count % 2)]
-        u1 = (1 + (np.array(words[0::2], dtype=np.uint64) >> np.uint64(11))) * 2.0**-53
-        u2 = (np.array(words[1::2], dtype=np.uint64) >> np.uint64(11)) * 2.0**-53
-        r = np.sqrt(-2 * np.log(u1))
-        z = np.empty(2 * len(u1))
-        z[0::2], z[1::2] = r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)
-        return z[:count]
-
+    """Parameters equal the generator of docs/networks.md written out in NumPy (reference.py)."""
     net = nk.MLP([3, 5, 2], "relu")
     seed = 2**63 + 12345
     params = net.init(seed=seed)
     for layer, (w, b) in enumerate(params):
         np.testing.assert_allclose(
-            w.ravel(), stream(seed, 2 * layer, w.size), rtol=1e-14, atol=1e-15
+            w.ravel(), reference.normal_stream(seed, 2 * layer, w.size), rtol=1e-14, atol=1e-15
         )
-        np.testing.assert_allclose(b, stream(seed, 2 * layer + 1, b.size), rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(
+            b, reference.normal_stream(seed, 2 * layer + 1, b.size), rtol=1e-14, atol=1e-15
+        )
     assert not np.array_equal(params[0][0], net.init(seed=seed + 1)[0][0])
 
 

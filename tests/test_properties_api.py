@@ -458,29 +458,7 @@ def test_mlp_constructor_any_arguments(case, seed):
         np.testing.assert_allclose(f, want, rtol=1e-10, atol=1e-12 * (1 + np.abs(want).max()))
 
 
-MASK = 2**64 - 1
-GAMMA = 0x9E3779B97F4A7C15
-
-
-def _mix(z):
-    z &= MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-    return z ^ (z >> 31)
-
-
-def normal_stream(seed, stream, count):
-    """The documented generator (docs/networks.md): SplitMix64 words, Box–Muller pairs."""
-    key = _mix(_mix(seed) ^ _mix((stream + GAMMA) & MASK))
-    words = [_mix((key + (i + 1) * GAMMA) & MASK) for i in range(count + count % 2)]
-    u1 = (1 + (np.array(words[0::2], dtype=np.uint64) >> np.uint64(11))) * 2.0**-53
-    u2 = (np.array(words[1::2], dtype=np.uint64) >> np.uint64(11)) * 2.0**-53
-    r = np.sqrt(-2 * np.log(u1))
-    z = np.empty(2 * len(u1))
-    z[0::2], z[1::2] = r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)
-    return z[:count]
-
-
+MASK = reference.MASK
 SEEDS = st.one_of(
     st.integers(0, MASK),
     st.integers(-(2**70), 2**70),
@@ -520,7 +498,7 @@ def test_init_any_seed_and_dtype(widths, seed, dtype):
         assert w.shape == (n_out, n_in) and b.shape == (n_out,)
         assert w.dtype == want_dtype and b.dtype == want_dtype
         for got, stream in ((w.ravel(), 2 * layer), (b, 2 * layer + 1)):
-            want = normal_stream(int(seed), stream, got.size)
+            want = reference.normal_stream(int(seed), stream, got.size)
             if want_dtype == F64:
                 np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
             else:

@@ -139,25 +139,45 @@ pub trait Store: Copy {
     fn store_row(dst: &mut [Self], src: &[f64], stream: bool);
 }
 
+/// dst[k] = convert(src[k]): elements up to the first 16-byte boundary of
+/// `dst` and after the last whole chunk one by one, the chunks of `LANES`
+/// in between by `chunk(dst + k, src + k)` (a non-temporal store).
+///
+/// # Safety
+/// `chunk` may write `LANES` elements at a 16-byte aligned `dst + k` and read
+/// `LANES` values at `src + k`, nothing else.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn stream_row<T: Copy, const LANES: usize>(
+    dst: &mut [T],
+    src: &[f64],
+    convert: impl Fn(f64) -> T,
+    chunk: impl Fn(*mut T, *const f64),
+) {
+    let n = dst.len().min(src.len());
+    let head = dst.as_ptr().align_offset(16).min(n);
+    let body = head + (n - head) / LANES * LANES;
+    for (d, &v) in dst[..head].iter_mut().zip(src) {
+        *d = convert(v);
+    }
+    for k in (head..body).step_by(LANES) {
+        chunk(dst.as_mut_ptr().add(k), src.as_ptr().add(k));
+    }
+    for (d, &v) in dst[body..n].iter_mut().zip(&src[body..n]) {
+        *d = convert(v);
+    }
+}
+
 impl Store for f64 {
     #[inline]
     fn store_row(dst: &mut [f64], src: &[f64], stream: bool) {
         #[cfg(target_arch = "x86_64")]
         if stream {
             use std::arch::x86_64::{_mm_loadu_pd, _mm_stream_pd};
-            let n = dst.len().min(src.len());
-            let head = dst.as_ptr().align_offset(16).min(n);
-            dst[..head].copy_from_slice(&src[..head]);
-            let mut k = head;
-            while k + 2 <= n {
-                // SAFETY: k + 2 ≤ n keeps both accesses in bounds; dst + k is
-                // 16-byte aligned (head) and SSE2 is part of x86_64.
-                unsafe {
-                    _mm_stream_pd(dst.as_mut_ptr().add(k), _mm_loadu_pd(src.as_ptr().add(k)))
-                };
-                k += 2;
-            }
-            dst[k..n].copy_from_slice(&src[k..n]);
+            // SAFETY: two values per chunk, at an aligned dst (SSE2 is part of x86_64).
+            unsafe {
+                stream_row::<_, 2>(dst, src, |v| v, |d, s| _mm_stream_pd(d, _mm_loadu_pd(s)))
+            };
             return;
         }
         let _ = stream;
@@ -171,26 +191,20 @@ impl Store for f32 {
         #[cfg(target_arch = "x86_64")]
         if stream {
             use std::arch::x86_64::{_mm_cvtpd_ps, _mm_loadu_pd, _mm_movelh_ps, _mm_stream_ps};
-            let n = dst.len().min(src.len());
-            let head = dst.as_ptr().align_offset(16).min(n);
-            for (d, &v) in dst[..head].iter_mut().zip(src) {
-                *d = v as f32;
-            }
-            let mut k = head;
-            while k + 4 <= n {
-                // SAFETY: k + 4 ≤ n keeps the accesses in bounds; dst + k is
-                // 16-byte aligned (head) and SSE2 is part of x86_64. The
-                // conversion rounds to nearest, as `as f32` does.
-                unsafe {
-                    let lo = _mm_cvtpd_ps(_mm_loadu_pd(src.as_ptr().add(k)));
-                    let hi = _mm_cvtpd_ps(_mm_loadu_pd(src.as_ptr().add(k + 2)));
-                    _mm_stream_ps(dst.as_mut_ptr().add(k), _mm_movelh_ps(lo, hi));
-                }
-                k += 4;
-            }
-            for (d, &v) in dst[k..n].iter_mut().zip(&src[k..n]) {
-                *d = v as f32;
-            }
+            // SAFETY: four values per chunk, at an aligned dst (SSE2 is part of
+            // x86_64); the conversion rounds to nearest, as `as f32` does.
+            unsafe {
+                stream_row::<_, 4>(
+                    dst,
+                    src,
+                    |v| v as f32,
+                    |d, s| {
+                        let lo = _mm_cvtpd_ps(_mm_loadu_pd(s));
+                        let hi = _mm_cvtpd_ps(_mm_loadu_pd(s.add(2)));
+                        _mm_stream_ps(d, _mm_movelh_ps(lo, hi));
+                    },
+                )
+            };
             return;
         }
         let _ = stream;
