@@ -143,6 +143,25 @@ def test_float32_parallel_and_duplicated_rows(symmetric):
             assert (np.abs(a - b) / scale).max() <= 1e-4
 
 
+@pytest.mark.parametrize("activation", ["relu", nk.activations.LeakyReLU(0.2), "abs"])
+@pytest.mark.parametrize("depth,beta", [(3, 0.1), (40, 1.0)])
+def test_float32_piecewise_linear_layers(activation, depth, beta):
+    """float32 kernels of the piecewise-linear activations run their layers in float32
+    and hand rows with |ρ| near 1 to float64: about 1e-6 of the scale on rows that include
+    near-duplicates, and in a deep network whose correlations climb towards 1 (rounding
+    adds up over the layers)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((250, 30))
+    x[200:] = x[:50] + 1e-4 * rng.standard_normal((50, 30))
+    x32 = x.astype(np.float32)
+    k64 = nk.limit_kernel(x32.astype(np.float64), depth=depth, activation=activation, beta=beta)
+    for other in (None, x32.copy()):
+        k32 = nk.limit_kernel(x32, other, depth=depth, activation=activation, beta=beta)
+        for a, b in ((k32.nngp, k64.nngp), (k32.ntk, k64.ntk)):
+            d = np.diag(b)
+            assert normalised_error(a, b, d, d).max() < 1e-6 + 1e-7 * depth
+
+
 def test_dtypes():
     x = make_inputs(20, 3, seed=2)
     assert nk.limit_kernel(x.astype(np.int64), depth=2, get="ntk").dtype == np.float64

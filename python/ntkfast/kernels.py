@@ -61,18 +61,20 @@ def _parse_get(get: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
     return kinds, single
 
 
-# Tile edge of the core and the allowance for its GEMM workspace and small buffers.
-_TILE = 120
+# Allowance for the core's GEMM workspace and small buffers.
 _CORE_MARGIN = 8 * 2**20
 
 
 def _working_memory(rows: int, depth: int) -> int:
-    """Bytes the core allocates besides the outputs: three float64 per sample and layer
-    (variance, its root and inverse root) plus two per sample, four float64 tiles per
-    thread, and a fixed margin. Checked before any work, so that a request that cannot
-    fit (system memory, cgroup or ``ulimit``) is a MemoryError instead of an abort."""
-    tiles = 4 * 8 * _TILE * _TILE * _ntkfast.get_num_threads()
-    return 8 * (3 * depth + 2) * rows + tiles + _CORE_MARGIN
+    """Bytes the core allocates besides the outputs: per sample and layer three float64
+    (variance, its root and inverse root) and two float32 (the roots again, for float32
+    kernels of the piecewise-linear activations), two float64 per sample, per thread four
+    float64 and three float32 tiles, and a fixed margin. Checked before any work, so that
+    a request that cannot fit (system memory, cgroup or ``ulimit``) is a MemoryError
+    instead of an abort."""
+    tile = _ntkfast.TILE * _ntkfast.TILE
+    tiles = (4 * 8 + 3 * 4) * tile * _ntkfast.get_num_threads()
+    return (32 * depth + 16) * rows + tiles + _CORE_MARGIN
 
 
 @overload

@@ -8,9 +8,12 @@ use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par};
 use std::sync::atomic::AtomicBool;
 
-/// The floating-point types of inputs and outputs. The recursion itself
-/// always runs in f64; only the Gram matrix and the stored kernels use `Self`.
-pub trait Real: crate::tiles::Store + Send + Sync + Default + 'static {
+/// The floating-point types of inputs and outputs. The recursion runs in f64,
+/// except for float32 kernels of the piecewise-linear activations, which run it
+/// in f32 where that is accurate (see `limit`).
+pub trait Real:
+    crate::tiles::Store + crate::tiles::Store<f32> + Send + Sync + Default + 'static
+{
     /// Whether the GEMM accumulates in f64 (no refinement of nearly parallel pairs needed).
     const EXACT_GRAM: bool;
     /// Largest variance (diagonal of any layer's kernel) the type can carry: f64
@@ -20,6 +23,8 @@ pub trait Real: crate::tiles::Store + Send + Sync + Default + 'static {
     const MAX_VARIANCE: f64;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
+    /// The values as f32, when `Self` is f32.
+    fn as_f32(values: &[Self]) -> Option<&[f32]>;
     /// dst (m × n, row-major) = a (m × k, row-major) · b (n × k, row-major)ᵀ,
     /// computed on the calling thread.
     fn gram_block(dst: &mut [Self], a: &[Self], b: &[Self], m: usize, n: usize, k: usize);
@@ -46,7 +51,7 @@ pub trait Real: crate::tiles::Store + Send + Sync + Default + 'static {
 }
 
 macro_rules! impl_real {
-    ($t:ty, $exact:expr, $max_variance:expr) => {
+    ($t:ty, $exact:expr, $max_variance:expr, $as_f32:expr) => {
         impl Real for $t {
             const EXACT_GRAM: bool = $exact;
             const MAX_VARIANCE: f64 = $max_variance;
@@ -57,6 +62,10 @@ macro_rules! impl_real {
             #[inline(always)]
             fn from_f64(v: f64) -> Self {
                 v as $t
+            }
+            #[inline(always)]
+            fn as_f32(values: &[Self]) -> Option<&[f32]> {
+                $as_f32(values)
             }
             fn gram_block(dst: &mut [Self], a: &[Self], b: &[Self], m: usize, n: usize, k: usize) {
                 let lhs = MatRef::from_row_major_slice(&a[..m * k], m, k);
@@ -192,8 +201,15 @@ fn blocked_product<T: Real>(
     )
 }
 
-impl_real!(f32, false, 1e30);
-impl_real!(f64, true, 1e150);
+fn f32_itself(values: &[f32]) -> Option<&[f32]> {
+    Some(values)
+}
+fn f64_is_not_f32(_: &[f64]) -> Option<&[f32]> {
+    None
+}
+
+impl_real!(f32, false, 1e30, f32_itself);
+impl_real!(f64, true, 1e150, f64_is_not_f32);
 
 /// dst = alpha · lhs · rhs on the calling thread, for tests and small products.
 #[cfg(test)]

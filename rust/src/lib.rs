@@ -7,12 +7,14 @@
 
 pub mod activation;
 pub mod duals;
+mod duals_f32;
 pub mod empirical;
 pub mod error;
 pub mod gram;
 pub mod hermite;
 pub mod init;
 pub mod limit;
+mod limit_f32;
 pub mod network;
 pub mod tiles;
 pub mod trig;

@@ -9,13 +9,16 @@
 //! The diagonal Σ⁽ˡ⁾(x, x) is computed once per sample for every layer
 //! (O(N·L)), together with each sample's Hermite coefficients when σ has no
 //! closed-form dual; then each output tile runs Σ⁽¹⁾ through one GEMM and all
-//! L − 1 layers while it is in cache.
+//! L − 1 layers while it is in cache (in f32 for float32 kernels of the
+//! piecewise-linear activations, see `limit_f32`).
 
 use crate::activation::Activation;
 use crate::duals::{Dual, Var};
+use crate::duals_f32::Single;
 use crate::error::{invalid, Error, Result};
 use crate::gram::Real;
 use crate::hermite::{series_row, Pointwise, Row, Series};
+use crate::limit_f32::{LayerVars32, Layers32, Scratch32};
 use crate::tiles::{for_each_tile, tiles, Placement, SharedOutput, Tile, TILE};
 use crate::with_dual;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -351,40 +354,27 @@ impl<'a> LimitKernel<'a> {
         let inv_n0 = 1.0 / x1.cols as f64;
         let this = *self;
         let simd = Simd::detect();
-
-        let work = |scratch: &mut Scratch<T>, tile: Tile| {
-            let Scratch {
-                gram,
-                sigma,
-                theta,
-                transposed,
-                series: scratch_series,
-            } = scratch;
-            let (h, w) = (tile.rows(), tile.cols());
-            let (sigma, theta) = (&mut sigma[..h * w], &mut theta[..h * w]);
-            T::gram_block(
-                gram,
-                x1.block(tile.r0, tile.r1),
-                x2s.block(tile.c0, tile.c1),
-                h,
-                w,
-                x1.cols,
-            );
-            for (s, g) in sigma.iter_mut().zip(gram.iter()) {
-                *s = g.to_f64() * inv_n0 + b2;
+        // float32 kernels of the piecewise-linear activations run their layers
+        // in f32 when all variances fit (see `limit_f32`).
+        let single = match (T::as_f32(&[]), self.closed_form().and_then(Single::of)) {
+            (Some(_), Some(single)) if self.depth >= 2 => {
+                let vars = |d: &Diagonal| {
+                    d.layers[..self.depth - 1]
+                        .iter()
+                        .map(LayerVars32::of)
+                        .collect::<Option<Vec<_>>>()
+                };
+                vars(&d1)
+                    .zip(vars(d2))
+                    .map(|(rows, cols)| (single, rows, cols))
             }
-            if !T::EXACT_GRAM {
-                refine_parallel_pairs(
-                    sigma,
-                    x1,
-                    x2s,
-                    &d1.layers[0],
-                    &d2.layers[0],
-                    tile,
-                    inv_n0,
-                    b2,
-                );
-            }
+            _ => None,
+        };
+        // Layers 2 … L in f64 on `tile`, from Σ⁽¹⁾ in `sigma` (also Θ⁽¹⁾).
+        let run_layers = |tile: Tile,
+                          scratch_series: &mut SeriesScratch,
+                          sigma: &mut [f64],
+                          theta: &mut [f64]| {
             let layers = Layers {
                 rows: &d1.layers[..this.depth - 1],
                 cols: &d2.layers[..this.depth - 1],
@@ -410,36 +400,150 @@ impl<'a> LimitKernel<'a> {
                     )
                 }
             }
-            let placement = if !symmetric {
-                Placement::Plain
-            } else if tile.is_diagonal() {
-                for i in 0..h {
-                    sigma[i * w + i] = d1.nngp()[tile.r0 + i];
-                    theta[i * w + i] = d1.ntk[tile.r0 + i];
-                }
-                Placement::Symmetrised
-            } else {
-                Placement::Mirrored
-            };
-            // SAFETY: the tiles of `tiles()` are disjoint, mirrors included.
-            unsafe {
-                if let Some(o) = &nngp_out {
-                    o.write(tile, sigma, placement, transposed);
-                }
-                if let Some(o) = &ntk_out {
-                    o.write(tile, theta, placement, transposed);
-                }
+        };
+        // Σ⁽¹⁾ of `tile` in f64 from its Gram block.
+        let first_layer = |tile: Tile, gram: &[T], sigma: &mut [f64]| {
+            for (s, g) in sigma.iter_mut().zip(gram) {
+                *s = g.to_f64() * inv_n0 + b2;
             }
+            if !T::EXACT_GRAM {
+                refine_parallel_pairs(
+                    sigma,
+                    x1,
+                    x2s,
+                    &d1.layers[0],
+                    &d2.layers[0],
+                    tile,
+                    inv_n0,
+                    b2,
+                );
+            }
+        };
+        let store = Store {
+            nngp: nngp_out.as_ref(),
+            ntk: ntk_out.as_ref(),
+            symmetric,
+            diagonal: &d1,
+        };
+
+        let work = |scratch: &mut Scratch<T>, tile: Tile| {
+            let Scratch {
+                gram,
+                sigma,
+                theta,
+                transposed,
+                series: scratch_series,
+                single: scratch_single,
+            } = scratch;
+            let (h, w) = (tile.rows(), tile.cols());
+            T::gram_block(
+                gram,
+                x1.block(tile.r0, tile.r1),
+                x2s.block(tile.c0, tile.c1),
+                h,
+                w,
+                x1.cols,
+            );
+            let gram = &gram[..h * w];
+            if let (Some((dual, rows, cols)), Some(gram32)) = (&single, T::as_f32(gram)) {
+                let s32 = scratch_single.get_or_insert_with(Scratch32::new);
+                let (sigma32, theta32) = (&mut s32.sigma[..h * w], &mut s32.theta[..h * w]);
+                let layers = Layers32 {
+                    rows,
+                    cols,
+                    tile,
+                    diagonal: symmetric && tile.is_diagonal(),
+                    want_ntk,
+                    inv_n0: inv_n0 as f32,
+                    b2: b2 as f32,
+                    cancel,
+                };
+                let double = &mut s32.double[..h];
+                let rows_state = (&mut double[..], &mut s32.sensitivity[..h]);
+                layers.run(*dual, simd, &gram32[..h * w], sigma32, theta32, rows_state);
+                // Rows with pairs near ρ = ±1 again, in f64.
+                for r in (0..h).filter(|&r| double[r]) {
+                    let row = Tile {
+                        r0: tile.r0 + r,
+                        r1: tile.r0 + r + 1,
+                        ..tile
+                    };
+                    let (sigma, theta) = (&mut sigma[..w], &mut theta[..w]);
+                    first_layer(row, &gram[r * w..(r + 1) * w], sigma);
+                    run_layers(row, scratch_series, sigma, theta);
+                    for (d, s) in sigma32[r * w..(r + 1) * w].iter_mut().zip(&*sigma) {
+                        *d = *s as f32;
+                    }
+                    for (d, t) in theta32[r * w..(r + 1) * w].iter_mut().zip(&*theta) {
+                        *d = *t as f32;
+                    }
+                }
+                store.tile(tile, sigma32, theta32, &mut s32.transposed, |v| v as f32);
+                return;
+            }
+            let (sigma, theta) = (&mut sigma[..h * w], &mut theta[..h * w]);
+            first_layer(tile, &gram[..h * w], sigma);
+            run_layers(tile, scratch_series, sigma, theta);
+            store.tile(tile, sigma, theta, transposed, |v| v);
         };
         for_each_tile(&tiles(n1, n2, symmetric), cancel, Scratch::<T>::new, work)?;
         Ok(report)
     }
 }
 
-/// Recomputes in f64 the Σ⁽¹⁾ entries of pairs with |ρ| > 0.99 whose Gram
-/// entry came from a float32 GEMM: near ρ = ±1 the recursion amplifies the
-/// GEMM's rounding (√(1 − ρ²) has infinite slope there), while the diagonal is
-/// always exact. Typical data has few such pairs.
+/// Where finished tiles go.
+struct Store<'a, 'o, T> {
+    nngp: Option<&'a SharedOutput<'o, T>>,
+    ntk: Option<&'a SharedOutput<'o, T>>,
+    symmetric: bool,
+    /// The exact per-sample values that replace a symmetric output's diagonal.
+    diagonal: &'a Diagonal,
+}
+
+impl<T: Copy> Store<'_, '_, T> {
+    /// Writes the Σ and Θ tiles of `tile` (values of type V, `convert` from
+    /// f64), mirrored for symmetric outputs.
+    fn tile<V: Copy>(
+        &self,
+        tile: Tile,
+        sigma: &mut [V],
+        theta: &mut [V],
+        transposed: &mut [V],
+        convert: impl Fn(f64) -> V,
+    ) where
+        T: crate::tiles::Store<V>,
+    {
+        let placement = if !self.symmetric {
+            Placement::Plain
+        } else if tile.is_diagonal() {
+            let w = tile.cols();
+            for i in 0..tile.rows() {
+                sigma[i * w + i] = convert(self.diagonal.nngp()[tile.r0 + i]);
+                theta[i * w + i] = convert(self.diagonal.ntk[tile.r0 + i]);
+            }
+            Placement::Symmetrised
+        } else {
+            Placement::Mirrored
+        };
+        // SAFETY: the tiles of `tiles()` are disjoint, mirrors included.
+        unsafe {
+            if let Some(o) = self.nngp {
+                o.write(tile, sigma, placement, transposed);
+            }
+            if let Some(o) = self.ntk {
+                o.write(tile, theta, placement, transposed);
+            }
+        }
+    }
+}
+
+/// |ρ⁽¹⁾| above which a float32 Gram entry is recomputed in f64.
+pub(crate) const REFINE_RHO: f64 = 0.99;
+
+/// Recomputes in f64 the Σ⁽¹⁾ entries of pairs with |ρ| > [`REFINE_RHO`] whose
+/// Gram entry came from a float32 GEMM: near ρ = ±1 the recursion amplifies
+/// the GEMM's rounding (√(1 − ρ²) has infinite slope there), while the
+/// diagonal is always exact. Typical data has few such pairs.
 #[allow(clippy::too_many_arguments)]
 fn refine_parallel_pairs<T: Real>(
     sigma: &mut [f64],
@@ -451,7 +555,7 @@ fn refine_parallel_pairs<T: Real>(
     inv_n0: f64,
     b2: f64,
 ) {
-    const THRESHOLD: f64 = 0.99;
+    const THRESHOLD: f64 = REFINE_RHO;
     let w = tile.cols();
     let ci = &cols.inv_sqrt_q[tile.c0..tile.c1];
     for (r, srow) in sigma.chunks_exact_mut(w).enumerate() {
@@ -501,13 +605,15 @@ fn superscript(n: usize) -> String {
 }
 
 /// Per-thread buffers: one Gram tile in the input type, Σ and Θ tiles in f64,
-/// and one more f64 tile for the mirror image of symmetric outputs.
+/// one more f64 tile for the mirror image of symmetric outputs, and the f32
+/// tiles of the single-precision layers when they run.
 struct Scratch<T> {
     gram: Vec<T>,
     sigma: Vec<f64>,
     theta: Vec<f64>,
     transposed: Vec<f64>,
     series: SeriesScratch,
+    single: Option<Scratch32>,
 }
 
 impl<T: Real> Scratch<T> {
@@ -518,6 +624,7 @@ impl<T: Real> Scratch<T> {
             theta: vec![0.0; TILE * TILE],
             transposed: vec![0.0; TILE * TILE],
             series: SeriesScratch::default(),
+            single: None,
         }
     }
 }
@@ -553,14 +660,14 @@ struct SeriesScratch {
 
 /// Instruction sets the layer loops are compiled for; chosen once per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Simd {
+pub(crate) enum Simd {
     Baseline,
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
 }
 
 impl Simd {
-    fn detect() -> Self {
+    pub(crate) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             return Simd::Avx2Fma;
@@ -928,6 +1035,84 @@ mod tests {
         .unwrap();
         for (p, q) in a.iter().zip(&b) {
             assert!((*p as f64 - q).abs() <= 1e-6 * q.abs(), "{p} vs {q}");
+        }
+    }
+
+    /// Kernels of `x` (rows × cols) in f32 and f64 for the same f32 inputs,
+    /// symmetric or against a copy of `x`.
+    fn both_dtypes(
+        kernel: &LimitKernel,
+        x: &[f64],
+        rows: usize,
+        symmetric: bool,
+    ) -> [(Vec<f32>, Vec<f64>); 2] {
+        let cols = x.len() / rows;
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let x64: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+        let cancel = AtomicBool::new(false);
+        let n = rows * rows;
+        let (mut s32, mut t32) = (vec![0.0f32; n], vec![0.0f32; n]);
+        let (mut s64, mut t64) = (vec![0.0f64; n], vec![0.0f64; n]);
+        let a = Samples::new(&x32, rows, cols).unwrap();
+        let b = Samples::new(&x64, rows, cols).unwrap();
+        let out32 = Outputs {
+            nngp: Some(&mut s32[..]),
+            ntk: Some(&mut t32[..]),
+        };
+        let other = (!symmetric).then_some(a);
+        kernel.compute(a, other, out32, &cancel).unwrap();
+        let out64 = Outputs {
+            nngp: Some(&mut s64[..]),
+            ntk: Some(&mut t64[..]),
+        };
+        kernel.compute(b, None, out64, &cancel).unwrap();
+        [(s32, s64), (t32, t64)]
+    }
+
+    /// The single-precision layers of the piecewise-linear activations against
+    /// f64, relative to √(K(x, x) K(x', x')): 1e-6 on random rows, and also on
+    /// near-duplicates and deep networks whose ρ climbs past 0.999, which must be
+    /// handed to f64 (with the f32 layers alone those pairs are off by 1e-4).
+    #[test]
+    fn float32_layers_match_float64() {
+        let (rows, cols) = (300, 40);
+        let mut state = 7u64;
+        let mut uniform = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let mut x: Vec<f64> = (0..rows * cols).map(|_| uniform()).collect();
+        // Rows 200..260 repeat rows 0..60 up to 1e-4.
+        for i in 200..260 {
+            for j in 0..cols {
+                x[i * cols + j] = x[(i - 200) * cols + j] + 1e-4 * uniform();
+            }
+        }
+        let activations = [
+            Activation::Relu,
+            Activation::LeakyRelu { slope: 0.2 },
+            Activation::Abs,
+        ];
+        for activation in activations {
+            for (depth, beta) in [(2, 0.1), (5, 0.1), (12, 1.0), (40, 1.0)] {
+                let kernel = LimitKernel::new(depth, activation, beta).unwrap();
+                for symmetric in [true, false] {
+                    for (single, double) in both_dtypes(&kernel, &x, rows, symmetric) {
+                        let diag: Vec<f64> = (0..rows).map(|i| double[i * rows + i]).collect();
+                        let mut worst = 0.0f64;
+                        for (k, (a, b)) in single.iter().zip(&double).enumerate() {
+                            let scale = (diag[k / rows] * diag[k % rows]).sqrt();
+                            worst = worst.max((*a as f64 - b).abs() / scale);
+                        }
+                        assert!(
+                            worst < 1e-6,
+                            "{activation:?} depth {depth} symmetric {symmetric}: {worst:e}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// Tile edge: a multiple of the GEMM's register blocks (24 rows in f32, 12 in
 /// f64, 4 columns), so that no tile runs the slower edge kernels. The f64 tiles
-/// of a thread (Σ, Θ and the mirror image, 120² each) take 338 KiB: they stay in L2
-/// during the layer loop.
+/// of a thread (Σ, Θ and the mirror image, 120² each) take 338 KiB, the f32 tiles
+/// of the single-precision layers half that: they stay in L2 during the layer loop.
 pub const TILE: usize = 120;
 
 /// Rows `r0..r1` × columns `c0..c1` of an output.
@@ -132,11 +132,12 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
 /// each line before it is overwritten. Smaller ones stay in cache for the caller.
 const STREAM_BYTES: usize = 16 << 20;
 
-/// The element types of stored kernels: conversion from the f64 of the
-/// recursion and a row store that can bypass the cache.
-pub trait Store: Copy {
+/// The element types of stored kernels, written from tiles of `V` (the f64 of
+/// the recursion, or f32 where float32 kernels run it in single precision):
+/// conversion and a row store that can bypass the cache.
+pub trait Store<V: Copy = f64>: Copy {
     /// dst[k] = src[k] rounded to `Self`, with non-temporal stores when `stream`.
-    fn store_row(dst: &mut [Self], src: &[f64], stream: bool);
+    fn store_row(dst: &mut [Self], src: &[V], stream: bool);
 }
 
 /// dst[k] = convert(src[k]): elements up to the first 16-byte boundary of
@@ -148,11 +149,11 @@ pub trait Store: Copy {
 /// `LANES` values at `src + k`, nothing else.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn stream_row<T: Copy, const LANES: usize>(
+unsafe fn stream_row<T: Copy, V: Copy, const LANES: usize>(
     dst: &mut [T],
-    src: &[f64],
-    convert: impl Fn(f64) -> T,
-    chunk: impl Fn(*mut T, *const f64),
+    src: &[V],
+    convert: impl Fn(V) -> T,
+    chunk: impl Fn(*mut T, *const V),
 ) {
     let n = dst.len().min(src.len());
     let head = dst.as_ptr().align_offset(16).min(n);
@@ -176,7 +177,7 @@ impl Store for f64 {
             use std::arch::x86_64::{_mm_loadu_pd, _mm_stream_pd};
             // SAFETY: two values per chunk, at an aligned dst (SSE2 is part of x86_64).
             unsafe {
-                stream_row::<_, 2>(dst, src, |v| v, |d, s| _mm_stream_pd(d, _mm_loadu_pd(s)))
+                stream_row::<_, _, 2>(dst, src, |v| v, |d, s| _mm_stream_pd(d, _mm_loadu_pd(s)))
             };
             return;
         }
@@ -194,7 +195,7 @@ impl Store for f32 {
             // SAFETY: four values per chunk, at an aligned dst (SSE2 is part of
             // x86_64); the conversion rounds to nearest, as `as f32` does.
             unsafe {
-                stream_row::<_, 4>(
+                stream_row::<_, _, 4>(
                     dst,
                     src,
                     |v| v as f32,
@@ -214,20 +215,49 @@ impl Store for f32 {
     }
 }
 
-impl<T: Store> SharedOutput<'_, T> {
+impl Store<f32> for f32 {
+    #[inline]
+    fn store_row(dst: &mut [f32], src: &[f32], stream: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if stream {
+            use std::arch::x86_64::{_mm_loadu_ps, _mm_stream_ps};
+            // SAFETY: four values per chunk, at an aligned dst (SSE is part of x86_64).
+            unsafe {
+                stream_row::<_, _, 4>(dst, src, |v| v, |d, s| _mm_stream_ps(d, _mm_loadu_ps(s)))
+            };
+            return;
+        }
+        let _ = stream;
+        dst.copy_from_slice(&src[..dst.len()]);
+    }
+}
+
+/// Widening store, for generic code only: f64 kernels never run the recursion in f32.
+impl Store<f32> for f64 {
+    #[inline]
+    fn store_row(dst: &mut [f64], src: &[f32], _stream: bool) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v as f64;
+        }
+    }
+}
+
+impl<T: Copy> SharedOutput<'_, T> {
     /// Stores `values` (tile.rows() × tile.cols(), row-major), using
     /// `transposed` (at least as long) for the mirror image.
     ///
     /// # Safety
     /// No two concurrent calls may cover the same output entries (tiles from
     /// [`tiles`] never do, mirrors included), and the tile must lie inside the output.
-    pub unsafe fn write(
+    pub unsafe fn write<V: Copy>(
         &self,
         tile: Tile,
-        values: &[f64],
+        values: &[V],
         placement: Placement,
-        transposed: &mut [f64],
-    ) {
+        transposed: &mut [V],
+    ) where
+        T: Store<V>,
+    {
         let (h, w) = (tile.rows(), tile.cols());
         debug_assert!(tile.r1 <= self.rows && tile.c1 <= self.cols && values.len() >= h * w);
         let stream = self.rows * self.cols * std::mem::size_of::<T>() >= STREAM_BYTES;
@@ -256,6 +286,21 @@ impl<T: Store> SharedOutput<'_, T> {
             const B: usize = 8;
             for i0 in (0..h).step_by(B) {
                 for j0 in (0..w).step_by(B) {
+                    if i0 + B <= h && j0 + B <= w {
+                        // A whole block through registers: fixed sizes, so no
+                        // per-element bounds checks and the compiler shuffles.
+                        let mut block = [[values[0]; B]; B];
+                        for (i, row) in block.iter_mut().enumerate() {
+                            row.copy_from_slice(&values[(i0 + i) * w + j0..][..B]);
+                        }
+                        for j in 0..B {
+                            let column = &mut transposed[(j0 + j) * h + i0..][..B];
+                            for (c, row) in column.iter_mut().zip(&block) {
+                                *c = row[j];
+                            }
+                        }
+                        continue;
+                    }
                     for i in i0..(i0 + B).min(h) {
                         for j in j0..(j0 + B).min(w) {
                             transposed[j * h + i] = values[i * w + j];
