@@ -25,6 +25,49 @@ mod coefficients {
 }
 use coefficients::*;
 
+/// The reduction of [`reduce`] for any float type, with `$core(t, z)` the
+/// arcsine on [0, 1/2] of t, given z = t².
+macro_rules! reduced {
+    ($x:expr, $core:expr) => {{
+        let a = $x.abs();
+        let large = a > 0.5;
+        let z = if large { 0.5 * (1.0 - a) } else { a * a };
+        let t = if large { z.sqrt() } else { a };
+        ($core(t, z), large)
+    }};
+}
+
+/// (acos ρ, π − acos ρ) from the reduction (s, large) of ρ, for any float type
+/// (`$pi`, `$half_pi`: π and π/2 in that type).
+macro_rules! angles {
+    ($reduced:expr, $rho:expr, $pi:expr, $half_pi:expr) => {{
+        let ((s, large), rho) = ($reduced, $rho);
+        let near = 2.0 * s; // acos(|ρ|) when |ρ| > 1/2
+        let far = $pi - near;
+        let signed = s.copysign(rho); // asin(ρ) when |ρ| ≤ 1/2
+        let positive = rho > 0.0;
+        let theta = if large {
+            if positive {
+                near
+            } else {
+                far
+            }
+        } else {
+            $half_pi - signed
+        };
+        let theta_c = if large {
+            if positive {
+                far
+            } else {
+                near
+            }
+        } else {
+            $half_pi + signed
+        };
+        (theta, theta_c)
+    }};
+}
+
 /// asin(t) for 0 ≤ t ≤ 1/2, given z = t².
 #[inline(always)]
 fn asin_core(t: f64, z: f64) -> f64 {
@@ -43,11 +86,7 @@ fn asin_core(t: f64, z: f64) -> f64 {
 /// in which case asin(|x|) = π/2 − 2s and acos(|x|) = 2s.
 #[inline(always)]
 fn reduce(x: f64) -> (f64, bool) {
-    let a = x.abs();
-    let large = a > 0.5;
-    let z = if large { 0.5 * (1.0 - a) } else { a * a };
-    let t = if large { z.sqrt() } else { a };
-    (asin_core(t, z), large)
+    reduced!(x, asin_core)
 }
 
 /// asin(x) for x ∈ [−1, 1].
@@ -63,29 +102,7 @@ pub fn asin(x: f64) -> f64 {
 /// relative accuracy as ρ → −1).
 #[inline(always)]
 pub fn acos_pair(rho: f64) -> (f64, f64) {
-    let (s, large) = reduce(rho);
-    let near = 2.0 * s; // acos(|ρ|) when |ρ| > 1/2
-    let far = PI - near;
-    let signed = s.copysign(rho); // asin(ρ) when |ρ| ≤ 1/2
-    let theta = if large {
-        if rho > 0.0 {
-            near
-        } else {
-            far
-        }
-    } else {
-        FRAC_PI_2 - signed
-    };
-    let theta_c = if large {
-        if rho > 0.0 {
-            far
-        } else {
-            near
-        }
-    } else {
-        FRAC_PI_2 + signed
-    };
-    (theta, theta_c)
+    angles!(reduce(rho), rho, PI, FRAC_PI_2)
 }
 
 /// Single-precision minimax coefficients of (asin(t) − t)/t³ as a polynomial
@@ -105,37 +122,13 @@ const ASIN_F32: [f32; 5] = [
 #[inline(always)]
 pub fn acos_pair_f32(rho: f32) -> (f32, f32) {
     use std::f32::consts::{FRAC_PI_2, PI};
-    let a = rho.abs();
-    let large = a > 0.5;
-    let z = if large { 0.5 * (1.0 - a) } else { a * a };
-    let t = if large { z.sqrt() } else { a };
-    let p = ASIN_F32[1..]
-        .iter()
-        .fold(ASIN_F32[0], |p, &c| z.mul_add(p, c));
-    let s = (t * z).mul_add(p, t);
-    let near = 2.0 * s;
-    let far = PI - near;
-    let signed = s.copysign(rho);
-    let positive = rho > 0.0;
-    let theta = if large {
-        if positive {
-            near
-        } else {
-            far
-        }
-    } else {
-        FRAC_PI_2 - signed
+    let core = |t: f32, z: f32| {
+        let p = ASIN_F32[1..]
+            .iter()
+            .fold(ASIN_F32[0], |p, &c| z.mul_add(p, c));
+        (t * z).mul_add(p, t)
     };
-    let theta_c = if large {
-        if positive {
-            far
-        } else {
-            near
-        }
-    } else {
-        FRAC_PI_2 + signed
-    };
-    (theta, theta_c)
+    angles!(reduced!(rho, core), rho, PI, FRAC_PI_2)
 }
 
 #[cfg(test)]
