@@ -18,7 +18,7 @@ use crate::duals_f32::Single;
 use crate::error::{invalid, Error, Result};
 use crate::gram::Real;
 use crate::hermite::{series_row, Pointwise, Row, Series};
-use crate::limit_f32::{LayerVars32, Layers32, Scratch32};
+use crate::limit_f32::{LayerVars32, Layers32, Scratch32, Tiles32};
 use crate::tiles::{for_each_tile, tiles, Placement, SharedOutput, Tile, TILE};
 use crate::with_dual;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -419,7 +419,7 @@ impl<'a> LimitKernel<'a> {
                 );
             }
         };
-        let store = Store {
+        let writer = TileWriter {
             nngp: nngp_out.as_ref(),
             ntk: ntk_out.as_ref(),
             symmetric,
@@ -458,11 +458,16 @@ impl<'a> LimitKernel<'a> {
                     b2: b2 as f32,
                     cancel,
                 };
-                let double = &mut s32.double[..h];
-                let rows_state = (&mut double[..], &mut s32.sensitivity[..h]);
-                layers.run(*dual, simd, &gram32[..h * w], sigma32, theta32, rows_state);
+                let tiles = Tiles32 {
+                    gram: &gram32[..h * w],
+                    sigma: &mut *sigma32,
+                    theta: &mut *theta32,
+                    double: &mut s32.double[..h],
+                    sensitivity: &mut s32.sensitivity[..h],
+                };
+                layers.run(*dual, simd, tiles);
                 // Rows with pairs near ρ = ±1 again, in f64.
-                for r in (0..h).filter(|&r| double[r]) {
+                for r in (0..h).filter(|&r| s32.double[r]) {
                     let row = Tile {
                         r0: tile.r0 + r,
                         r1: tile.r0 + r + 1,
@@ -478,13 +483,13 @@ impl<'a> LimitKernel<'a> {
                         *d = *t as f32;
                     }
                 }
-                store.tile(tile, sigma32, theta32, &mut s32.transposed, |v| v as f32);
+                writer.tile(tile, sigma32, theta32, &mut s32.transposed, |v| v as f32);
                 return;
             }
             let (sigma, theta) = (&mut sigma[..h * w], &mut theta[..h * w]);
             first_layer(tile, &gram[..h * w], sigma);
             run_layers(tile, scratch_series, sigma, theta);
-            store.tile(tile, sigma, theta, transposed, |v| v);
+            writer.tile(tile, sigma, theta, transposed, |v| v);
         };
         for_each_tile(&tiles(n1, n2, symmetric), cancel, Scratch::<T>::new, work)?;
         Ok(report)
@@ -492,7 +497,7 @@ impl<'a> LimitKernel<'a> {
 }
 
 /// Where finished tiles go.
-struct Store<'a, 'o, T> {
+struct TileWriter<'a, 'o, T> {
     nngp: Option<&'a SharedOutput<'o, T>>,
     ntk: Option<&'a SharedOutput<'o, T>>,
     symmetric: bool,
@@ -500,7 +505,7 @@ struct Store<'a, 'o, T> {
     diagonal: &'a Diagonal,
 }
 
-impl<T: Copy> Store<'_, '_, T> {
+impl<T: Copy> TileWriter<'_, '_, T> {
     /// Writes the Σ and Θ tiles of `tile` (values of type V, `convert` from
     /// f64), mirrored for symmetric outputs.
     fn tile<V: Copy>(

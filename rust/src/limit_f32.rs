@@ -88,96 +88,69 @@ pub struct Layers32<'a> {
     pub cancel: &'a AtomicBool,
 }
 
+/// One tile's f32 buffers for [`Layers32::run`]: the Gram block in, Σ and Θ
+/// out, and per row whether it is handed to f64 and the sum of 1/sin θ so far.
+pub struct Tiles32<'t> {
+    pub gram: &'t [f32],
+    pub sigma: &'t mut [f32],
+    pub theta: &'t mut [f32],
+    pub double: &'t mut [bool],
+    pub sensitivity: &'t mut [f32],
+}
+
 impl Layers32<'_> {
-    /// Σ⁽ᴸ⁾ and Θ⁽ᴸ⁾ of the tile from its Gram block (Σ⁽¹⁾ = gram/n₀ + β²) into
-    /// `sigma` and `theta`; `rows_state.0[r]` is set for the rows left to the
-    /// f64 path (their values here are not to be used), `rows_state.1` is
-    /// scratch. Requires depth ≥ 2.
-    pub fn run(
-        &self,
-        single: Single,
-        simd: Simd,
-        gram: &[f32],
-        sigma: &mut [f32],
-        theta: &mut [f32],
-        rows_state: (&mut [bool], &mut [f32]),
-    ) {
-        match (single, simd) {
+    /// Σ⁽ᴸ⁾ and Θ⁽ᴸ⁾ of the tile from its Gram block (Σ⁽¹⁾ = gram/n₀ + β²);
+    /// sets `double[r]` for the rows left to the f64 path (their values here
+    /// are not to be used). Requires depth ≥ 2.
+    pub fn run(&self, single: Single, simd: Simd, tiles: Tiles32<'_>) {
+        match single {
+            Single::Relu => self.run_with(crate::duals::Relu, simd, tiles),
+            Single::PiecewiseLinear(d) => self.run_with(d, simd, tiles),
+        }
+    }
+
+    fn run_with<D: Dual32>(&self, dual: D, simd: Simd, tiles: Tiles32<'_>) {
+        match simd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Simd::detect` checked that the CPU supports AVX2 and FMA.
-            (Single::Relu, Simd::Avx2Fma) => unsafe {
-                self.run_avx2(crate::duals::Relu, gram, sigma, theta, rows_state)
-            },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            (Single::PiecewiseLinear(d), Simd::Avx2Fma) => unsafe {
-                self.run_avx2(d, gram, sigma, theta, rows_state)
-            },
-            (Single::Relu, Simd::Baseline) => {
-                self.run_generic(crate::duals::Relu, gram, sigma, theta, rows_state)
-            }
-            (Single::PiecewiseLinear(d), Simd::Baseline) => {
-                self.run_generic(d, gram, sigma, theta, rows_state)
-            }
+            Simd::Avx2Fma => unsafe { self.run_avx2(dual, tiles) },
+            Simd::Baseline => self.run_generic(dual, tiles),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2<D: Dual32>(
-        &self,
-        dual: D,
-        gram: &[f32],
-        sigma: &mut [f32],
-        theta: &mut [f32],
-        rows_state: (&mut [bool], &mut [f32]),
-    ) {
-        self.run_generic(dual, gram, sigma, theta, rows_state)
+    unsafe fn run_avx2<D: Dual32>(&self, dual: D, tiles: Tiles32<'_>) {
+        self.run_generic(dual, tiles)
     }
 
     #[inline(always)]
-    fn run_generic<D: Dual32>(
-        &self,
-        dual: D,
-        gram: &[f32],
-        sigma: &mut [f32],
-        theta: &mut [f32],
-        rows_state: (&mut [bool], &mut [f32]),
-    ) {
-        let (double, sensitivity) = rows_state;
-        double.fill(false);
-        sensitivity.fill(0.0);
+    fn run_generic<D: Dual32>(&self, dual: D, mut tiles: Tiles32<'_>) {
+        tiles.double.fill(false);
+        tiles.sensitivity.fill(0.0);
         let mut layers = self.rows.iter().zip(self.cols);
         let Some((rows, cols)) = layers.next() else {
             return;
         };
-        let mut state = Rows {
-            double,
-            sensitivity,
-        };
-        self.layer::<D, true>(dual, rows, cols, gram, sigma, theta, &mut state);
+        self.layer::<D, true>(dual, rows, cols, &mut tiles);
         for (rows, cols) in layers {
             if self.cancel.load(Ordering::Relaxed) {
                 return;
             }
-            self.layer::<D, false>(dual, rows, cols, gram, sigma, theta, &mut state);
+            self.layer::<D, false>(dual, rows, cols, &mut tiles);
         }
     }
 
     /// One layer in place: Σ ← dual(Σ) + β², Θ ← Θ Σ̇ + Σ, where the first
     /// reads Σ⁽¹⁾ = Θ⁽¹⁾ from the Gram block. Rows already handed to f64 are
     /// skipped.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn layer<D: Dual32, const FIRST: bool>(
         &self,
         dual: D,
         rows: &LayerVars32,
         cols: &LayerVars32,
-        gram: &[f32],
-        sigma: &mut [f32],
-        theta: &mut [f32],
-        state: &mut Rows<'_>,
+        tiles: &mut Tiles32<'_>,
     ) {
         let (tile, b2, inv_n0) = (self.tile, self.b2, self.inv_n0);
         let w = tile.cols();
@@ -186,13 +159,20 @@ impl Layers32<'_> {
             &cols.sqrt_q[tile.c0..tile.c1],
             &cols.inv_sqrt_q[tile.c0..tile.c1],
         );
+        let Tiles32 {
+            gram,
+            sigma,
+            theta,
+            double,
+            sensitivity,
+        } = tiles;
         for (r, ((srow, trow), grow)) in sigma
             .chunks_exact_mut(w)
             .zip(theta.chunks_exact_mut(w))
             .zip(gram.chunks_exact(w))
             .enumerate()
         {
-            if state.double[r] {
+            if double[r] {
                 continue;
             }
             let a = rows.get(tile.r0 + r);
@@ -229,16 +209,8 @@ impl Layers32<'_> {
                 }
             }
             let rho = f32::from_bits(largest);
-            let sensitivity = &mut state.sensitivity[r];
-            *sensitivity += 1.0 / ((1.0 - rho) * (1.0 + rho)).sqrt();
-            state.double[r] = rho > limit || *sensitivity > SENSITIVITY_MAX;
+            sensitivity[r] += 1.0 / ((1.0 - rho) * (1.0 + rho)).sqrt();
+            double[r] = rho > limit || sensitivity[r] > SENSITIVITY_MAX;
         }
     }
-}
-
-/// Per row of a tile: whether it is handed to f64, and the sum over the
-/// layers so far of 1/sin θ for its largest |ρ|.
-struct Rows<'a> {
-    double: &'a mut [bool],
-    sensitivity: &'a mut [f32],
 }

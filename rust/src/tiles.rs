@@ -169,22 +169,32 @@ unsafe fn stream_row<T: Copy, V: Copy, const LANES: usize>(
     }
 }
 
-impl Store for f64 {
-    #[inline]
-    fn store_row(dst: &mut [f64], src: &[f64], stream: bool) {
-        #[cfg(target_arch = "x86_64")]
-        if stream {
-            use std::arch::x86_64::{_mm_loadu_pd, _mm_stream_pd};
-            // SAFETY: two values per chunk, at an aligned dst (SSE2 is part of x86_64).
-            unsafe {
-                stream_row::<_, _, 2>(dst, src, |v| v, |d, s| _mm_stream_pd(d, _mm_loadu_pd(s)))
-            };
-            return;
+/// Store of a type into itself: a copy, streamed `$lanes` at a time with the
+/// SSE(2) unaligned load `$load` and non-temporal store `$stream`.
+macro_rules! same_type_store {
+    ($t:ty, $lanes:expr, $load:ident, $stream:ident) => {
+        impl Store<$t> for $t {
+            #[inline]
+            fn store_row(dst: &mut [$t], src: &[$t], stream: bool) {
+                #[cfg(target_arch = "x86_64")]
+                if stream {
+                    use std::arch::x86_64::{$load, $stream};
+                    // SAFETY: `$lanes` values per chunk, at an aligned dst
+                    // (SSE and SSE2 are part of x86_64).
+                    unsafe {
+                        stream_row::<_, _, $lanes>(dst, src, |v| v, |d, s| $stream(d, $load(s)))
+                    };
+                    return;
+                }
+                let _ = stream;
+                dst.copy_from_slice(&src[..dst.len()]);
+            }
         }
-        let _ = stream;
-        dst.copy_from_slice(&src[..dst.len()]);
-    }
+    };
 }
+
+same_type_store!(f64, 2, _mm_loadu_pd, _mm_stream_pd);
+same_type_store!(f32, 4, _mm_loadu_ps, _mm_stream_ps);
 
 impl Store for f32 {
     #[inline]
@@ -212,23 +222,6 @@ impl Store for f32 {
         for (d, &v) in dst.iter_mut().zip(src) {
             *d = v as f32;
         }
-    }
-}
-
-impl Store<f32> for f32 {
-    #[inline]
-    fn store_row(dst: &mut [f32], src: &[f32], stream: bool) {
-        #[cfg(target_arch = "x86_64")]
-        if stream {
-            use std::arch::x86_64::{_mm_loadu_ps, _mm_stream_ps};
-            // SAFETY: four values per chunk, at an aligned dst (SSE is part of x86_64).
-            unsafe {
-                stream_row::<_, _, 4>(dst, src, |v| v, |d, s| _mm_stream_ps(d, _mm_loadu_ps(s)))
-            };
-            return;
-        }
-        let _ = stream;
-        dst.copy_from_slice(&src[..dst.len()]);
     }
 }
 
