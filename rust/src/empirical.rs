@@ -14,10 +14,10 @@
 
 use crate::error::{invalid, Result};
 use crate::gram::Real;
+use crate::limit::Simd;
 use crate::network::{Forward, Network};
-use crate::tiles::{self, Tile};
+use crate::tiles::{self, Placement, Tile};
 use faer::MatRef;
-use std::marker::PhantomData;
 use std::sync::atomic::AtomicBool;
 
 /// Which part of the n_L × n_L block of each pair of inputs is returned.
@@ -71,6 +71,18 @@ pub fn empirical_ntk<T: Real>(
     out: &mut [T],
     cancel: &AtomicBool,
 ) -> Result<()> {
+    compute(net, f1, f2, contraction, out, cancel, Simd::detect())
+}
+
+fn compute<T: Real>(
+    net: &Network,
+    f1: &Features<'_, T>,
+    f2: Option<&Features<'_, T>>,
+    contraction: Contraction,
+    out: &mut [T],
+    cancel: &AtomicBool,
+    simd: Simd,
+) -> Result<()> {
     let symmetric = f2.is_none();
     let f2 = f2.unwrap_or(f1);
     for f in [f1, f2] {
@@ -93,141 +105,229 @@ pub fn empirical_ntk<T: Real>(
         _ => tiles::TILE,
     };
     let tile_list = tiles::tiles_with_edge(n1, n2, symmetric, edge);
-    let writer = BlockWriter::new(out, n2, block, m, contraction == Contraction::Full);
-    let depth = net.depth();
-    let beta2 = net.beta * net.beta;
+    let kernel = TileKernel {
+        net,
+        f1,
+        f2,
+        contraction,
+        symmetric,
+        simd,
+        out: tiles::SharedOutput::new(out, n1, n2 * block),
+        blocks: BlockWriter {
+            block,
+            outputs: m,
+            transpose_blocks: contraction == Contraction::Full,
+        },
+    };
     tiles::for_each_tile(
         &tile_list,
         cancel,
         || Scratch::<T>::new(edge, m, block),
-        |s, tile| {
-            let (ti, tj) = (tile.rows(), tile.cols());
-            // Diagonal tiles of a symmetric kernel need only their lower triangle
-            // (the writer mirrors it), except in the full kernel, whose diagonal
-            // entries Θ̂[i, i, k, k'] need both triangles of the n_L × n_L block.
-            let lower = symmetric && tile.is_diagonal() && contraction != Contraction::Full;
-            s.acc[..ti * tj * block].fill(0.0);
-            for l in 0..depth {
-                let n = net.widths[l];
-                let (a1, a2) = (f1.forward.activation(l), f2.forward.activation(l));
-                gram(
-                    &mut s.a_gram,
-                    &a1[tile.r0 * n..tile.r1 * n],
-                    &a2[tile.c0 * n..tile.c1 * n],
-                    (ti, tj, n),
-                    lower,
-                );
-                let inv_n = 1.0 / n as f64;
-                let a = |i: usize, j: usize| s.a_gram[i * tj + j].to_f64() * inv_n + beta2;
-                if l + 1 == depth {
-                    // G_L = I: the last layer adds its Gram matrix to Θ̂_kk only.
-                    for i in 0..ti {
-                        for j in 0..tj {
-                            let v = a(i, j);
-                            let at = (i * tj + j) * block;
-                            match contraction {
-                                Contraction::Trace => s.acc[at] += v,
-                                Contraction::Diagonal => {
-                                    s.acc[at..at + m].iter_mut().for_each(|x| *x += v)
-                                }
-                                Contraction::Full => {
-                                    (0..m).for_each(|k| s.acc[at + k * m + k] += v)
-                                }
-                            }
-                        }
-                    }
-                    continue;
-                }
-                let width = net.widths[l + 1];
-                let (g1, g2) = (&f1.cotangents[l], &f2.cotangents[l]);
-                match contraction {
-                    Contraction::Trace => {
-                        // Σ_k G[(i, k)]·G[(j, k)]: one Gram block of the rows flattened over k.
-                        let k = m * width;
-                        gram(
-                            &mut s.g_gram,
-                            &g1[tile.r0 * k..tile.r1 * k],
-                            &g2[tile.c0 * k..tile.c1 * k],
-                            (ti, tj, k),
-                            lower,
-                        );
-                        let inv_m = 1.0 / m as f64;
-                        for i in 0..ti {
-                            for j in 0..tj {
-                                s.acc[i * tj + j] +=
-                                    a(i, j) * s.g_gram[i * tj + j].to_f64() * inv_m;
-                            }
-                        }
-                    }
+        |s, tile| kernel.run(s, tile),
+    )
+}
+
+/// What every tile of one call needs.
+struct TileKernel<'a, 'f, T> {
+    net: &'a Network,
+    f1: &'a Features<'f, T>,
+    f2: &'a Features<'f, T>,
+    contraction: Contraction,
+    symmetric: bool,
+    simd: Simd,
+    /// The output as (N₁, N₂·block), for one value per pair.
+    out: tiles::SharedOutput<'a, T>,
+    /// The per-pair blocks of the diagonal and full kernels.
+    blocks: BlockWriter,
+}
+
+impl<T: Real> TileKernel<'_, '_, T> {
+    /// Computes one tile and writes it (and its mirror image) to the output,
+    /// with the elementwise work in the widest SIMD the machine has; the
+    /// arithmetic is the same on every path, so the result does not depend on it.
+    fn run(&self, s: &mut Scratch<T>, tile: Tile) {
+        match self.simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Simd::detect` checked that the CPU supports AVX2 and FMA.
+            Simd::Avx2Fma => unsafe { self.run_avx2(s, tile) },
+            Simd::Baseline => self.run_generic(s, tile),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2(&self, s: &mut Scratch<T>, tile: Tile) {
+        self.run_generic(s, tile)
+    }
+
+    #[inline(always)]
+    fn run_generic(&self, s: &mut Scratch<T>, tile: Tile) {
+        let (net, f1, f2) = (self.net, self.f1, self.f2);
+        let m = net.outputs();
+        let block = self.contraction.block(m);
+        let depth = net.depth();
+        let beta2 = T::from_f64(net.beta * net.beta);
+        let (ti, tj) = (tile.rows(), tile.cols());
+        let pairs = ti * tj;
+        // Diagonal tiles of a symmetric kernel need only their lower triangle
+        // (the writer mirrors it), except in the full kernel, whose diagonal
+        // entries Θ̂[i, i, k, k'] need both triangles of the n_L × n_L block.
+        let lower = self.symmetric && tile.is_diagonal() && self.contraction != Contraction::Full;
+        let acc = &mut s.acc[..pairs * block];
+        // The first layer's terms are stored, later ones added (x + 0 = x, so
+        // this is the sum from zero); the full kernel adds to off-diagonal
+        // output pairs only from hidden layers, so it starts from zero.
+        let mut first = true;
+        if self.contraction == Contraction::Full {
+            acc.fill(T::default());
+            first = false;
+        }
+        for l in 0..depth {
+            let n = net.widths[l];
+            let (a1, a2) = (f1.forward.activation(l), f2.forward.activation(l));
+            gram(
+                &mut s.a_gram,
+                &a1[tile.r0 * n..tile.r1 * n],
+                &a2[tile.c0 * n..tile.c1 * n],
+                (ti, tj, n),
+                lower,
+            );
+            // A[i, j] = α⁽ˡ⁾(x_i)·α⁽ˡ⁾(x_j) / n_l + β², in place.
+            let inv_n = T::from_f64(1.0 / n as f64);
+            for a in &mut s.a_gram[..pairs] {
+                *a = *a * inv_n + beta2;
+            }
+            let a_term = &s.a_gram[..pairs];
+            if l + 1 == depth {
+                // G_L = I: the last layer adds A to Θ̂_kk only.
+                match self.contraction {
+                    Contraction::Trace => add(acc, a_term, first),
                     Contraction::Diagonal => {
-                        let stride = m * width;
-                        for k in 0..m {
-                            // Rows (i, k) for fixed k: every m-th row of G.
-                            fn rows<T>(
-                                g: &[T],
-                                first: usize,
-                                count: usize,
-                                width: usize,
-                                stride: usize,
-                            ) -> MatRef<'_, T> {
-                                MatRef::from_row_major_slice_with_stride(
-                                    &g[first * width..],
-                                    count,
-                                    width,
-                                    stride,
-                                )
-                            }
-                            let dst = faer::MatMut::from_row_major_slice_mut(
-                                &mut s.g_gram[..ti * tj],
-                                ti,
-                                tj,
-                            );
-                            let lhs = rows(g1, tile.r0 * m + k, ti, width, stride);
-                            let rhs = rows(g2, tile.c0 * m + k, tj, width, stride).transpose();
-                            if lower {
-                                T::product_lower(dst, lhs, rhs, 1.0);
-                            } else {
-                                T::product(dst, lhs, rhs, 1.0);
-                            }
-                            for i in 0..ti {
-                                for j in 0..tj {
-                                    s.acc[(i * tj + j) * m + k] +=
-                                        a(i, j) * s.g_gram[i * tj + j].to_f64();
-                                }
-                            }
+                        for (at, &v) in acc.chunks_exact_mut(m).zip(a_term) {
+                            at.iter_mut()
+                                .for_each(|x| *x = if first { v } else { *x + v });
                         }
                     }
                     Contraction::Full => {
-                        T::gram_block(
-                            &mut s.g_gram,
-                            &g1[tile.r0 * m * width..tile.r1 * m * width],
-                            &g2[tile.c0 * m * width..tile.c1 * m * width],
-                            ti * m,
-                            tj * m,
-                            width,
-                        );
-                        let cols = tj * m;
-                        for i in 0..ti {
-                            for j in 0..tj {
-                                let v = a(i, j);
-                                let at = (i * tj + j) * block;
-                                for k in 0..m {
-                                    let g_row = &s.g_gram[(i * m + k) * cols + j * m..][..m];
-                                    for (acc, &g) in
-                                        s.acc[at + k * m..at + (k + 1) * m].iter_mut().zip(g_row)
-                                    {
-                                        *acc += v * g.to_f64();
-                                    }
+                        for (at, &v) in acc.chunks_exact_mut(m * m).zip(a_term) {
+                            (0..m).for_each(|k| at[k * m + k] += v);
+                        }
+                    }
+                }
+                break;
+            }
+            let width = net.widths[l + 1];
+            let (g1, g2) = (&f1.cotangents[l], &f2.cotangents[l]);
+            match self.contraction {
+                Contraction::Trace => {
+                    // Σ_k G[(i, k)]·G[(j, k)]: one Gram block of the rows flattened over k.
+                    let k = m * width;
+                    gram(
+                        &mut s.g_gram,
+                        &g1[tile.r0 * k..tile.r1 * k],
+                        &g2[tile.c0 * k..tile.c1 * k],
+                        (ti, tj, k),
+                        lower,
+                    );
+                    let inv_m = T::from_f64(1.0 / m as f64);
+                    let g = &s.g_gram[..pairs];
+                    if first {
+                        for ((x, &a), &g) in acc.iter_mut().zip(a_term).zip(g) {
+                            *x = a * g * inv_m;
+                        }
+                    } else {
+                        for ((x, &a), &g) in acc.iter_mut().zip(a_term).zip(g) {
+                            *x += a * g * inv_m;
+                        }
+                    }
+                }
+                Contraction::Diagonal => {
+                    let stride = m * width;
+                    for k in 0..m {
+                        // Rows (i, k) for fixed k: every m-th row of G.
+                        fn rows<T>(
+                            g: &[T],
+                            first: usize,
+                            count: usize,
+                            width: usize,
+                            stride: usize,
+                        ) -> MatRef<'_, T> {
+                            MatRef::from_row_major_slice_with_stride(
+                                &g[first * width..],
+                                count,
+                                width,
+                                stride,
+                            )
+                        }
+                        let dst =
+                            faer::MatMut::from_row_major_slice_mut(&mut s.g_gram[..pairs], ti, tj);
+                        let lhs = rows(g1, tile.r0 * m + k, ti, width, stride);
+                        let rhs = rows(g2, tile.c0 * m + k, tj, width, stride).transpose();
+                        if lower {
+                            T::product_lower(dst, lhs, rhs, 1.0);
+                        } else {
+                            T::product(dst, lhs, rhs, 1.0);
+                        }
+                        let terms = a_term.iter().zip(&s.g_gram[..pairs]);
+                        for (at, (&a, &g)) in acc.chunks_exact_mut(m).zip(terms) {
+                            at[k] = if first { a * g } else { at[k] + a * g };
+                        }
+                    }
+                }
+                Contraction::Full => {
+                    T::gram_block(
+                        &mut s.g_gram,
+                        &g1[tile.r0 * m * width..tile.r1 * m * width],
+                        &g2[tile.c0 * m * width..tile.c1 * m * width],
+                        ti * m,
+                        tj * m,
+                        width,
+                    );
+                    let cols = tj * m;
+                    for i in 0..ti {
+                        for j in 0..tj {
+                            let v = a_term[i * tj + j];
+                            let at = (i * tj + j) * block;
+                            for k in 0..m {
+                                let g_row = &s.g_gram[(i * m + k) * cols + j * m..][..m];
+                                for (x, &g) in
+                                    acc[at + k * m..at + (k + 1) * m].iter_mut().zip(g_row)
+                                {
+                                    *x += v * g;
                                 }
                             }
                         }
                     }
                 }
             }
-            // SAFETY: tiles are disjoint, mirrors included (one triangle when symmetric).
-            unsafe { writer.write(tile, &s.acc, symmetric) };
-        },
-    )
+            first = false;
+        }
+        // SAFETY: tiles are disjoint, mirrors included (one triangle when symmetric).
+        unsafe {
+            if block == 1 {
+                let placement = match (self.symmetric, tile.is_diagonal()) {
+                    (false, _) => Placement::Plain,
+                    (true, true) => Placement::Symmetrised,
+                    (true, false) => Placement::Mirrored,
+                };
+                self.out
+                    .write(tile, &s.acc[..pairs], placement, &mut s.transposed);
+            } else {
+                self.blocks
+                    .write(&self.out, tile, &s.acc[..pairs * block], self.symmetric);
+            }
+        }
+    }
+}
+
+/// acc = a (when `first`) or acc += a, elementwise.
+#[inline(always)]
+fn add<T: Real>(acc: &mut [T], a: &[T], first: bool) {
+    if first {
+        acc.copy_from_slice(&a[..acc.len()]);
+    } else {
+        acc.iter_mut().zip(a).for_each(|(x, &v)| *x += v);
+    }
 }
 
 /// dst (m × n) = a (m × k) · b (n × k)ᵀ, all row-major; with `lower` only the
@@ -250,7 +350,10 @@ fn gram<T: Real>(dst: &mut [T], a: &[T], b: &[T], (m, n, k): (usize, usize, usiz
 struct Scratch<T> {
     a_gram: Vec<T>,
     g_gram: Vec<T>,
-    acc: Vec<f64>,
+    /// The kernel's tile, accumulated over the layers.
+    acc: Vec<T>,
+    /// The mirror image of a tile of one value per pair.
+    transposed: Vec<T>,
 }
 
 impl<T: Real> Scratch<T> {
@@ -263,7 +366,8 @@ impl<T: Real> Scratch<T> {
         Scratch {
             a_gram: vec![T::default(); edge * edge],
             g_gram: vec![T::default(); g_side * g_side],
-            acc: vec![0.0; edge * edge * block],
+            acc: vec![T::default(); edge * edge * block],
+            transposed: vec![T::default(); if block == 1 { edge * edge } else { 0 }],
         }
     }
 }
@@ -271,42 +375,23 @@ impl<T: Real> Scratch<T> {
 /// Writes tiles of per-pair blocks into a (N₁, N₂, block) output; for a
 /// symmetric kernel the entries below the diagonal are also written at the
 /// mirror position, with the n_L × n_L block transposed for the full kernel.
-struct BlockWriter<'a, T> {
-    ptr: *mut T,
-    cols: usize,
+struct BlockWriter {
     block: usize,
     outputs: usize,
     transpose_blocks: bool,
-    _borrow: PhantomData<&'a mut [T]>,
 }
 
-// SAFETY: the pointer comes from a `&mut [T]` held for 'a; concurrent writers
-// cover disjoint tiles and their mirrors.
-unsafe impl<T: Send> Send for BlockWriter<'_, T> {}
-unsafe impl<T: Send> Sync for BlockWriter<'_, T> {}
-
-impl<'a, T: Real> BlockWriter<'a, T> {
-    fn new(
-        out: &'a mut [T],
-        cols: usize,
-        block: usize,
-        outputs: usize,
-        transpose_blocks: bool,
-    ) -> Self {
-        BlockWriter {
-            ptr: out.as_mut_ptr(),
-            cols,
-            block,
-            outputs,
-            transpose_blocks,
-            _borrow: PhantomData,
-        }
-    }
-
+impl BlockWriter {
     /// # Safety
     /// No concurrent call may cover the same entries or their mirrors, and the
-    /// tile must lie inside the output.
-    unsafe fn write(&self, tile: Tile, values: &[f64], symmetric: bool) {
+    /// tile must lie inside `out`, seen as (N₁, N₂·block).
+    unsafe fn write<T: Copy>(
+        &self,
+        out: &tiles::SharedOutput<'_, T>,
+        tile: Tile,
+        values: &[T],
+        symmetric: bool,
+    ) {
         let (b, m) = (self.block, self.outputs);
         let tj = tile.cols();
         for i in 0..tile.rows() {
@@ -317,24 +402,17 @@ impl<'a, T: Real> BlockWriter<'a, T> {
                     continue;
                 }
                 let src = &values[(i * tj + j) * b..][..b];
-                let dst =
-                    std::slice::from_raw_parts_mut(self.ptr.add((gi * self.cols + gj) * b), b);
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = T::from_f64(v);
-                }
+                out.row_mut(gi, gj * b, (gj + 1) * b).copy_from_slice(src);
                 if symmetric && gj < gi {
-                    let mirror =
-                        std::slice::from_raw_parts_mut(self.ptr.add((gj * self.cols + gi) * b), b);
+                    let mirror = out.row_mut(gj, gi * b, (gi + 1) * b);
                     if self.transpose_blocks {
                         for k in 0..m {
                             for k2 in 0..m {
-                                mirror[k2 * m + k] = T::from_f64(src[k * m + k2]);
+                                mirror[k2 * m + k] = src[k * m + k2];
                             }
                         }
                     } else {
-                        for (d, &v) in mirror.iter_mut().zip(src) {
-                            *d = T::from_f64(v);
-                        }
+                        mirror.copy_from_slice(src);
                     }
                 }
             }
@@ -388,6 +466,74 @@ mod tests {
         let f2 = if symmetric { None } else { Some(&f) };
         empirical_ntk(&s.net, &f, f2, contraction, &mut out, &cancel).unwrap();
         out
+    }
+
+    #[test]
+    fn simd_paths_give_the_same_bits() {
+        let s = Setup::new(&[6, 9, 7, 3], EVERY_KIND[0], 0.3, 130);
+        let layers = s.layers();
+        let cancel = AtomicBool::new(false);
+        let fwd = s
+            .net
+            .forward(&layers, s.samples(), Pass::Backprop, &cancel)
+            .unwrap();
+        let cot = s.net.cotangents(&layers, &fwd, &cancel).unwrap();
+        let f = Features {
+            forward: &fwd,
+            cotangents: &cot,
+        };
+        // The same values in float32, for the single-precision elementwise work.
+        let x32: Vec<f32> = s.samples().data.iter().map(|&v| v as f32).collect();
+        let p32: Vec<(Vec<f32>, Vec<f32>)> = layers
+            .iter()
+            .map(|l| {
+                let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                (narrow(l.weight), narrow(l.bias))
+            })
+            .collect();
+        let layers32: Vec<Layer<'_, f32>> = p32
+            .iter()
+            .map(|(weight, bias)| Layer { weight, bias })
+            .collect();
+        let samples32 = crate::Samples::new(&x32, s.rows, 6).unwrap();
+        let fwd32 = s
+            .net
+            .forward(&layers32, samples32, Pass::Backprop, &cancel)
+            .unwrap();
+        let cot32 = s.net.cotangents(&layers32, &fwd32, &cancel).unwrap();
+        let f32s = Features {
+            forward: &fwd32,
+            cotangents: &cot32,
+        };
+        fn run<T: Real>(
+            net: &Network,
+            f: &Features<'_, T>,
+            contraction: Contraction,
+            symmetric: bool,
+            simd: Simd,
+        ) -> Vec<T> {
+            let (n, m) = (f.forward.rows, net.outputs());
+            let mut out = vec![T::default(); n * n * contraction.block(m)];
+            let f2 = if symmetric { None } else { Some(f) };
+            let cancel = AtomicBool::new(false);
+            compute(net, f, f2, contraction, &mut out, &cancel, simd).unwrap();
+            out
+        }
+        let simd = Simd::detect();
+        for contraction in [Contraction::Trace, Contraction::Diagonal, Contraction::Full] {
+            for symmetric in [true, false] {
+                let (a, b) = (
+                    run(&s.net, &f, contraction, symmetric, simd),
+                    run(&s.net, &f, contraction, symmetric, Simd::Baseline),
+                );
+                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+                let (a, b) = (
+                    run(&s.net, &f32s, contraction, symmetric, simd),
+                    run(&s.net, &f32s, contraction, symmetric, Simd::Baseline),
+                );
+                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+            }
+        }
     }
 
     #[test]

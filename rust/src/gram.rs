@@ -12,7 +12,17 @@ use std::sync::atomic::AtomicBool;
 /// except for float32 kernels of the piecewise-linear activations, which run it
 /// in f32 where that is accurate (see `limit`).
 pub trait Real:
-    crate::tiles::Store + crate::tiles::Store<f32> + Send + Sync + Default + 'static
+    crate::tiles::Store
+    + crate::tiles::Store<f32>
+    + crate::tiles::Store<Self>
+    + std::ops::Add<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::AddAssign
+    + PartialOrd
+    + Send
+    + Sync
+    + Default
+    + 'static
 {
     /// Whether the GEMM accumulates in f64 (no refinement of nearly parallel pairs needed).
     const EXACT_GRAM: bool;
