@@ -207,6 +207,15 @@ fn multiply<T: Real>(values: &mut [T], factors: &[T]) {
     })
 }
 
+/// A buffer of `len` zeros for the blocked products to overwrite, zeroed by the
+/// pool's threads: freed memory that the allocator hands back must be cleared,
+/// which on the calling thread alone took 5 % of a float32 forward pass.
+fn zeros<T: Real>(len: usize) -> Result<Vec<T>> {
+    let mut v = Vec::with_capacity(len);
+    tiles::pool()?.install(|| v.par_extend(rayon::iter::repeat_n(T::default(), len)));
+    Ok(v)
+}
+
 /// Runs `f` (inlined into it) compiled for AVX2 where the CPU has it; the
 /// arithmetic is the same either way (no fused multiply-adds are introduced).
 #[inline(always)]
@@ -404,9 +413,9 @@ impl Network {
             let (n_in, n_out) = (self.widths[l], self.widths[l + 1]);
             let input = if l == 0 { x.data } else { &hidden[l - 1] };
             let last = l + 1 == depth;
-            let mut pre = vec![T::default(); rows * n_out];
+            let mut pre = zeros(rows * n_out)?;
             let mut slope = if keep_slopes {
-                vec![T::default(); rows * n_out]
+                zeros(rows * n_out)?
             } else {
                 Vec::new()
             };
@@ -470,7 +479,7 @@ impl Network {
         for l in (1..depth).rev() {
             let n = self.widths[l];
             let slopes = &fwd.slopes[l - 1];
-            let mut g = vec![T::default(); rows * n];
+            let mut g = zeros(rows * n)?;
             if l + 1 == depth {
                 // G_{L−1}[(i, k)] = W⁽ᴸ⁻¹⁾[k] / √n ⊙ σ'(α̃⁽ᴸ⁻¹⁾(x_i)).
                 let w = params[l].weight;
@@ -533,7 +542,7 @@ impl Network {
             let delta_mat = MatRef::from_row_major_slice(&delta, rows, n_out);
             // Δ_l first: an update of W⁽ˡ⁾ in place must come after its last read.
             let next = if l > 0 {
-                let mut next = vec![T::default(); rows * n_in];
+                let mut next = zeros(rows * n_in)?;
                 let slopes = &fwd.slopes[l - 1];
                 par_product_then(
                     &mut next,
