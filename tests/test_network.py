@@ -307,6 +307,31 @@ def test_bad_input_raises_clear_errors():
     assert net.apply(ints, x).dtype == np.float64
 
 
+def test_inputs_beyond_the_dtype_scale_limit_name_the_row():
+    """Mean squares above 1e30 (float32) or 1e300 (float64) are refused, naming the first row,
+    including float32 rows whose squares overflow and float64 inputs that overflow float32."""
+    net = nk.MLP([3, 4, 2], "relu", beta=0.1)
+    p32, p64 = net.init(seed=0, dtype=np.float32), net.init(seed=0)
+    x = _data(net.widths, 5)
+    cases = [
+        (p32, np.float32, 3e15),  # mean square 9e30, finite in float32
+        (p32, np.float32, 1e20),  # squares overflow float32
+        (p32, np.float64, 1e200),  # float64 input beyond float32's range
+        (p64, np.float64, 1e151),  # mean square 1e302
+    ]
+    for params, dtype, scale in cases:
+        big = x.astype(dtype)
+        big[3] = (x[3] * scale).astype(dtype)
+        with pytest.raises(ValueError, match="row 3 is too large"):
+            net.apply(params, big)
+        with pytest.raises(ValueError, match="row 3 is too large"):
+            net.ntk(params, x, big)
+    # Just below the limit is accepted and gives finite kernels.
+    ok = x.astype(np.float32)
+    ok[3] = (x[3] / np.sqrt(np.mean(x[3] ** 2)) * 3e14).astype(np.float32)  # mean square 9e28
+    assert np.isfinite(net.ntk(p32, ok)).all()
+
+
 def test_jacobian_too_large_is_a_memory_error_before_any_work():
     net = nk.MLP([10, 2000, 2000], "relu")
     params = net.init(seed=0, dtype=np.float32)
