@@ -185,13 +185,7 @@ impl<T: Real> TileKernel<'_, '_, T> {
         for l in 0..depth {
             let n = net.widths[l];
             let (a1, a2) = (f1.forward.activation(l), f2.forward.activation(l));
-            gram(
-                &mut s.a_gram,
-                &a1[tile.r0 * n..tile.r1 * n],
-                &a2[tile.c0 * n..tile.c1 * n],
-                (ti, tj, n),
-                lower,
-            );
+            tile_gram(&mut s.a_gram, a1, a2, tile, n, lower);
             // A[i, j] = α⁽ˡ⁾(x_i)·α⁽ˡ⁾(x_j) / n_l + β², in place.
             let inv_n = T::from_f64(1.0 / n as f64);
             for a in &mut s.a_gram[..pairs] {
@@ -201,7 +195,7 @@ impl<T: Real> TileKernel<'_, '_, T> {
             if l + 1 == depth {
                 // G_L = I: the last layer adds A to Θ̂_kk only.
                 match self.contraction {
-                    Contraction::Trace => add(acc, a_term, first),
+                    Contraction::Trace => accumulate(acc, a_term.iter().copied(), first),
                     Contraction::Diagonal => {
                         for (at, &v) in acc.chunks_exact_mut(m).zip(a_term) {
                             at.iter_mut()
@@ -221,25 +215,10 @@ impl<T: Real> TileKernel<'_, '_, T> {
             match self.contraction {
                 Contraction::Trace => {
                     // Σ_k G[(i, k)]·G[(j, k)]: one Gram block of the rows flattened over k.
-                    let k = m * width;
-                    gram(
-                        &mut s.g_gram,
-                        &g1[tile.r0 * k..tile.r1 * k],
-                        &g2[tile.c0 * k..tile.c1 * k],
-                        (ti, tj, k),
-                        lower,
-                    );
+                    tile_gram(&mut s.g_gram, g1, g2, tile, m * width, lower);
                     let inv_m = T::from_f64(1.0 / m as f64);
-                    let g = &s.g_gram[..pairs];
-                    if first {
-                        for ((x, &a), &g) in acc.iter_mut().zip(a_term).zip(g) {
-                            *x = a * g * inv_m;
-                        }
-                    } else {
-                        for ((x, &a), &g) in acc.iter_mut().zip(a_term).zip(g) {
-                            *x += a * g * inv_m;
-                        }
-                    }
+                    let terms = a_term.iter().zip(&s.g_gram[..pairs]);
+                    accumulate(acc, terms.map(|(&a, &g)| a * g * inv_m), first);
                 }
                 Contraction::Diagonal => {
                     let stride = m * width;
@@ -320,22 +299,25 @@ impl<T: Real> TileKernel<'_, '_, T> {
     }
 }
 
-/// acc = a (when `first`) or acc += a, elementwise.
+/// acc = terms (the first layer's) or acc += terms, elementwise.
 #[inline(always)]
-fn add<T: Real>(acc: &mut [T], a: &[T], first: bool) {
+fn accumulate<T: Real>(acc: &mut [T], terms: impl Iterator<Item = T>, first: bool) {
     if first {
-        acc.copy_from_slice(&a[..acc.len()]);
+        acc.iter_mut().zip(terms).for_each(|(x, t)| *x = t);
     } else {
-        acc.iter_mut().zip(a).for_each(|(x, &v)| *x += v);
+        acc.iter_mut().zip(terms).for_each(|(x, t)| *x += t);
     }
 }
 
-/// dst (m × n) = a (m × k) · b (n × k)ᵀ, all row-major; with `lower` only the
-/// lower triangle of a square dst.
-fn gram<T: Real>(dst: &mut [T], a: &[T], b: &[T], (m, n, k): (usize, usize, usize), lower: bool) {
+/// The tile's Gram block: dst (rows × cols) = x1[rows] · x2[cols]ᵀ, where x1
+/// and x2 hold one input per row of k values (all row-major); with `lower` only
+/// the lower triangle of a square dst.
+fn tile_gram<T: Real>(dst: &mut [T], x1: &[T], x2: &[T], tile: Tile, k: usize, lower: bool) {
+    let (m, n) = (tile.rows(), tile.cols());
+    let (a, b) = (&x1[tile.r0 * k..tile.r1 * k], &x2[tile.c0 * k..tile.c1 * k]);
     if lower {
-        let lhs = MatRef::from_row_major_slice(&a[..m * k], m, k);
-        let rhs = MatRef::from_row_major_slice(&b[..n * k], n, k).transpose();
+        let lhs = MatRef::from_row_major_slice(a, m, k);
+        let rhs = MatRef::from_row_major_slice(b, n, k).transpose();
         T::product_lower(
             faer::MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n),
             lhs,
