@@ -115,6 +115,23 @@ def test_tiles_and_edges():
         np.testing.assert_allclose(ks.nngp, s, rtol=1e-7, atol=1e-12)
 
 
+def test_float32_tiles_and_edges():
+    """float32 ReLU kernels run their layers in float32 on tiles of their own edge: sizes
+    around it, symmetric and cross, against the float64 reference."""
+    tile = nk._ntkfast.TILE_F32
+    assert tile != nk._ntkfast.TILE
+    for n1, n2 in ((tile - 1, tile + 1), (2 * tile + 5, tile)):
+        x1, x2 = make_inputs(n1, 3, seed=n1), make_inputs(n2, 3, seed=n2 + 1)
+        for a, b in ((x1, x2), (x1, None)):
+            k = nk.limit_kernel(
+                a.astype(np.float32), None if b is None else b.astype(np.float32), depth=3
+            )
+            s, t, _ = reference.limit_kernel(a, b, depth=3)
+            assert k.ntk.dtype == np.float32
+            for got, want in ((k.nngp, s), (k.ntk, t)):
+                assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
 @pytest.mark.parametrize("name,param", ACTIVATIONS)
 def test_float32_within_1e4_of_float64(name, param):
     x = make_inputs(200, 30, seed=9)

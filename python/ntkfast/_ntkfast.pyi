@@ -18,10 +18,12 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "TILE",
+    "TILE_F32",
     "ACTIVATIONS",
 ]
 
 TILE: int
+TILE_F32: int
 ACTIVATIONS: list[str]
 
 def limit_kernel(

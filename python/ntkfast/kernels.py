@@ -69,10 +69,11 @@ def _working_memory(rows: int, depth: int) -> int:
     """Bytes the core allocates besides the outputs: per sample and layer three float64
     (variance, its root and inverse root) and two float32 (the roots again, for float32
     kernels of the piecewise-linear activations), two float64 per sample, per thread four
-    float64 and three float32 tiles, and a fixed margin. Checked before any work, so that
+    float64 and three float32 tiles (of the larger of the two tile edges), and a fixed
+    margin. Checked before any work, so that
     a request that cannot fit (system memory, cgroup or ``ulimit``) is a MemoryError
     instead of an abort."""
-    tile = _ntkfast.TILE * _ntkfast.TILE
+    tile = max(_ntkfast.TILE, _ntkfast.TILE_F32) ** 2
     tiles = (4 * 8 + 3 * 4) * tile * _ntkfast.get_num_threads()
     return (32 * depth + 16) * rows + tiles + _CORE_MARGIN
 
@@ -141,7 +142,8 @@ def limit_kernel(
         (for instance ``np.lib.format.open_memmap`` files, for kernels larger than memory).
         An array when ``get`` is a name; otherwise a Kernel or (nngp, ntk) pair with None for
         the kernels not requested. The kernel is written tile by tile; extra memory is
-        O(N·(n0 + L)) plus a few 120 × 120 tiles per thread.
+        O(N·(n0 + L)) plus a few 120 × 120 tiles (144 × 144 for float32 kernels of the ReLU
+        family) per thread.
 
     Returns
     -------

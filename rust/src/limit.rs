@@ -19,7 +19,7 @@ use crate::error::{invalid, Error, Result};
 use crate::gram::Real;
 use crate::hermite::{series_row, Pointwise, Row, Series};
 use crate::limit_f32::{LayerVars32, Layers32, Scratch32, Tiles32};
-use crate::tiles::{for_each_tile, tiles, Placement, SharedOutput, Tile, TILE};
+use crate::tiles::{for_each_tile, tiles_with_edge, Placement, SharedOutput, Tile, TILE, TILE_F32};
 use crate::with_dual;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -370,6 +370,9 @@ impl<'a> LimitKernel<'a> {
             }
             _ => None,
         };
+        // The series layers bound their terms per block of TILE samples, so
+        // only the single-precision layers take another edge.
+        let edge = if single.is_some() { TILE_F32 } else { TILE };
         // Layers 2 … L in f64 on `tile`, from Σ⁽¹⁾ in `sigma` (also Θ⁽¹⁾).
         let run_layers = |tile: Tile,
                           scratch_series: &mut SeriesScratch,
@@ -446,7 +449,7 @@ impl<'a> LimitKernel<'a> {
             );
             let gram = &gram[..h * w];
             if let (Some((dual, rows, cols)), Some(gram32)) = (&single, T::as_f32(gram)) {
-                let s32 = scratch_single.get_or_insert_with(Scratch32::new);
+                let s32 = scratch_single.get_or_insert_with(|| Scratch32::new(edge));
                 let (sigma32, theta32) = (&mut s32.sigma[..h * w], &mut s32.theta[..h * w]);
                 let layers = Layers32 {
                     rows,
@@ -491,7 +494,12 @@ impl<'a> LimitKernel<'a> {
             run_layers(tile, scratch_series, sigma, theta);
             writer.tile(tile, sigma, theta, transposed, |v| v);
         };
-        for_each_tile(&tiles(n1, n2, symmetric), cancel, Scratch::<T>::new, work)?;
+        for_each_tile(
+            &tiles_with_edge(n1, n2, symmetric, edge),
+            cancel,
+            || Scratch::<T>::new(edge),
+            work,
+        )?;
         Ok(report)
     }
 }
@@ -622,12 +630,13 @@ struct Scratch<T> {
 }
 
 impl<T: Real> Scratch<T> {
-    fn new() -> Self {
+    /// Buffers for tiles of up to `edge` × `edge`.
+    fn new(edge: usize) -> Self {
         Scratch {
-            gram: vec![T::default(); TILE * TILE],
-            sigma: vec![0.0; TILE * TILE],
-            theta: vec![0.0; TILE * TILE],
-            transposed: vec![0.0; TILE * TILE],
+            gram: vec![T::default(); edge * edge],
+            sigma: vec![0.0; edge * edge],
+            theta: vec![0.0; edge * edge],
+            transposed: vec![0.0; edge * edge],
             series: SeriesScratch::default(),
             single: None,
         }

@@ -13,7 +13,7 @@
 
 use crate::duals_f32::{Dual32, Single, Var32, RHO_MAX, SENSITIVITY_MAX};
 use crate::limit::{LayerVars, Simd, REFINE_RHO};
-use crate::tiles::{Tile, TILE};
+use crate::tiles::Tile;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// √q and 1/√q of one layer for a set of samples, in f32.
@@ -62,13 +62,14 @@ pub struct Scratch32 {
 }
 
 impl Scratch32 {
-    pub fn new() -> Self {
+    /// Buffers for tiles of up to `edge` × `edge`.
+    pub fn new(edge: usize) -> Self {
         Scratch32 {
-            sigma: vec![0.0; TILE * TILE],
-            theta: vec![0.0; TILE * TILE],
-            transposed: vec![0.0; TILE * TILE],
-            double: vec![false; TILE],
-            sensitivity: vec![0.0; TILE],
+            sigma: vec![0.0; edge * edge],
+            theta: vec![0.0; edge * edge],
+            transposed: vec![0.0; edge * edge],
+            double: vec![false; edge],
+            sensitivity: vec![0.0; edge],
         }
     }
 }
