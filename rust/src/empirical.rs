@@ -14,8 +14,8 @@
 
 use crate::error::{invalid, Result};
 use crate::gram::Real;
-use crate::limit::Simd;
 use crate::network::{Forward, Network};
+use crate::simd::Simd;
 use crate::tiles::{self, Placement, Tile};
 use faer::MatRef;
 use std::sync::atomic::AtomicBool;
@@ -146,18 +146,10 @@ impl<T: Real> TileKernel<'_, '_, T> {
     /// with the elementwise work in the widest SIMD the machine has; the
     /// arithmetic is the same on every path, so the result does not depend on it.
     fn run(&self, s: &mut Scratch<T>, tile: Tile) {
-        match self.simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Simd::detect` checked that the CPU supports AVX2 and FMA.
-            Simd::Avx2Fma => unsafe { self.run_avx2(s, tile) },
-            Simd::Baseline => self.run_generic(s, tile),
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2(&self, s: &mut Scratch<T>, tile: Tile) {
-        self.run_generic(s, tile)
+        self.simd.run(
+            #[inline(always)]
+            || self.run_generic(s, tile),
+        )
     }
 
     #[inline(always)]
@@ -501,19 +493,20 @@ mod tests {
             compute(net, f, f2, contraction, &mut out, &cancel, simd).unwrap();
             out
         }
-        let simd = Simd::detect();
-        for contraction in [Contraction::Trace, Contraction::Diagonal, Contraction::Full] {
-            for symmetric in [true, false] {
-                let (a, b) = (
-                    run(&s.net, &f, contraction, symmetric, simd),
-                    run(&s.net, &f, contraction, symmetric, Simd::Baseline),
-                );
-                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
-                let (a, b) = (
-                    run(&s.net, &f32s, contraction, symmetric, simd),
-                    run(&s.net, &f32s, contraction, symmetric, Simd::Baseline),
-                );
-                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        for simd in Simd::available() {
+            for contraction in [Contraction::Trace, Contraction::Diagonal, Contraction::Full] {
+                for symmetric in [true, false] {
+                    let (a, b) = (
+                        run(&s.net, &f, contraction, symmetric, simd),
+                        run(&s.net, &f, contraction, symmetric, Simd::Baseline),
+                    );
+                    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+                    let (a, b) = (
+                        run(&s.net, &f32s, contraction, symmetric, simd),
+                        run(&s.net, &f32s, contraction, symmetric, Simd::Baseline),
+                    );
+                    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+                }
             }
         }
     }

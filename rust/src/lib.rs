@@ -16,6 +16,7 @@ pub mod init;
 pub mod limit;
 mod limit_f32;
 pub mod network;
+mod simd;
 pub mod tiles;
 pub mod trig;
 

@@ -19,6 +19,7 @@ use crate::error::{invalid, Error, Result};
 use crate::gram::Real;
 use crate::hermite::{series_row, Pointwise, Row, Series};
 use crate::limit_f32::{LayerVars32, Layers32, Scratch32, Tiles32};
+use crate::simd::Simd;
 use crate::tiles::{for_each_tile, tiles_with_edge, Placement, SharedOutput, Tile, TILE, TILE_F32};
 use crate::with_dual;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -672,24 +673,6 @@ struct SeriesScratch {
     row_b: Row,
 }
 
-/// Instruction sets the layer loops are compiled for; chosen once per call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Simd {
-    Baseline,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-}
-
-impl Simd {
-    pub(crate) fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Simd::Avx2Fma;
-        }
-        Simd::Baseline
-    }
-}
-
 /// The layers 2 … L of the recursion on one tile: the per-sample variances of
 /// the tile's rows and columns for layers 1 … L − 1.
 struct Layers<'a> {
@@ -707,18 +690,10 @@ impl Layers<'_> {
     /// machine has. The arithmetic is the same on every path (no fused
     /// multiply-adds are introduced), so results do not depend on it.
     fn run<D: Dual>(&self, dual: D, simd: Simd, sigma: &mut [f64], theta: &mut [f64]) {
-        match simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Simd::detect` checked that the CPU supports AVX2 and FMA.
-            Simd::Avx2Fma => unsafe { self.run_avx2(dual, sigma, theta) },
-            Simd::Baseline => self.run_generic(dual, sigma, theta),
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2<D: Dual>(&self, dual: D, sigma: &mut [f64], theta: &mut [f64]) {
-        self.run_generic(dual, sigma, theta)
+        simd.run(
+            #[inline(always)]
+            || self.run_generic(dual, sigma, theta),
+        )
     }
 
     /// Θ⁽¹⁾ = Σ⁽¹⁾ is not stored: the first layer reads it from the Σ tile
@@ -756,28 +731,10 @@ impl Layers<'_> {
         sigma: &mut [f64],
         theta: &mut [f64],
     ) {
-        match simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Simd::detect` checked that the CPU supports AVX2 and FMA.
-            Simd::Avx2Fma => unsafe {
-                self.run_series_avx2(rows, cols, symmetric, scratch, sigma, theta)
-            },
-            Simd::Baseline => self.run_series_generic(rows, cols, symmetric, scratch, sigma, theta),
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_series_avx2(
-        &self,
-        rows: &[Series],
-        cols: &[Series],
-        symmetric: bool,
-        scratch: &mut SeriesScratch,
-        sigma: &mut [f64],
-        theta: &mut [f64],
-    ) {
-        self.run_series_generic(rows, cols, symmetric, scratch, sigma, theta)
+        simd.run(
+            #[inline(always)]
+            || self.run_series_generic(rows, cols, symmetric, scratch, sigma, theta),
+        )
     }
 
     #[inline(always)]

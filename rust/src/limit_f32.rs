@@ -12,7 +12,8 @@
 //! networks, whose correlations all climb towards 1, run mostly in f64.
 
 use crate::duals_f32::{Dual32, Single, Var32, RHO_MAX, SENSITIVITY_MAX};
-use crate::limit::{LayerVars, Simd, REFINE_RHO};
+use crate::limit::{LayerVars, REFINE_RHO};
+use crate::simd::Simd;
 use crate::tiles::Tile;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -111,18 +112,10 @@ impl Layers32<'_> {
     }
 
     fn run_with<D: Dual32>(&self, dual: D, simd: Simd, tiles: Tiles32<'_>) {
-        match simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Simd::detect` checked that the CPU supports AVX2 and FMA.
-            Simd::Avx2Fma => unsafe { self.run_avx2(dual, tiles) },
-            Simd::Baseline => self.run_generic(dual, tiles),
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2<D: Dual32>(&self, dual: D, tiles: Tiles32<'_>) {
-        self.run_generic(dual, tiles)
+        simd.run(
+            #[inline(always)]
+            || self.run_generic(dual, tiles),
+        )
     }
 
     #[inline(always)]

@@ -14,6 +14,7 @@
 use crate::error::{invalid, Result};
 use crate::gram::{par_product, par_product_add, par_product_then, Real};
 use crate::limit::Samples;
+use crate::simd::Simd;
 use crate::tiles;
 use crate::Activation;
 use faer::MatRef;
@@ -156,7 +157,10 @@ fn activate_row<T: Real>(
     if act == Activation::Relu {
         // ReLU in the type itself, vectorised: the elementwise work of a float32
         // network is then a small part of its GEMMs.
-        return with_simd(|| relu_row(values, bias, T::from_f64(beta), slope));
+        return with_simd(
+            #[inline(always)]
+            || relu_row(values, bias, T::from_f64(beta), slope),
+        );
     }
     let pre = |v: &T, b: &T| v.to_f64() + beta * b.to_f64();
     match slope {
@@ -200,11 +204,14 @@ fn relu_row<T: Real>(values: &mut [T], bias: &[T], beta: T, slope: Option<&mut [
 
 /// values ⊙= factors.
 fn multiply<T: Real>(values: &mut [T], factors: &[T]) {
-    with_simd(|| {
-        for (v, &f) in values.iter_mut().zip(factors) {
-            *v = *v * f;
-        }
-    })
+    with_simd(
+        #[inline(always)]
+        || {
+            for (v, &f) in values.iter_mut().zip(factors) {
+                *v = *v * f;
+            }
+        },
+    )
 }
 
 /// A buffer of `len` zeros for the blocked products to overwrite, zeroed by the
@@ -216,22 +223,11 @@ fn zeros<T: Real>(len: usize) -> Result<Vec<T>> {
     Ok(v)
 }
 
-/// Runs `f` (inlined into it) compiled for AVX2 where the CPU has it; the
-/// arithmetic is the same either way (no fused multiply-adds are introduced).
+/// Runs `f` (inlined into it) compiled for the widest instruction set of the
+/// CPU; the arithmetic is the same on every path (see `simd`).
 #[inline(always)]
 fn with_simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2.
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
+    Simd::detect().run(f)
 }
 
 fn check_cancel(cancel: &AtomicBool) -> Result<()> {
