@@ -206,7 +206,11 @@ impl Table {
 
     /// c_k(q_i) for N samples.
     pub fn get(&self, k: usize, i: usize, n: usize) -> f64 {
-        let half = if k % 2 == 0 { &self.even } else { &self.odd };
+        let half = if k.is_multiple_of(2) {
+            &self.even
+        } else {
+            &self.odd
+        };
         half[(k / 2) * n + i]
     }
 
@@ -638,7 +642,11 @@ fn block_tails(coef: &Table, total: &[f64], terms: usize, n: usize) -> Vec<f64> 
     let work = |(block, out): (usize, &mut [f64])| {
         let (i0, i1) = (block * TILE, ((block + 1) * TILE).min(n));
         let column = |k: usize| {
-            let half = if k % 2 == 0 { &coef.even } else { &coef.odd };
+            let half = if k.is_multiple_of(2) {
+                &coef.even
+            } else {
+                &coef.odd
+            };
             &half[(k / 2) * n + i0..(k / 2) * n + i1]
         };
         // Σ_k c_k² per sample, compensated (k outer, samples inner: the
