@@ -118,8 +118,13 @@ macro_rules! impl_real {
 
 /// Rows and columns of the blocks of [`par_product`]: large enough for the GEMM
 /// to run near peak, small enough to spread a few hundred rows over the cores.
-const BLOCK_ROWS: usize = 64;
-const BLOCK_COLS: usize = 256;
+/// The columns are a multiple of the GEMM's register blocks on AVX2 (24 and 12
+/// rows of the transposed product) and AVX-512 (96 and 48): on an AVX-512
+/// machine 128 × 192 took 8 % less time than 64 × 256 for the forward pass of
+/// a 784-512-512-512 network on 1024 inputs (on an AVX2 machine, shapes from
+/// 48 × 48 to 1024 × 512 made no difference).
+const BLOCK_ROWS: usize = 128;
+const BLOCK_COLS: usize = 192;
 
 /// dst (m × n, row-major) = alpha · lhs (m × k) · rhs (k × n), cut into fixed
 /// blocks computed in parallel on the pool. Each block is one sequential GEMM
