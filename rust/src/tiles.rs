@@ -7,6 +7,7 @@
 //! size of the output, and the result does not depend on the thread count.
 
 use crate::error::{Error, Result};
+use crate::simd::Simd;
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::marker::PhantomData;
@@ -88,6 +89,9 @@ pub struct SharedOutput<'a, T> {
     ptr: *mut T,
     rows: usize,
     cols: usize,
+    /// How [`SharedOutput::write`] stores rows: fixed by the output's size
+    /// and the CPU.
+    writes: Writes,
     _borrow: PhantomData<&'a mut [T]>,
 }
 
@@ -103,6 +107,7 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
             ptr: data.as_mut_ptr(),
             rows,
             cols,
+            writes: Writes::for_output(std::mem::size_of_val(data)),
             _borrow: PhantomData,
         }
     }
@@ -152,6 +157,21 @@ pub enum Writes {
     StreamLines,
 }
 
+impl Writes {
+    /// Non-temporal stores for outputs of at least [`STREAM_BYTES`], of whole
+    /// lines where the CPU has AVX-512.
+    fn for_output(bytes: usize) -> Self {
+        if bytes < STREAM_BYTES {
+            return Writes::Cached;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if Simd::detect() == Simd::Avx512 {
+            return Writes::StreamLines;
+        }
+        Writes::Stream
+    }
+}
+
 /// The element types of stored kernels, written from tiles of `V` (the f64 of
 /// the recursion, or f32 where float32 kernels run it in single precision):
 /// conversion and a row store that can bypass the cache.
@@ -160,12 +180,13 @@ pub trait Store<V: Copy = f64>: Copy {
     fn store_row(dst: &mut [Self], src: &[V], writes: Writes);
 }
 
-/// dst[k] = convert(src[k]): elements up to the first 16-byte boundary of
-/// `dst` and after the last whole chunk one by one, the chunks of `LANES`
-/// in between by `chunk(dst + k, src + k)` (a non-temporal store).
+/// dst[k] = convert(src[k]): elements up to the first boundary of a chunk of
+/// `LANES` elements (16 or 64 bytes) in `dst` and after the last whole chunk
+/// one by one, the chunks in between by `chunk(dst + k, src + k)` (a
+/// non-temporal store).
 ///
 /// # Safety
-/// `chunk` may write `LANES` elements at a 16-byte aligned `dst + k` and read
+/// `chunk` may write `LANES` elements at a chunk-aligned `dst + k` and read
 /// `LANES` values at `src + k`, nothing else.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -176,7 +197,7 @@ unsafe fn stream_row<T: Copy, V: Copy, const LANES: usize>(
     chunk: impl Fn(*mut T, *const V),
 ) {
     let n = dst.len().min(src.len());
-    let head = dst.as_ptr().align_offset(16).min(n);
+    let head = dst.as_ptr().align_offset(LANES * size_of::<T>()).min(n);
     let body = head + (n - head) / LANES * LANES;
     for (d, &v) in dst[..head].iter_mut().zip(src) {
         *d = convert(v);
@@ -204,17 +225,11 @@ macro_rules! same_type_store {
         #[target_feature(enable = "avx512f")]
         unsafe fn $lines(dst: &mut [$t], src: &[$t]) {
             use std::arch::x86_64::{$load_line, $stream_line};
-            const LINE: usize = 64 / std::mem::size_of::<$t>();
-            let n = dst.len().min(src.len());
-            let head = dst.as_ptr().align_offset(64).min(n);
-            let body = head + (n - head) / LINE * LINE;
-            dst[..head].copy_from_slice(&src[..head]);
-            for k in (head..body).step_by(LINE) {
-                // SAFETY: dst + k is 64-byte aligned with LINE values left in
-                // dst and src (k + LINE ≤ body ≤ n).
-                unsafe { $stream_line(dst.as_mut_ptr().add(k), $load_line(src.as_ptr().add(k))) };
+            const LINE: usize = 64 / size_of::<$t>();
+            // SAFETY: a cache line of values per chunk (AVX-512F: the caller).
+            unsafe {
+                stream_row::<_, _, LINE>(dst, src, |v| v, |d, s| $stream_line(d, $load_line(s)))
             }
-            dst[body..n].copy_from_slice(&src[body..n]);
         }
 
         impl Store<$t> for $t {
@@ -222,8 +237,8 @@ macro_rules! same_type_store {
             fn store_row(dst: &mut [$t], src: &[$t], writes: Writes) {
                 #[cfg(target_arch = "x86_64")]
                 match writes {
-                    // SAFETY: `SharedOutput::writes` chose lines only where
-                    // the CPU has AVX-512F.
+                    // SAFETY: `Writes::for_output` chose lines only where
+                    // the CPU has AVX-512 (F among its subsets).
                     Writes::StreamLines => return unsafe { $lines(dst, src) },
                     Writes::Stream => {
                         use std::arch::x86_64::{$load, $stream};
@@ -302,19 +317,6 @@ impl Store<f32> for f64 {
 }
 
 impl<T: Copy> SharedOutput<'_, T> {
-    /// Non-temporal stores for outputs of at least [`STREAM_BYTES`], of whole
-    /// lines where the CPU has AVX-512.
-    fn writes(&self) -> Writes {
-        if self.rows * self.cols * std::mem::size_of::<T>() < STREAM_BYTES {
-            return Writes::Cached;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
-            return Writes::StreamLines;
-        }
-        Writes::Stream
-    }
-
     /// Stores `values` (tile.rows() × tile.cols(), row-major), using
     /// `transposed` (at least as long) for the mirror image.
     ///
@@ -332,7 +334,7 @@ impl<T: Copy> SharedOutput<'_, T> {
     {
         let (h, w) = (tile.rows(), tile.cols());
         debug_assert!(tile.r1 <= self.rows && tile.c1 <= self.cols && values.len() >= h * w);
-        let writes = self.writes();
+        let writes = self.writes;
         if placement == Placement::Symmetrised {
             // Lower triangle to both triangles (the tile is square).
             for i in 0..h {
@@ -518,7 +520,7 @@ mod tests {
         }
         let mut all = vec![Writes::Cached, Writes::Stream];
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
+        if Simd::detect() == Simd::Avx512 {
             all.push(Writes::StreamLines);
         }
         for writes in all {
