@@ -31,6 +31,15 @@ def test_symmetric_kernel_equals_the_in_memory_one(client):
     want = nk.limit_kernel(x, depth=4, activation="erf")
     for got, ref in zip(client.compute(list(k), sync=True), want):
         np.testing.assert_array_equal(got, ref)
+    # float32 ReLU runs its layers on tiles of TILE_F32: chunks of twice that, the same bits.
+    x32 = x.astype(np.float32)
+    edge = 2 * nk._ntkfast.TILE_F32
+    k = nkd.limit_kernel(da.from_array(x32, chunks=(edge, 12)), depth=4, activation="relu")
+    assert k.ntk.chunks[0] == (edge, edge, 600 - 2 * edge)
+    want = nk.limit_kernel(x32, depth=4, activation="relu")
+    for got, ref in zip(client.compute(list(k), sync=True), want):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, ref)
     # Other chunks: the same up to rounding.
     k = nkd.limit_kernel(da.from_array(x, chunks=(100, 12)), depth=4, activation="gelu")
     want = nk.limit_kernel(x, depth=4, activation="gelu")
