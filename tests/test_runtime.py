@@ -61,6 +61,29 @@ def test_out_arrays_and_memmap(tmp_path):
     assert np.array_equal(buf, want.ntk)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_outputs_start_on_a_cache_line_and_match_unaligned_out(dtype):
+    # Rows of 64 values are whole cache lines when the array starts on one; the core then
+    # streams whole lines. The values must not depend on where the output starts.
+    x = make_inputs(320, 11, seed=5).astype(dtype)
+    got = nk.limit_kernel(x, depth=3, activation="relu")
+    net = nk.MLP([11, 16, 2], "relu")
+    p = net.init(0, dtype=dtype)
+    outputs = [got.nngp, got.ntk, net.ntk(p, x), net.apply(p, x), net.jacobian(p, x[:5])]
+    for a in outputs:
+        assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.flags.writeable
+    item = np.dtype(dtype).itemsize
+    for shift in range(0, 64, item):
+        # A buffer whose data starts `shift` bytes past a line.
+        raw = np.empty(2 * 320 * 320 + 128 // item, dtype)
+        start = (-raw.ctypes.data % 64 + shift) // item
+        nngp = raw[start : start + 320 * 320].reshape(320, 320)
+        ntk = raw[start + 320 * 320 : start + 2 * 320 * 320].reshape(320, 320)
+        assert nngp.ctypes.data % 64 == shift
+        nk.limit_kernel(x, depth=3, activation="relu", out=(nngp, ntk))
+        assert np.array_equal(nngp, got.nngp) and np.array_equal(ntk, got.ntk)
+
+
 def test_gil_is_released_during_the_computation():
     x = make_inputs(2500, 200, seed=0)
     ticks = []
