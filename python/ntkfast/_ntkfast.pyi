@@ -19,11 +19,13 @@ __all__ = [
     "get_num_threads",
     "TILE",
     "TILE_F32",
+    "PANEL_TILES",
     "ACTIVATIONS",
 ]
 
 TILE: int
 TILE_F32: int
+PANEL_TILES: int
 ACTIVATIONS: list[str]
 
 def limit_kernel(

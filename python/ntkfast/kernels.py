@@ -68,13 +68,14 @@ _CORE_MARGIN = 8 * 2**20
 def _working_memory(rows: int, depth: int) -> int:
     """Bytes the core allocates besides the outputs: per sample and layer three float64
     (variance, its root and inverse root) and two float32 (the roots again, for float32
-    kernels of the piecewise-linear activations), two float64 per sample, per thread four
-    float64 and three float32 tiles (of the larger of the two tile edges), and a fixed
-    margin. Checked before any work, so that
-    a request that cannot fit (system memory, cgroup or ``ulimit``) is a MemoryError
-    instead of an abort."""
+    kernels of the piecewise-linear activations), two float64 per sample, per thread the
+    Gram block of a panel (``PANEL_TILES`` tiles, counted in float64), three float64 and
+    three float32 tiles (of the larger of the two tile edges), and a fixed margin. Checked
+    before any work, so that a request that cannot fit (system memory, cgroup or
+    ``ulimit``) is a MemoryError instead of an abort."""
     tile = max(_ntkfast.TILE, _ntkfast.TILE_F32) ** 2
-    tiles = (4 * 8 + 3 * 4) * tile * _ntkfast.get_num_threads()
+    per_thread = (_ntkfast.PANEL_TILES * 8 + 3 * 8 + 3 * 4) * tile
+    tiles = per_thread * _ntkfast.get_num_threads()
     return (32 * depth + 16) * rows + tiles + _CORE_MARGIN
 
 

@@ -106,11 +106,13 @@ fn compute<T: Real>(
     }
     // Full kernels multiply Gram blocks of n_L rows per input: keep those near
     // 256 rows so that they stay in cache.
-    let edge = match contraction {
-        Contraction::Full => (256 / m).max(8),
-        _ => GRAM_TILE,
+    // The trace and diagonal kernels take panels of several tiles down a
+    // column block (one GEMM call per panel and layer).
+    let (edge, height) = match contraction {
+        Contraction::Full => ((256 / m).max(8), 1),
+        _ => (GRAM_TILE, tiles::PANEL_TILES),
     };
-    let tile_list = tiles::tiles_with_edge(n1, n2, symmetric, edge);
+    let tile_list = tiles::panels(n1, n2, symmetric, edge, height);
     let kernel = TileKernel {
         net,
         f1,
@@ -128,7 +130,7 @@ fn compute<T: Real>(
     tiles::for_each_tile(
         &tile_list,
         cancel,
-        || Scratch::<T>::new(edge, m, block),
+        || Scratch::<T>::new(edge, height, m, block),
         |s, tile| kernel.run(s, tile),
     )
 }
@@ -148,7 +150,7 @@ struct TileKernel<'a, 'f, T> {
 }
 
 impl<T: Real> TileKernel<'_, '_, T> {
-    /// Computes one tile and writes it (and its mirror image) to the output,
+    /// Computes one panel of tiles and writes it (and its mirror image) to the output,
     /// with the elementwise work in the widest SIMD the machine has; the
     /// arithmetic is the same on every path, so the result does not depend on it.
     fn run(&self, s: &mut Scratch<T>, tile: Tile) {
@@ -337,17 +339,19 @@ struct Scratch<T> {
 }
 
 impl<T: Real> Scratch<T> {
-    fn new(edge: usize, m: usize, block: usize) -> Self {
+    /// Buffers for panels of up to `height` tiles of `edge` × `edge`.
+    fn new(edge: usize, height: usize, m: usize, block: usize) -> Self {
         let g_side = if block == m * m && m > 1 {
             edge * m
         } else {
             edge
         };
+        let pairs = height * edge * edge;
         Scratch {
-            a_gram: vec![T::default(); edge * edge],
-            g_gram: vec![T::default(); g_side * g_side],
-            acc: vec![T::default(); edge * edge * block],
-            transposed: vec![T::default(); if block == 1 { edge * edge } else { 0 }],
+            a_gram: vec![T::default(); pairs],
+            g_gram: vec![T::default(); height * g_side * g_side],
+            acc: vec![T::default(); pairs * block],
+            transposed: vec![T::default(); if block == 1 { pairs } else { 0 }],
         }
     }
 }

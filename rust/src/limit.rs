@@ -20,7 +20,9 @@ use crate::gram::Real;
 use crate::hermite::{series_row, Pointwise, Row, Series};
 use crate::limit_f32::{LayerVars32, Layers32, Scratch32, Tiles32};
 use crate::simd::Simd;
-use crate::tiles::{for_each_tile, tiles_with_edge, Placement, SharedOutput, Tile, TILE, TILE_F32};
+use crate::tiles::{
+    for_each_tile, panels, Placement, SharedOutput, Tile, PANEL_TILES, TILE, TILE_F32,
+};
 use crate::with_dual;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -430,9 +432,8 @@ impl<'a> LimitKernel<'a> {
             diagonal: &d1,
         };
 
-        let work = |scratch: &mut Scratch<T>, tile: Tile| {
-            let Scratch {
-                gram,
+        let one_tile = |scratch: &mut TileScratch, tile: Tile, gram: &[T]| {
+            let TileScratch {
                 sigma,
                 theta,
                 transposed,
@@ -440,15 +441,6 @@ impl<'a> LimitKernel<'a> {
                 single: scratch_single,
             } = scratch;
             let (h, w) = (tile.rows(), tile.cols());
-            T::gram_block(
-                gram,
-                x1.block(tile.r0, tile.r1),
-                x2s.block(tile.c0, tile.c1),
-                h,
-                w,
-                x1.cols,
-            );
-            let gram = &gram[..h * w];
             if let (Some((dual, rows, cols)), Some(gram32)) = (&single, T::as_f32(gram)) {
                 let s32 = scratch_single.get_or_insert_with(|| Scratch32::new(edge));
                 let (sigma32, theta32) = (&mut s32.sigma[..h * w], &mut s32.theta[..h * w]);
@@ -495,8 +487,26 @@ impl<'a> LimitKernel<'a> {
             run_layers(tile, scratch_series, sigma, theta);
             writer.tile(tile, sigma, theta, transposed, |v| v);
         };
+        // One panel: the Gram block of all its tiles in one GEMM call, then
+        // each tile's layers and writes while the tile sits in cache.
+        let work = |scratch: &mut Scratch<T>, panel: Tile| {
+            let w = panel.cols();
+            T::gram_block(
+                &mut scratch.gram,
+                x1.block(panel.r0, panel.r1),
+                x2s.block(panel.c0, panel.c1),
+                panel.rows(),
+                w,
+                x1.cols,
+            );
+            for tile in panel.row_tiles(edge) {
+                let offset = (tile.r0 - panel.r0) * w;
+                let gram = &scratch.gram[offset..offset + tile.rows() * w];
+                one_tile(&mut scratch.tile, tile, gram);
+            }
+        };
         for_each_tile(
-            &tiles_with_edge(n1, n2, symmetric, edge),
+            &panels(n1, n2, symmetric, edge, PANEL_TILES),
             cancel,
             || Scratch::<T>::new(edge),
             work,
@@ -618,11 +628,16 @@ fn superscript(n: usize) -> String {
         .collect()
 }
 
-/// Per-thread buffers: one Gram tile in the input type, Σ and Θ tiles in f64,
-/// one more f64 tile for the mirror image of symmetric outputs, and the f32
-/// tiles of the single-precision layers when they run.
+/// Per-thread buffers: the Gram block of a panel in the input type, and those
+/// of one tile.
 struct Scratch<T> {
     gram: Vec<T>,
+    tile: TileScratch,
+}
+
+/// Σ and Θ tiles in f64, one more f64 tile for the mirror image of symmetric
+/// outputs, and the f32 tiles of the single-precision layers when they run.
+struct TileScratch {
     sigma: Vec<f64>,
     theta: Vec<f64>,
     transposed: Vec<f64>,
@@ -631,15 +646,17 @@ struct Scratch<T> {
 }
 
 impl<T: Real> Scratch<T> {
-    /// Buffers for tiles of up to `edge` × `edge`.
+    /// Buffers for panels of up to [`PANEL_TILES`] tiles of `edge` × `edge`.
     fn new(edge: usize) -> Self {
         Scratch {
-            gram: vec![T::default(); edge * edge],
-            sigma: vec![0.0; edge * edge],
-            theta: vec![0.0; edge * edge],
-            transposed: vec![0.0; edge * edge],
-            series: SeriesScratch::default(),
-            single: None,
+            gram: vec![T::default(); PANEL_TILES * edge * edge],
+            tile: TileScratch {
+                sigma: vec![0.0; edge * edge],
+                theta: vec![0.0; edge * edge],
+                transposed: vec![0.0; edge * edge],
+                series: SeriesScratch::default(),
+                single: None,
+            },
         }
     }
 }

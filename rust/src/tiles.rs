@@ -1,10 +1,12 @@
 //! Tiling of the output matrices, the dedicated thread pool, and cancellation.
 //!
-//! A kernel matrix is cut into square tiles of `TILE` rows and columns. Each
-//! tile is computed from start to finish by one thread (Gram block, then all
-//! layers of the recursion while it sits in cache) and written once into the
-//! caller's output, so extra memory is a few tiles per thread whatever the
-//! size of the output, and the result does not depend on the thread count.
+//! A kernel matrix is cut into square tiles of `TILE` rows and columns, and
+//! the tiles down a column block into panels of a few tiles. Each panel is
+//! computed from start to finish by one thread (one Gram block for the panel,
+//! then all layers of the recursion on each tile while it sits in cache) and
+//! written once into the caller's output, so extra memory is a few tiles per
+//! thread whatever the size of the output, and the result does not depend on
+//! the thread count.
 
 use crate::error::{Error, Result};
 use crate::simd::Simd;
@@ -70,6 +72,65 @@ pub fn tiles_with_edge(n1: usize, n2: usize, symmetric: bool, edge: usize) -> Ve
         }
     }
     out
+}
+
+/// Rows of tiles that one GEMM call covers in [`panels`]: four tiles share the
+/// packed copy of their columns' inputs that the GEMM makes once per call.
+pub const PANEL_TILES: usize = 4;
+
+/// The tiles of [`tiles_with_edge`] grouped into panels: up to `height`
+/// consecutive tiles of one column block, whose Gram blocks one GEMM call
+/// computes (it packs the column samples once per call, so once per panel
+/// instead of once per tile). A last block of fewer than `edge` rows is a
+/// panel of its own, so every row's Gram entries come from the same kind of
+/// GEMM call whichever panel holds them (faer's GEMM sums each entry in the
+/// same order for any number of rows, except in its one-row path). With
+/// `symmetric`, a column block's diagonal tile is a panel of its own (it may
+/// be computed as one triangle), and the panels below it follow.
+pub fn panels(n1: usize, n2: usize, symmetric: bool, edge: usize, height: usize) -> Vec<Tile> {
+    let whole = n1 / edge * edge;
+    let mut out = Vec::new();
+    for c0 in (0..n2).step_by(edge) {
+        let c1 = (c0 + edge).min(n2);
+        let mut start = 0;
+        if symmetric {
+            if c1 - c0 == edge {
+                out.push(Tile {
+                    r0: c0,
+                    r1: c1,
+                    c0,
+                    c1,
+                });
+            }
+            start = c1;
+        }
+        for r0 in (start..whole).step_by(edge * height) {
+            let r1 = (r0 + edge * height).min(whole);
+            out.push(Tile { r0, r1, c0, c1 });
+        }
+        if whole < n1 {
+            // The short last row block (for a symmetric output's last column
+            // block, its diagonal tile).
+            out.push(Tile {
+                r0: whole,
+                r1: n1,
+                c0,
+                c1,
+            });
+        }
+    }
+    out
+}
+
+impl Tile {
+    /// The tiles of `edge` rows (the last one shorter) that make up a panel.
+    pub fn row_tiles(self, edge: usize) -> impl Iterator<Item = Tile> {
+        (self.r0..self.r1).step_by(edge).map(move |r0| Tile {
+            r0,
+            r1: (r0 + edge).min(self.r1),
+            ..self
+        })
+    }
 }
 
 /// How a computed tile is stored.
@@ -551,6 +612,42 @@ mod tests {
             // Symmetric: diagonal tiles are written whole, the others at their
             // place and mirrored; either way every entry exactly once.
             assert!(seen.iter().all(|&c| c == 1), "{n1}x{n2} symmetric={sym}");
+        }
+    }
+
+    /// Panels are the tiles of `tiles_with_edge`, each exactly once, grouped
+    /// down a column block; diagonal tiles and short last row blocks alone.
+    #[test]
+    fn panels_group_the_tiles() {
+        for &(n1, n2, sym) in &[
+            (300, 300, true),
+            (300, 130, false),
+            (1, 1, true),
+            (1000, 1000, true),
+            (961, 961, true),
+            (481, 7, false),
+        ] {
+            for edge in [1, 7, 120] {
+                for height in [1, 2, 4] {
+                    let panels = panels(n1, n2, sym, edge, height);
+                    let mut from_panels: Vec<Tile> = Vec::new();
+                    for p in &panels {
+                        let row_tiles: Vec<Tile> = p.row_tiles(edge).collect();
+                        assert!(row_tiles.len() <= height, "{p:?}");
+                        let alone = (sym && p.is_diagonal()) || p.r1 - p.r0 < edge;
+                        assert!(!alone || row_tiles.len() == 1, "{p:?}");
+                        let whole = row_tiles.iter().all(|t| t.rows() == edge);
+                        assert!(whole || row_tiles.len() == 1, "{p:?}");
+                        assert!(!sym || row_tiles.iter().all(|t| t.r0 >= t.c0));
+                        from_panels.extend(row_tiles);
+                    }
+                    let mut want = tiles_with_edge(n1, n2, sym, edge);
+                    let key = |t: &Tile| (t.r0, t.c0, t.r1, t.c1);
+                    from_panels.sort_by_key(key);
+                    want.sort_by_key(key);
+                    assert_eq!(from_panels, want, "{n1}x{n2} {sym} {edge} {height}");
+                }
+            }
         }
     }
 

@@ -766,6 +766,7 @@ fn _ntkfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add("TILE", tiles::TILE)?;
     m.add("TILE_F32", tiles::TILE_F32)?;
+    m.add("PANEL_TILES", tiles::PANEL_TILES)?;
     m.add("ACTIVATIONS", Activation::NAMES.to_vec())?;
     Ok(())
 }
