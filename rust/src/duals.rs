@@ -10,7 +10,7 @@
 //! ρ into 1e-8 in the kernel through √(1 − ρ²)).
 
 use crate::activation::Activation;
-use crate::trig;
+use crate::trig::{self, Arcsine, Rational};
 use std::f64::consts::FRAC_1_PI;
 
 const INV_2PI: f64 = 0.5 * FRAC_1_PI;
@@ -52,8 +52,9 @@ fn correlation(a: &Var, b: &Var, q12: f64) -> f64 {
 
 /// A dual activation: Σ and Σ̇ as functions of the 2×2 covariance.
 pub trait Dual: Copy + Send + Sync {
-    /// (Σ, Σ̇) for variances `a.q`, `b.q` and covariance `q12`.
-    fn pair(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64);
+    /// (Σ, Σ̇) for variances `a.q`, `b.q` and covariance `q12`, with the
+    /// arcsine family evaluated by `A`.
+    fn pair<A: Arcsine>(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64);
     /// (Σ, Σ̇) for x = x' with variance q.
     fn diag(&self, q: f64) -> (f64, f64);
 }
@@ -75,13 +76,12 @@ pub struct PiecewiseLinear {
 
 impl Dual for PiecewiseLinear {
     #[inline(always)]
-    fn pair(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
+    fn pair<A: Arcsine>(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
         let c_same = self.neg * self.neg + self.pos * self.pos;
         let c_cross = 2.0 * self.neg * self.pos;
         let scale = a.sqrt_q * b.sqrt_q;
         let rho = correlation(a, b, q12);
-        let (theta, theta_c) = trig::acos_pair(rho);
-        let sin_theta = ((1.0 - rho) * (1.0 + rho)).sqrt();
+        let (theta, theta_c, sin_theta) = trig::acos_sin_pair::<A>(rho);
         let k_plus = scale * (sin_theta + theta_c * rho) * INV_2PI;
         let k_minus = scale * (sin_theta - theta * rho) * INV_2PI;
         let sigma = c_same * k_plus - c_cross * k_minus;
@@ -107,11 +107,10 @@ pub struct Relu;
 
 impl Dual for Relu {
     #[inline(always)]
-    fn pair(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
+    fn pair<A: Arcsine>(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
         let scale = a.sqrt_q * b.sqrt_q;
         let rho = correlation(a, b, q12);
-        let (_, theta_c) = trig::acos_pair(rho);
-        let sin_theta = ((1.0 - rho) * (1.0 + rho)).sqrt();
+        let (_, theta_c, sin_theta) = trig::acos_sin_pair::<A>(rho);
         (
             scale * (sin_theta + theta_c * rho) * INV_2PI,
             theta_c * INV_2PI,
@@ -134,14 +133,14 @@ pub struct Erf;
 
 impl Dual for Erf {
     #[inline(always)]
-    fn pair(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
+    fn pair<A: Arcsine>(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
         let p = (1.0 + 2.0 * a.q) * (1.0 + 2.0 * b.q);
         let arg = (2.0 * q12 / p.sqrt()).clamp(-1.0, 1.0);
         // (1 + 2q₁₁)(1 + 2q₂₂) − 4q₁₂² expanded so that the cancellation stays in
         // the last, smallest term.
         let det = 1.0 + 2.0 * (a.q + b.q) + 4.0 * (a.q * b.q - q12 * q12);
         (
-            2.0 * FRAC_1_PI * trig::asin(arg),
+            2.0 * FRAC_1_PI * trig::asin::<A>(arg),
             4.0 * FRAC_1_PI / det.sqrt(),
         )
     }
@@ -168,11 +167,11 @@ pub struct Gelu;
 
 impl Gelu {
     #[inline(always)]
-    fn eval(q1: f64, q2: f64, q12: f64) -> (f64, f64) {
+    fn eval<A: Arcsine>(q1: f64, q2: f64, q12: f64) -> (f64, f64) {
         let p = (1.0 + q1) * (1.0 + q2);
         let delta2 = 1.0 + q1 + q2 + (q1 * q2 - q12 * q12);
         let delta = delta2.sqrt();
-        let angle = trig::asin((q12 / p.sqrt()).clamp(-1.0, 1.0));
+        let angle = trig::asin::<A>((q12 / p.sqrt()).clamp(-1.0, 1.0));
         // (q₁₂² + q₁₁q₂₂δ²)/(Pδ), written so that no product of three variances
         // is formed (those overflow from q ≈ 1e100 on, long before the kernel).
         let r = q12 / p.sqrt();
@@ -187,12 +186,12 @@ impl Gelu {
 
 impl Dual for Gelu {
     #[inline(always)]
-    fn pair(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
-        Gelu::eval(a.q, b.q, q12)
+    fn pair<A: Arcsine>(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
+        Gelu::eval::<A>(a.q, b.q, q12)
     }
 
     fn diag(&self, q: f64) -> (f64, f64) {
-        Gelu::eval(q, q, q)
+        Gelu::eval::<Rational>(q, q, q)
     }
 }
 
@@ -234,7 +233,7 @@ impl Trigonometric {
 
 impl Dual for Trigonometric {
     #[inline(always)]
-    fn pair(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
+    fn pair<A: Arcsine>(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
         self.order(Self::damped_sinh_cosh(0.5 * (a.q + b.q), q12))
     }
 
@@ -251,7 +250,7 @@ pub struct Identity;
 
 impl Dual for Identity {
     #[inline(always)]
-    fn pair(&self, _a: &Var, _b: &Var, q12: f64) -> (f64, f64) {
+    fn pair<A: Arcsine>(&self, _a: &Var, _b: &Var, q12: f64) -> (f64, f64) {
         (q12, 1.0)
     }
 
@@ -312,12 +311,12 @@ macro_rules! with_dual {
     }};
 }
 
-/// (Σ, Σ̇) of `activation` for one pair, None without a closed form; a
-/// convenience for tests and callers outside the hot loops.
+/// (Σ, Σ̇) of `activation` for one pair (the rational arcsine), None without a
+/// closed form; a convenience for tests and callers outside the hot loops.
 pub fn dual_pair(activation: Activation, q11: f64, q22: f64, q12: f64) -> Option<(f64, f64)> {
     with_dual!(
         activation,
-        |d| Some(d.pair(&Var::new(q11), &Var::new(q22), q12)),
+        |d| Some(d.pair::<Rational>(&Var::new(q11), &Var::new(q22), q12)),
         else None
     )
 }
@@ -330,6 +329,7 @@ pub fn dual_diag(activation: Activation, q: f64) -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trig::Polynomial;
     use std::f64::consts::PI;
 
     use crate::activation::EVERY_KIND;
@@ -511,7 +511,14 @@ mod tests {
             (3.0, 0.1, 0.0),
         ] {
             let (a, b) = (Var::new(q11), Var::new(q22));
-            assert_eq!(Relu.pair(&a, &b, q12), general.pair(&a, &b, q12));
+            assert_eq!(
+                Relu.pair::<Rational>(&a, &b, q12),
+                general.pair::<Rational>(&a, &b, q12)
+            );
+            assert_eq!(
+                Relu.pair::<Polynomial>(&a, &b, q12),
+                general.pair::<Polynomial>(&a, &b, q12)
+            );
         }
     }
 

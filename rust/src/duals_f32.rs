@@ -113,6 +113,7 @@ impl Single {
 mod tests {
     use super::*;
     use crate::duals::{Dual, Var};
+    use crate::trig::Rational;
 
     fn var32(q: f64) -> Var32 {
         let v = Var::new(q);
@@ -143,8 +144,8 @@ mod tests {
                     let rho = (-1.0 + 2.0 * i as f64 / (n - 1) as f64) * RHO_MAX as f64;
                     let q12 = rho * (q1 * q2).sqrt();
                     let (s64, d64) = match single {
-                        Single::Relu => Dual::pair(&Relu, &a, &b, q12),
-                        Single::PiecewiseLinear(p) => Dual::pair(&p, &a, &b, q12),
+                        Single::Relu => Dual::pair::<Rational>(&Relu, &a, &b, q12),
+                        Single::PiecewiseLinear(p) => Dual::pair::<Rational>(&p, &a, &b, q12),
                     };
                     let (s32, d32, r32) = match single {
                         Single::Relu => Dual32::pair(&Relu, &var32(q1), &var32(q2), q12 as f32),

@@ -23,6 +23,7 @@ use crate::simd::Simd;
 use crate::tiles::{
     for_each_tile, panels, Placement, SharedOutput, Tile, PANEL_TILES, TILE, TILE_F32,
 };
+use crate::trig::{Arcsine, Polynomial, Rational};
 use crate::with_dual;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -704,22 +705,38 @@ struct Layers<'a> {
 
 impl Layers<'_> {
     /// Runs all layers in place on the Σ and Θ tiles, in the widest SIMD the
-    /// machine has. The arithmetic is the same on every path (no fused
-    /// multiply-adds are introduced), so results do not depend on it.
+    /// machine has, with the arcsine evaluation that is faster there
+    /// ([`Polynomial`] with AVX-512, else [`Rational`]: see [`Arcsine`]).
     fn run<D: Dual>(&self, dual: D, simd: Simd, sigma: &mut [f64], theta: &mut [f64]) {
+        match simd {
+            Simd::Avx512 => self.run_with::<D, Polynomial>(dual, simd, sigma, theta),
+            _ => self.run_with::<D, Rational>(dual, simd, sigma, theta),
+        }
+    }
+
+    /// As [`Layers::run`] with the arcsine evaluation `A`. The arithmetic is
+    /// the same on every SIMD path (no fused multiply-adds are introduced), so
+    /// the result depends on `A` but not on `simd`.
+    fn run_with<D: Dual, A: Arcsine>(
+        &self,
+        dual: D,
+        simd: Simd,
+        sigma: &mut [f64],
+        theta: &mut [f64],
+    ) {
         simd.run(
             #[inline(always)]
-            || self.run_generic(dual, sigma, theta),
+            || self.run_generic::<D, A>(dual, sigma, theta),
         )
     }
 
     /// Θ⁽¹⁾ = Σ⁽¹⁾ is not stored: the first layer reads it from the Σ tile
     /// (one pass over the tile less), so `theta` may hold anything on entry.
     #[inline(always)]
-    fn run_generic<D: Dual>(&self, dual: D, sigma: &mut [f64], theta: &mut [f64]) {
+    fn run_generic<D: Dual, A: Arcsine>(&self, dual: D, sigma: &mut [f64], theta: &mut [f64]) {
         let mut layers = self.rows.iter().zip(self.cols);
         match layers.next() {
-            Some((rows, cols)) => self.layer::<D, true>(dual, rows, cols, sigma, theta),
+            Some((rows, cols)) => self.layer::<D, A, true>(dual, rows, cols, sigma, theta),
             None => {
                 if self.want_ntk {
                     theta.copy_from_slice(sigma);
@@ -731,7 +748,7 @@ impl Layers<'_> {
             if self.cancel.load(Ordering::Relaxed) {
                 return;
             }
-            self.layer::<D, false>(dual, rows, cols, sigma, theta);
+            self.layer::<D, A, false>(dual, rows, cols, sigma, theta);
         }
     }
 
@@ -837,7 +854,7 @@ impl Layers<'_> {
     /// One layer in place: Σ ← dual(Σ) + β², Θ ← Θ Σ̇ + Σ (with Θ read as
     /// the incoming Σ when `FIRST`).
     #[inline(always)]
-    fn layer<D: Dual, const FIRST: bool>(
+    fn layer<D: Dual, A: Arcsine, const FIRST: bool>(
         &self,
         dual: D,
         rows: &LayerVars,
@@ -869,7 +886,7 @@ impl Layers<'_> {
                 });
             if self.want_ntk {
                 for ((s, t), b) in srow.iter_mut().zip(trow.iter_mut()).zip(cols) {
-                    let (value, value_dot) = dual.pair(&a, &b, *s);
+                    let (value, value_dot) = dual.pair::<A>(&a, &b, *s);
                     let next = value + b2;
                     let previous = if FIRST { *s } else { *t };
                     *t = previous * value_dot + next;
@@ -877,7 +894,7 @@ impl Layers<'_> {
                 }
             } else {
                 for (s, b) in srow.iter_mut().zip(cols) {
-                    *s = dual.pair(&a, &b, *s).0 + b2;
+                    *s = dual.pair::<A>(&a, &b, *s).0 + b2;
                 }
             }
         }
@@ -955,6 +972,77 @@ mod tests {
             assert!((sym[i * n + j] - theta).abs() < 1e-13 * theta.abs());
             assert!((gen[i * n + j] - theta).abs() < 1e-13 * theta.abs());
             assert_eq!(sym[i * n + j], sym[j * n + i]);
+        }
+    }
+
+    /// The layers give the same bits on every SIMD path for a given arcsine
+    /// evaluation, and the two evaluations agree to a few ulps.
+    #[test]
+    fn layers_give_the_same_bits_on_every_simd_path() {
+        let (n, n0) = (70, 5);
+        let x: Vec<f64> = (0..n * n0)
+            .map(|i| ((i * 7919 % 997) as f64) / 300.0 - 1.6)
+            .collect();
+        let s = Samples::new(&x, n, n0).unwrap();
+        let cancel = AtomicBool::new(false);
+        let tile = Tile {
+            r0: 3,
+            r1: 61,
+            c0: 10,
+            c1: 70,
+        };
+        let (h, w) = (tile.rows(), tile.cols());
+        for act in crate::activation::EVERY_KIND {
+            let k = LimitKernel::new(4, act, 0.3).unwrap();
+            let Some(closed) = k.closed_form() else {
+                continue;
+            };
+            let d = k.diagonal(s).unwrap();
+            let layers = Layers {
+                rows: &d.layers[..3],
+                cols: &d.layers[..3],
+                tile,
+                want_ntk: true,
+                b2: 0.09,
+                cancel: &cancel,
+            };
+            // Σ⁽¹⁾ of the tile, then the layers with one arcsine evaluation on
+            // one instruction set.
+            let first: Vec<f64> = (0..h * w)
+                .map(|p| {
+                    let (i, j) = (tile.r0 + p / w, tile.c0 + p % w);
+                    let dot: f64 = (0..n0).map(|f| x[i * n0 + f] * x[j * n0 + f]).sum();
+                    dot / n0 as f64 + 0.09
+                })
+                .collect();
+            let run = |polynomial: bool, simd: Simd| {
+                let (mut sigma, mut theta) = (first.clone(), vec![0.0; h * w]);
+                with_dual!(
+                    closed,
+                    |dual| if polynomial {
+                        layers.run_with::<_, Polynomial>(dual, simd, &mut sigma, &mut theta)
+                    } else {
+                        layers.run_with::<_, Rational>(dual, simd, &mut sigma, &mut theta)
+                    },
+                    else ()
+                );
+                (sigma, theta)
+            };
+            for polynomial in [false, true] {
+                let base = run(polynomial, Simd::Baseline);
+                for simd in Simd::available() {
+                    assert_eq!(run(polynomial, simd), base, "{act:?} {simd:?}");
+                }
+            }
+            let (rational, polynomial) = (run(false, Simd::Baseline), run(true, Simd::Baseline));
+            for (a, b) in [(&rational.0, &polynomial.0), (&rational.1, &polynomial.1)] {
+                let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .fold(0.0f64, |m, (u, v)| m.max((u - v).abs()));
+                assert!(worst <= 4e-15 * scale, "{act:?}: {worst:e} of {scale:e}");
+            }
         }
     }
 
