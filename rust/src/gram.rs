@@ -126,6 +126,20 @@ macro_rules! impl_real {
 const BLOCK_ROWS: usize = 128;
 const BLOCK_COLS: usize = 192;
 
+/// Rows per block of a product with m rows: twice [`BLOCK_ROWS`] from 512
+/// rows on. The GEMM packs a block's columns of the right-hand side (the
+/// weights, in a forward pass) once per call, so taller blocks pack them less
+/// often: the forward pass above took 4 % less time, while at 200 rows,
+/// where it would leave fewer blocks than the cores can share evenly, 4 %
+/// more. Blocks depend on m only, never on the thread count.
+fn block_rows(m: usize) -> usize {
+    if m >= 4 * BLOCK_ROWS {
+        2 * BLOCK_ROWS
+    } else {
+        BLOCK_ROWS
+    }
+}
+
 /// dst (m × n, row-major) = alpha · lhs (m × k) · rhs (k × n), cut into fixed
 /// blocks computed in parallel on the pool. Each block is one sequential GEMM
 /// over the whole inner dimension, so the result has the same bits for any
@@ -183,11 +197,12 @@ fn blocked_product<T: Real>(
         ));
     }
     let mut blocks = Vec::new();
-    for r0 in (0..m).step_by(BLOCK_ROWS) {
+    let rows = block_rows(m);
+    for r0 in (0..m).step_by(rows) {
         for c0 in (0..n).step_by(BLOCK_COLS) {
             blocks.push(Tile {
                 r0,
-                r1: (r0 + BLOCK_ROWS).min(m),
+                r1: (r0 + rows).min(m),
                 c0,
                 c1: (c0 + BLOCK_COLS).min(n),
             });
