@@ -62,23 +62,28 @@ def test_out_arrays_and_memmap(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_outputs_start_on_a_cache_line_and_match_unaligned_out(dtype):
-    # Rows of 64 values are whole cache lines when the array starts on one; the core then
-    # streams whole lines. The values must not depend on where the output starts.
-    x = make_inputs(320, 11, seed=5).astype(dtype)
+@pytest.mark.parametrize("streamed", [False, True])
+def test_outputs_start_on_a_cache_line_and_match_unaligned_out(dtype, streamed):
+    # Rows of 64 bytes' multiple are whole cache lines when the array starts on one; outputs
+    # of 16 MiB or more are then streamed a line at a time. The values must not depend on
+    # where the output starts.
+    item = np.dtype(dtype).itemsize
+    n = int(np.ceil(np.sqrt(17 * 2**20 / item) / 16) * 16) if streamed else 320
+    x = make_inputs(n, 11, seed=5).astype(dtype)
     got = nk.limit_kernel(x, depth=3, activation="relu")
-    net = nk.MLP([11, 16, 2], "relu")
-    p = net.init(0, dtype=dtype)
-    outputs = [got.nngp, got.ntk, net.ntk(p, x), net.apply(p, x), net.jacobian(p, x[:5])]
+    outputs = [got.nngp, got.ntk]
+    if not streamed:
+        net = nk.MLP([11, 16, 2], "relu")
+        p = net.init(0, dtype=dtype)
+        outputs += [net.ntk(p, x), net.apply(p, x), net.jacobian(p, x[:5])]
     for a in outputs:
         assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.flags.writeable
-    item = np.dtype(dtype).itemsize
-    for shift in range(0, 64, item):
-        # A buffer whose data starts `shift` bytes past a line.
-        raw = np.empty(2 * 320 * 320 + 128 // item, dtype)
+    raw = np.empty(2 * n * n + 128 // item, dtype)
+    for shift in range(0, 64, item if not streamed else 16):
+        # Outputs whose data start `shift` bytes past a line.
         start = (-raw.ctypes.data % 64 + shift) // item
-        nngp = raw[start : start + 320 * 320].reshape(320, 320)
-        ntk = raw[start + 320 * 320 : start + 2 * 320 * 320].reshape(320, 320)
+        nngp = raw[start : start + n * n].reshape(n, n)
+        ntk = raw[start + n * n : start + 2 * n * n].reshape(n, n)
         assert nngp.ctypes.data % 64 == shift
         nk.limit_kernel(x, depth=3, activation="relu", out=(nngp, ntk))
         assert np.array_equal(nngp, got.nngp) and np.array_equal(ntk, got.ntk)
@@ -244,3 +249,19 @@ def test_multiprocessing_fork_workers_can_compute():
 
 def _kernel_in_worker(x, depth):
     return nk.limit_kernel(x, depth=depth, get="ntk")
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "erf"])
+def test_row_blocks_give_the_bits_of_the_whole_kernel(activation):
+    # Blocks of 256 rows (not a multiple of the tile) computed separately, as a Dask array's
+    # are: their short tiles go through other GEMM kernels than the whole kernel's, whose
+    # sums must not depend on the block shape nor on where a thread's buffers were allocated.
+    x = make_inputs(1000, 50, seed=6)
+    whole = nk.limit_kernel(x, depth=3, activation=activation, get="ntk")
+    edges = [*range(0, 1000, 256), 1000]
+    for a in range(len(edges) - 1):
+        for b in range(a + 1):
+            rows, cols = slice(edges[a], edges[a + 1]), slice(edges[b], edges[b + 1])
+            x2 = None if a == b else x[cols]
+            block = nk.limit_kernel(x[rows], x2, depth=3, activation=activation, get="ntk")
+            assert np.array_equal(block, whole[rows, cols]), (a, b)

@@ -153,16 +153,13 @@ def aligned_empty(shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
     The core writes large outputs with non-temporal stores of whole cache lines; ``np.empty``
     starts its data 16 bytes into a line, so every row of a tile would begin and end with a
     partial line written by ordinary stores (4-6 % of the limit kernel's time at N = 4096).
-    The array is a view of a buffer one line longer (``.base`` is that buffer).
+    The array is a view of a byte buffer one line longer (``.base`` is that buffer).
     """
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape, dtype=np.int64))
-    if dtype.itemsize == 0 or ALIGNMENT % dtype.itemsize:
-        return np.empty(shape, dtype=dtype)
-    pad = ALIGNMENT // dtype.itemsize
-    buffer = np.empty(size + pad, dtype=dtype)
-    start = (-buffer.ctypes.data % ALIGNMENT) // dtype.itemsize
-    return buffer[start : start + size].reshape(shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buffer = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -buffer.ctypes.data % ALIGNMENT
+    return buffer[start : start + nbytes].view(dtype).reshape(shape)
 
 
 def check_out(

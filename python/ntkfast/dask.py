@@ -17,8 +17,10 @@ row chunks i and j, computed where the scheduler puts it::
 With ``x2=None`` only the blocks on and below the diagonal are computed; those above are
 their transposes. For closed-form activations each block is the same bits as the
 corresponding part of the in-memory ``ntkfast.limit_kernel(x)`` when the row chunks are
-multiples of the core's tile (120; 144 for float32 kernels of the ReLU family at depth ≥ 2),
-and agrees to ~1e-15 otherwise; Hermite-series activations (tanh, …) expand
+multiples of the core's tile (120; 144 for float32 kernels of the ReLU family at depth ≥ 2)
+and the workers' CPUs are of one kind (float64 ReLU-family, erf and GELU kernels differ by a
+few ulps between CPUs with and without AVX-512), and agrees to ~1e-15 otherwise;
+Hermite-series activations (tanh, …) expand
 each chunk's own samples, so they agree to the series' tolerance (1e-12 of the kernel's
 scale). Each task runs the core on all the worker's threads (``ntkfast.set_num_threads``
 in the worker processes, or ``NTKFAST_NUM_THREADS`` in their environment, sets how many);

@@ -106,11 +106,13 @@ fn compute<T: Real>(
     }
     // Full kernels multiply Gram blocks of n_L rows per input: keep those near
     // 256 rows so that they stay in cache.
-    // The trace and diagonal kernels take panels of several tiles down a
-    // column block (one GEMM call per panel and layer).
+    // The trace takes panels of several tiles down a column block (one GEMM
+    // call per panel and layer); the other kernels' per-tile buffers grow
+    // with n_L, so they keep one tile per work item.
     let (edge, height) = match contraction {
         Contraction::Full => ((256 / m).max(8), 1),
-        _ => (GRAM_TILE, tiles::PANEL_TILES),
+        Contraction::Diagonal => (GRAM_TILE, 1),
+        Contraction::Trace => (GRAM_TILE, tiles::PANEL_TILES),
     };
     let tile_list = tiles::panels(n1, n2, symmetric, edge, height);
     let kernel = TileKernel {
@@ -174,6 +176,7 @@ impl<T: Real> TileKernel<'_, '_, T> {
         // entries Θ̂[i, i, k, k'] need both triangles of the n_L × n_L block.
         let lower = self.symmetric && tile.is_diagonal() && self.contraction != Contraction::Full;
         let acc = &mut s.acc[..pairs * block];
+        let (a_gram, g_gram) = (tiles::aligned(&mut s.a_gram), tiles::aligned(&mut s.g_gram));
         // The first layer's terms are stored, later ones added (x + 0 = x, so
         // this is the sum from zero); the full kernel adds to off-diagonal
         // output pairs only from hidden layers, so it starts from zero.
@@ -185,13 +188,13 @@ impl<T: Real> TileKernel<'_, '_, T> {
         for l in 0..depth {
             let n = net.widths[l];
             let (a1, a2) = (f1.forward.activation(l), f2.forward.activation(l));
-            tile_gram(&mut s.a_gram, a1, a2, tile, n, lower);
+            tile_gram(a_gram, a1, a2, tile, n, lower);
             // A[i, j] = α⁽ˡ⁾(x_i)·α⁽ˡ⁾(x_j) / n_l + β², in place.
             let inv_n = T::from_f64(1.0 / n as f64);
-            for a in &mut s.a_gram[..pairs] {
+            for a in &mut a_gram[..pairs] {
                 *a = *a * inv_n + beta2;
             }
-            let a_term = &s.a_gram[..pairs];
+            let a_term = &a_gram[..pairs];
             if l + 1 == depth {
                 // G_L = I: the last layer adds A to Θ̂_kk only.
                 match self.contraction {
@@ -215,9 +218,9 @@ impl<T: Real> TileKernel<'_, '_, T> {
             match self.contraction {
                 Contraction::Trace => {
                     // Σ_k G[(i, k)]·G[(j, k)]: one Gram block of the rows flattened over k.
-                    tile_gram(&mut s.g_gram, g1, g2, tile, m * width, lower);
+                    tile_gram(g_gram, g1, g2, tile, m * width, lower);
                     let inv_m = T::from_f64(1.0 / m as f64);
-                    let terms = a_term.iter().zip(&s.g_gram[..pairs]);
+                    let terms = a_term.iter().zip(&g_gram[..pairs]);
                     accumulate(acc, terms.map(|(&a, &g)| a * g * inv_m), first);
                 }
                 Contraction::Diagonal => {
@@ -239,7 +242,7 @@ impl<T: Real> TileKernel<'_, '_, T> {
                             )
                         }
                         let dst =
-                            faer::MatMut::from_row_major_slice_mut(&mut s.g_gram[..pairs], ti, tj);
+                            faer::MatMut::from_row_major_slice_mut(&mut g_gram[..pairs], ti, tj);
                         let lhs = rows(g1, tile.r0 * m + k, ti, width, stride);
                         let rhs = rows(g2, tile.c0 * m + k, tj, width, stride).transpose();
                         if lower {
@@ -247,7 +250,7 @@ impl<T: Real> TileKernel<'_, '_, T> {
                         } else {
                             T::product(dst, lhs, rhs, 1.0);
                         }
-                        let terms = a_term.iter().zip(&s.g_gram[..pairs]);
+                        let terms = a_term.iter().zip(&g_gram[..pairs]);
                         for (at, (&a, &g)) in acc.chunks_exact_mut(m).zip(terms) {
                             at[k] = if first { a * g } else { at[k] + a * g };
                         }
@@ -255,7 +258,7 @@ impl<T: Real> TileKernel<'_, '_, T> {
                 }
                 Contraction::Full => {
                     T::gram_block(
-                        &mut s.g_gram,
+                        g_gram,
                         &g1[tile.r0 * m * width..tile.r1 * m * width],
                         &g2[tile.c0 * m * width..tile.c1 * m * width],
                         ti * m,
@@ -268,7 +271,7 @@ impl<T: Real> TileKernel<'_, '_, T> {
                             let v = a_term[i * tj + j];
                             let at = (i * tj + j) * block;
                             for k in 0..m {
-                                let g_row = &s.g_gram[(i * m + k) * cols + j * m..][..m];
+                                let g_row = &g_gram[(i * m + k) * cols + j * m..][..m];
                                 for (x, &g) in
                                     acc[at + k * m..at + (k + 1) * m].iter_mut().zip(g_row)
                                 {
@@ -348,8 +351,9 @@ impl<T: Real> Scratch<T> {
         };
         let pairs = height * edge * edge;
         Scratch {
-            a_gram: vec![T::default(); pairs],
-            g_gram: vec![T::default(); height * g_side * g_side],
+            // GEMM outputs: 64 values more for `tiles::aligned`.
+            a_gram: vec![T::default(); pairs + 64],
+            g_gram: vec![T::default(); height * g_side * g_side + 64],
             acc: vec![T::default(); pairs * block],
             transposed: vec![T::default(); if block == 1 { pairs } else { 0 }],
         }

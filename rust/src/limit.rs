@@ -21,7 +21,7 @@ use crate::hermite::{series_row, Pointwise, Row, Series};
 use crate::limit_f32::{LayerVars32, Layers32, Scratch32, Tiles32};
 use crate::simd::Simd;
 use crate::tiles::{
-    for_each_tile, panels, Placement, SharedOutput, Tile, PANEL_TILES, TILE, TILE_F32,
+    aligned, for_each_tile, panels, Placement, SharedOutput, Tile, PANEL_TILES, TILE, TILE_F32,
 };
 use crate::trig::{Arcsine, Polynomial, Rational};
 use crate::with_dual;
@@ -492,8 +492,13 @@ impl<'a> LimitKernel<'a> {
         // each tile's layers and writes while the tile sits in cache.
         let work = |scratch: &mut Scratch<T>, panel: Tile| {
             let w = panel.cols();
+            let Scratch {
+                gram,
+                tile: buffers,
+            } = scratch;
+            let gram = aligned(gram);
             T::gram_block(
-                &mut scratch.gram,
+                gram,
                 x1.block(panel.r0, panel.r1),
                 x2s.block(panel.c0, panel.c1),
                 panel.rows(),
@@ -502,8 +507,7 @@ impl<'a> LimitKernel<'a> {
             );
             for tile in panel.row_tiles(edge) {
                 let offset = (tile.r0 - panel.r0) * w;
-                let gram = &scratch.gram[offset..offset + tile.rows() * w];
-                one_tile(&mut scratch.tile, tile, gram);
+                one_tile(buffers, tile, &gram[offset..offset + tile.rows() * w]);
             }
         };
         for_each_tile(
@@ -629,8 +633,8 @@ fn superscript(n: usize) -> String {
         .collect()
 }
 
-/// Per-thread buffers: the Gram block of a panel in the input type, and those
-/// of one tile.
+/// Per-thread buffers: the Gram block of a panel in the input type (64 values
+/// longer, see [`aligned`]), and those of one tile.
 struct Scratch<T> {
     gram: Vec<T>,
     tile: TileScratch,
@@ -650,7 +654,7 @@ impl<T: Real> Scratch<T> {
     /// Buffers for panels of up to [`PANEL_TILES`] tiles of `edge` × `edge`.
     fn new(edge: usize) -> Self {
         Scratch {
-            gram: vec![T::default(); PANEL_TILES * edge * edge],
+            gram: vec![T::default(); PANEL_TILES * edge * edge + 64],
             tile: TileScratch {
                 sigma: vec![0.0; edge * edge],
                 theta: vec![0.0; edge * edge],
@@ -708,9 +712,10 @@ impl Layers<'_> {
     /// machine has, with the arcsine evaluation that is faster there
     /// ([`Polynomial`] with AVX-512, else [`Rational`]: see [`Arcsine`]).
     fn run<D: Dual>(&self, dual: D, simd: Simd, sigma: &mut [f64], theta: &mut [f64]) {
-        match simd {
-            Simd::Avx512 => self.run_with::<D, Polynomial>(dual, simd, sigma, theta),
-            _ => self.run_with::<D, Rational>(dual, simd, sigma, theta),
+        if simd.divides_slowly() {
+            self.run_with::<D, Polynomial>(dual, simd, sigma, theta)
+        } else {
+            self.run_with::<D, Rational>(dual, simd, sigma, theta)
         }
     }
 

@@ -4,7 +4,8 @@
 //! function compiled with the wider instruction set's target features, chosen
 //! at run time. They use no fused multiply-adds except explicit `mul_add`
 //! (correctly rounded on every path) and no approximate instructions, so every
-//! path gives the same bits.
+//! path gives the same bits for the same formulas (only the choice of arcsine
+//! formula follows the instruction set: see [`Simd::divides_slowly`]).
 
 /// An instruction set, detected once per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,18 @@ impl Simd {
             }
         }
         all
+    }
+
+    /// Whether divisions and square roots are the bottleneck of the dual
+    /// activations' loops, so that the division-free arcsine is faster
+    /// (`trig::Polynomial`): with AVX-512, whose divide/square-root unit takes
+    /// 8 doubles at the rate AVX2's takes 4.
+    pub(crate) fn divides_slowly(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Simd::Avx512 {
+            return true;
+        }
+        false
     }
 
     /// Runs `f` compiled for this instruction set: `f` and what it inlines

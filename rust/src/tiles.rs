@@ -49,6 +49,14 @@ impl Tile {
     pub fn is_diagonal(&self) -> bool {
         self.r0 == self.c0
     }
+    /// The tiles of `edge` rows (the last one shorter) that make up a panel.
+    pub fn row_tiles(self, edge: usize) -> impl Iterator<Item = Tile> {
+        (self.r0..self.r1).step_by(edge).map(move |r0| Tile {
+            r0,
+            r1: (r0 + edge).min(self.r1),
+            ..self
+        })
+    }
 }
 
 /// The tiles of edge [`TILE`] covering an n1 × n2 output; with `symmetric`
@@ -78,16 +86,34 @@ pub fn tiles_with_edge(n1: usize, n2: usize, symmetric: bool, edge: usize) -> Ve
 /// packed copy of their columns' inputs that the GEMM makes once per call.
 pub const PANEL_TILES: usize = 4;
 
+/// Outputs of fewer tiles than this are not grouped into panels: they leave
+/// the pool few work items already (the choice depends on the shape only, so
+/// the work items never depend on the thread count).
+const MIN_TILES_FOR_PANELS: usize = 64;
+
 /// The tiles of [`tiles_with_edge`] grouped into panels: up to `height`
 /// consecutive tiles of one column block, whose Gram blocks one GEMM call
 /// computes (it packs the column samples once per call, so once per panel
 /// instead of once per tile). A last block of fewer than `edge` rows is a
 /// panel of its own, so every row's Gram entries come from the same kind of
 /// GEMM call whichever panel holds them (faer's GEMM sums each entry in the
-/// same order for any number of rows, except in its one-row path). With
+/// same order for any number of rows, except in its one-row path and, for
+/// products of at most 4096 multiply-adds, its small-product path). With
 /// `symmetric`, a column block's diagonal tile is a panel of its own (it may
-/// be computed as one triangle), and the panels below it follow.
+/// be computed as one triangle), and the panels below it follow. Outputs of
+/// fewer than 64 tiles get panels of one tile.
 pub fn panels(n1: usize, n2: usize, symmetric: bool, edge: usize, height: usize) -> Vec<Tile> {
+    let (rows, cols) = (n1.div_ceil(edge), n2.div_ceil(edge));
+    let tiles = if symmetric {
+        rows * (rows + 1) / 2
+    } else {
+        rows * cols
+    };
+    let height = if tiles < MIN_TILES_FOR_PANELS {
+        1
+    } else {
+        height
+    };
     let whole = n1 / edge * edge;
     let mut out = Vec::new();
     for c0 in (0..n2).step_by(edge) {
@@ -122,15 +148,14 @@ pub fn panels(n1: usize, n2: usize, symmetric: bool, edge: usize, height: usize)
     out
 }
 
-impl Tile {
-    /// The tiles of `edge` rows (the last one shorter) that make up a panel.
-    pub fn row_tiles(self, edge: usize) -> impl Iterator<Item = Tile> {
-        (self.r0..self.r1).step_by(edge).map(move |r0| Tile {
-            r0,
-            r1: (r0 + edge).min(self.r1),
-            ..self
-        })
-    }
+/// `buffer` from its first 64-byte boundary on (allocate 64 values more than
+/// needed). faer's GEMM chooses its kernels for short blocks by the alignment
+/// of the output, and their sums can differ in the last bit: GEMM outputs at a
+/// fixed alignment keep the results independent of where the allocator put a
+/// thread's buffers.
+pub(crate) fn aligned<T>(buffer: &mut [T]) -> &mut [T] {
+    let start = buffer.as_ptr().align_offset(64).min(buffer.len());
+    &mut buffer[start..]
 }
 
 /// How a computed tile is stored.
