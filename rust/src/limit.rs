@@ -926,14 +926,19 @@ mod tests {
         assert_eq!(d.ntk[0], (q1 / 2.0 + q2) / 2.0 + q3);
     }
 
+    /// n samples of n0 deterministic values in [−1.6, 1.7), row-major.
+    fn inputs(n: usize, n0: usize) -> Vec<f64> {
+        (0..n * n0)
+            .map(|i| ((i * 7919 % 997) as f64) / 300.0 - 1.6)
+            .collect()
+    }
+
     /// Off-diagonal entries against a scalar evaluation of the recursion, and
     /// the symmetric path against the general one.
     #[test]
     fn tiles_agree_with_the_scalar_recursion() {
         let (n, n0) = (150, 3);
-        let x: Vec<f64> = (0..n * n0)
-            .map(|i| ((i * 7919 % 997) as f64) / 300.0 - 1.6)
-            .collect();
+        let x = inputs(n, n0);
         let k = LimitKernel::new(4, Activation::Gelu, 0.3).unwrap();
         let s = Samples::new(&x, n, n0).unwrap();
         let (mut sym, mut gen) = (vec![0.0; n * n], vec![0.0; n * n]);
@@ -985,9 +990,7 @@ mod tests {
     #[test]
     fn layers_give_the_same_bits_on_every_simd_path() {
         let (n, n0) = (70, 5);
-        let x: Vec<f64> = (0..n * n0)
-            .map(|i| ((i * 7919 % 997) as f64) / 300.0 - 1.6)
-            .collect();
+        let x = inputs(n, n0);
         let s = Samples::new(&x, n, n0).unwrap();
         let cancel = AtomicBool::new(false);
         let tile = Tile {

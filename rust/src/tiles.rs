@@ -59,29 +59,6 @@ impl Tile {
     }
 }
 
-/// The tiles of edge [`TILE`] covering an n1 × n2 output; with `symmetric`
-/// only those on or below the diagonal (n1 == n2).
-pub fn tiles(n1: usize, n2: usize, symmetric: bool) -> Vec<Tile> {
-    tiles_with_edge(n1, n2, symmetric, TILE)
-}
-
-/// As [`tiles`], with square tiles of the given edge (≥ 1).
-pub fn tiles_with_edge(n1: usize, n2: usize, symmetric: bool, edge: usize) -> Vec<Tile> {
-    let mut out = Vec::new();
-    for r0 in (0..n1).step_by(edge) {
-        let c_end = if symmetric { r0 + 1 } else { n2 };
-        for c0 in (0..c_end).step_by(edge) {
-            out.push(Tile {
-                r0,
-                r1: (r0 + edge).min(n1),
-                c0,
-                c1: (c0 + edge).min(n2),
-            });
-        }
-    }
-    out
-}
-
 /// Rows of tiles that one GEMM call covers in [`panels`]: four tiles share the
 /// packed copy of their columns' inputs that the GEMM makes once per call.
 pub const PANEL_TILES: usize = 4;
@@ -91,8 +68,9 @@ pub const PANEL_TILES: usize = 4;
 /// the work items never depend on the thread count).
 const MIN_TILES_FOR_PANELS: usize = 64;
 
-/// The tiles of [`tiles_with_edge`] grouped into panels: up to `height`
-/// consecutive tiles of one column block, whose Gram blocks one GEMM call
+/// The square tiles of edge `edge` (≥ 1) covering an n1 × n2 output (with
+/// `symmetric`, only those on or below the diagonal; n1 == n2), grouped into
+/// panels: up to `height` consecutive tiles of one column block, whose Gram blocks one GEMM call
 /// computes (it packs the column samples once per call, so once per panel
 /// instead of once per tile). A last block of fewer than `edge` rows is a
 /// panel of its own, so every row's Gram entries come from the same kind of
@@ -408,7 +386,7 @@ impl<T: Copy> SharedOutput<'_, T> {
     ///
     /// # Safety
     /// No two concurrent calls may cover the same output entries (tiles from
-    /// [`tiles`] never do, mirrors included), and the tile must lie inside the output.
+    /// [`panels`] never do, mirrors included), and the tile must lie inside the output.
     pub unsafe fn write<V: Copy>(
         &self,
         tile: Tile,
@@ -615,62 +593,46 @@ mod tests {
         }
     }
 
+    /// Panels hold whole tiles of the edge, on or below the diagonal when
+    /// symmetric, grouped down a column block (diagonal tiles and short last
+    /// row blocks alone), and cover every entry exactly once: diagonal tiles
+    /// are written whole, the others at their place and mirrored.
     #[test]
-    fn tiles_cover_each_entry_once() {
+    fn panels_cover_each_entry_once_in_whole_tiles() {
         for &(n1, n2, sym) in &[
             (300, 300, true),
             (300, 130, false),
             (1, 1, true),
             (128, 129, false),
-        ] {
-            let mut seen = vec![0u8; n1 * n2];
-            for t in tiles(n1, n2, sym) {
-                for i in t.r0..t.r1 {
-                    for j in t.c0..t.c1 {
-                        seen[i * n2 + j] += 1;
-                        if sym && !t.is_diagonal() {
-                            seen[j * n2 + i] += 1;
-                        }
-                    }
-                }
-            }
-            // Symmetric: diagonal tiles are written whole, the others at their
-            // place and mirrored; either way every entry exactly once.
-            assert!(seen.iter().all(|&c| c == 1), "{n1}x{n2} symmetric={sym}");
-        }
-    }
-
-    /// Panels are the tiles of `tiles_with_edge`, each exactly once, grouped
-    /// down a column block; diagonal tiles and short last row blocks alone.
-    #[test]
-    fn panels_group_the_tiles() {
-        for &(n1, n2, sym) in &[
-            (300, 300, true),
-            (300, 130, false),
-            (1, 1, true),
             (1000, 1000, true),
             (961, 961, true),
             (481, 7, false),
         ] {
             for edge in [1, 7, 120] {
                 for height in [1, 2, 4] {
-                    let panels = panels(n1, n2, sym, edge, height);
-                    let mut from_panels: Vec<Tile> = Vec::new();
-                    for p in &panels {
+                    let mut seen = vec![0u8; n1 * n2];
+                    for p in panels(n1, n2, sym, edge, height) {
                         let row_tiles: Vec<Tile> = p.row_tiles(edge).collect();
                         assert!(row_tiles.len() <= height, "{p:?}");
-                        let alone = (sym && p.is_diagonal()) || p.r1 - p.r0 < edge;
-                        assert!(!alone || row_tiles.len() == 1, "{p:?}");
+                        let alone = (sym && p.is_diagonal()) || p.rows() < edge;
                         let whole = row_tiles.iter().all(|t| t.rows() == edge);
-                        assert!(whole || row_tiles.len() == 1, "{p:?}");
-                        assert!(!sym || row_tiles.iter().all(|t| t.r0 >= t.c0));
-                        from_panels.extend(row_tiles);
+                        assert!((!alone && whole) || row_tiles.len() == 1, "{p:?}");
+                        for t in row_tiles {
+                            assert!(t.r0 % edge == 0 && t.r1 == (t.r0 + edge).min(n1));
+                            assert!(t.c0 % edge == 0 && t.c1 == (t.c0 + edge).min(n2));
+                            assert!(!sym || t.r0 >= t.c0, "{t:?}");
+                            for i in t.r0..t.r1 {
+                                for j in t.c0..t.c1 {
+                                    seen[i * n2 + j] += 1;
+                                    if sym && !t.is_diagonal() {
+                                        seen[j * n2 + i] += 1;
+                                    }
+                                }
+                            }
+                        }
                     }
-                    let mut want = tiles_with_edge(n1, n2, sym, edge);
-                    let key = |t: &Tile| (t.r0, t.c0, t.r1, t.c1);
-                    from_panels.sort_by_key(key);
-                    want.sort_by_key(key);
-                    assert_eq!(from_panels, want, "{n1}x{n2} {sym} {edge} {height}");
+                    let what = format!("{n1}x{n2} symmetric={sym} edge {edge} height {height}");
+                    assert!(seen.iter().all(|&c| c == 1), "{what}");
                 }
             }
         }
@@ -679,7 +641,7 @@ mod tests {
     #[test]
     fn cancellation_stops_the_work() {
         let cancel = AtomicBool::new(true);
-        let ts = tiles(1000, 1000, false);
+        let ts = panels(1000, 1000, false, TILE, 1);
         let r = for_each_tile(&ts, &cancel, || (), |_, _| panic!("must not run"));
         assert_eq!(r, Err(Error::Cancelled));
     }

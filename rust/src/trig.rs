@@ -63,8 +63,8 @@ macro_rules! angles {
 pub trait Arcsine: Copy {
     /// asin(t) for 0 ≤ t ≤ 1/2, given z = t².
     fn core(t: f64, z: f64) -> f64;
-    /// √(1 − ρ²) for the reduction (t, z, large) of ρ (see [`reduce`]).
-    fn cosine(rho: f64, t: f64, z: f64, large: bool) -> f64;
+    /// sin(acos ρ) = √(1 − ρ²) for the reduction (t, z, large) of ρ (see [`reduce`]).
+    fn sine(rho: f64, t: f64, z: f64, large: bool) -> f64;
 }
 
 /// The classic rational minimax approximation of asin on [0, 1/2] (the
@@ -86,7 +86,7 @@ impl Arcsine for Rational {
     }
 
     #[inline(always)]
-    fn cosine(rho: f64, _t: f64, _z: f64, _large: bool) -> f64 {
+    fn sine(rho: f64, _t: f64, _z: f64, _large: bool) -> f64 {
         ((1.0 - rho) * (1.0 + rho)).sqrt()
     }
 }
@@ -106,7 +106,7 @@ impl Arcsine for Polynomial {
     }
 
     #[inline(always)]
-    fn cosine(_rho: f64, t: f64, z: f64, large: bool) -> f64 {
+    fn sine(_rho: f64, t: f64, z: f64, large: bool) -> f64 {
         let root = horner(z, &SQRT_1M_POLY);
         if large {
             2.0 * t * root
@@ -200,7 +200,7 @@ pub fn asin<A: Arcsine>(x: f64) -> f64 {
 pub fn acos_sin_pair<A: Arcsine>(rho: f64) -> (f64, f64, f64) {
     let (t, z, large) = reduce(rho);
     let (theta, theta_c) = angles!((A::core(t, z), large), rho, PI, FRAC_PI_2);
-    (theta, theta_c, A::cosine(rho, t, z, large))
+    (theta, theta_c, A::sine(rho, t, z, large))
 }
 
 /// Single-precision minimax coefficients of (asin(t) − t)/t³ as a polynomial

@@ -947,7 +947,7 @@ fn a_preset_cancel_flag_cancels_the_limit_kernels() {
     cancelled(Series::expand(&Activation::Tanh, &[0.5, 1.0, 2.0], &cancel));
     cancelled(Series::expand(&custom, &[0.5], &cancel));
     // The tile loop itself never runs the work.
-    let all = tiles::tiles(500, 500, true);
+    let all = tiles::panels(500, 500, true, tiles::TILE, tiles::PANEL_TILES);
     cancelled(tiles::for_each_tile(
         &all,
         &cancel,
