@@ -7,6 +7,7 @@ use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::reborrow::ReborrowMut;
 use faer::{Accum, MatMut, MatRef, Par};
+use std::mem::MaybeUninit;
 use std::sync::atomic::AtomicBool;
 
 /// The floating-point types of inputs and outputs. The recursion runs in f64,
@@ -198,6 +199,52 @@ fn block_rows(m: usize) -> usize {
     }
 }
 
+/// A vector of `len` values that `fill` writes, without zeroing them first
+/// (fresh pages are zeroed by the kernel anyway, and reused ones would be
+/// written twice). In debug builds they start as NaN, so that a value left
+/// unwritten shows in the tests' results.
+///
+/// # Safety
+/// When `fill` returns `Ok`, it must have written every one of the `len` values.
+pub(crate) unsafe fn filled<T: Real>(
+    len: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<T>]) -> Result<()>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(len);
+    let values = &mut out.spare_capacity_mut()[..len];
+    if cfg!(debug_assertions) {
+        values.fill(MaybeUninit::new(T::from_f64(f64::NAN)));
+    }
+    fill(values)?;
+    // SAFETY: `fill` wrote all `len` values (the caller's promise).
+    unsafe { out.set_len(len) };
+    Ok(out)
+}
+
+/// As [`par_product_then`] into a new m × n vector: the product overwrites
+/// every entry (faer's GEMM does not read the output when it replaces it), so
+/// the memory is not zeroed first.
+pub fn par_product_new<T: Real>(
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    alpha: f64,
+    cancel: &AtomicBool,
+    epilogue: impl Fn(usize, usize, &mut [T]) + Sync + Send,
+) -> Result<Vec<T>> {
+    let (m, n) = (lhs.nrows(), rhs.ncols());
+    let Some(len) = m.checked_mul(n) else {
+        return crate::error::invalid(format!("a product of {m} x {n} values does not fit"));
+    };
+    // SAFETY: on success every block of the output has been replaced by its
+    // product; the blocks cover it.
+    unsafe {
+        filled(len, |values| {
+            let out = tiles::SharedOutput::uninit(values, m, n);
+            blocked_into(&out, Accum::Replace, lhs, rhs, alpha, cancel, epilogue)
+        })
+    }
+}
+
 /// dst (m × n, row-major) = alpha · lhs (m × k) · rhs (k × n), cut into fixed
 /// blocks computed in parallel on the pool. Each block is one sequential GEMM
 /// over the whole inner dimension, so the result has the same bits for any
@@ -246,12 +293,38 @@ fn blocked_product<T: Real>(
     epilogue: impl Fn(usize, usize, &mut [T]) + Sync + Send,
 ) -> Result<()> {
     let (m, n) = (lhs.nrows(), rhs.ncols());
-    if lhs.ncols() != rhs.nrows() || m.checked_mul(n) != Some(dst.len()) {
+    if m.checked_mul(n) != Some(dst.len()) {
         return crate::error::invalid(format!(
             "product of ({m}, {}) and ({}, {n}) into {} values",
             lhs.ncols(),
             rhs.nrows(),
             dst.len()
+        ));
+    }
+    let out = tiles::SharedOutput::new(dst, m, n);
+    blocked_into(&out, accum, lhs, rhs, alpha, cancel, epilogue)
+}
+
+/// The blocks of `out` (m × n) = or += alpha · lhs · rhs on the pool, each followed
+/// by `epilogue` on its row segments. With `Accum::Replace` every entry of `out`
+/// is written before the epilogue sees it.
+fn blocked_into<T: Real>(
+    out: &tiles::SharedOutput<'_, T>,
+    accum: Accum,
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    alpha: f64,
+    cancel: &AtomicBool,
+    epilogue: impl Fn(usize, usize, &mut [T]) + Sync + Send,
+) -> Result<()> {
+    let (m, n) = (lhs.nrows(), rhs.ncols());
+    if lhs.ncols() != rhs.nrows() || (out.rows(), out.cols()) != (m, n) {
+        return crate::error::invalid(format!(
+            "product of ({m}, {}) and ({}, {n}) into ({}, {})",
+            lhs.ncols(),
+            rhs.nrows(),
+            out.rows(),
+            out.cols()
         ));
     }
     let mut blocks = Vec::new();
@@ -266,7 +339,6 @@ fn blocked_product<T: Real>(
             });
         }
     }
-    let out = tiles::SharedOutput::new(dst, m, n);
     tiles::for_each_tile(
         &blocks,
         cancel,

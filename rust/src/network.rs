@@ -12,13 +12,14 @@
 //! G_L = I,  G_l = (G_{l+1} W⁽ˡ⁾ / √n_l) ⊙ σ'(α̃⁽ˡ⁾).
 
 use crate::error::{invalid, Result};
-use crate::gram::{par_product, par_product_add, par_product_then, Real};
+use crate::gram::{filled, par_product, par_product_add, par_product_new, Real};
 use crate::limit::Samples;
 use crate::simd::Simd;
 use crate::tiles;
 use crate::Activation;
 use faer::MatRef;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Architecture of a fully-connected network: widths n_0 … n_L, σ and β.
@@ -152,7 +153,7 @@ fn activate_row<T: Real>(
     values: &mut [T],
     bias: &[T],
     beta: f64,
-    slope: Option<&mut [T]>,
+    slope: Option<&mut [MaybeUninit<T>]>,
 ) {
     if act == Activation::Relu {
         // ReLU in the type itself, vectorised: the elementwise work of a float32
@@ -168,7 +169,7 @@ fn activate_row<T: Real>(
             for ((v, b), s) in values.iter_mut().zip(bias).zip(slope) {
                 let z = pre(v, b);
                 *v = T::from_f64(act.sigma(z));
-                *s = T::from_f64(act.dsigma(z));
+                s.write(T::from_f64(act.dsigma(z)));
             }
         }
         None => {
@@ -182,7 +183,7 @@ fn activate_row<T: Real>(
 /// ReLU of z + β b, with the same formulas as [`Activation`]: max(z, 0) and
 /// the step 1[z > 0].
 #[inline(always)]
-fn relu_row<T: Real>(values: &mut [T], bias: &[T], beta: T, slope: Option<&mut [T]>) {
+fn relu_row<T: Real>(values: &mut [T], bias: &[T], beta: T, slope: Option<&mut [MaybeUninit<T>]>) {
     let zero = T::default();
     let one = T::from_f64(1.0);
     match slope {
@@ -190,7 +191,7 @@ fn relu_row<T: Real>(values: &mut [T], bias: &[T], beta: T, slope: Option<&mut [
             for ((v, &b), s) in values.iter_mut().zip(bias).zip(slope) {
                 let z = *v + beta * b;
                 *v = if z > zero { z } else { zero };
-                *s = if z > zero { one } else { zero };
+                s.write(if z > zero { one } else { zero });
             }
         }
         None => {
@@ -212,15 +213,6 @@ fn multiply<T: Real>(values: &mut [T], factors: &[T]) {
             }
         },
     )
-}
-
-/// A buffer of `len` zeros for the blocked products to overwrite, zeroed by the
-/// pool's threads: freed memory that the allocator hands back must be cleared,
-/// which on the calling thread alone took 5 % of a float32 forward pass.
-fn zeros<T: Real>(len: usize) -> Result<Vec<T>> {
-    let mut v = Vec::with_capacity(len);
-    tiles::pool()?.install(|| v.par_extend(rayon::iter::repeat_n(T::default(), len)));
-    Ok(v)
 }
 
 /// Runs `f` (inlined into it) compiled for the widest instruction set of the
@@ -409,35 +401,36 @@ impl Network {
             let (n_in, n_out) = (self.widths[l], self.widths[l + 1]);
             let input = if l == 0 { x.data } else { &hidden[l - 1] };
             let last = l + 1 == depth;
-            let mut pre = zeros(rows * n_out)?;
-            let mut slope = if keep_slopes {
-                zeros(rows * n_out)?
-            } else {
-                Vec::new()
-            };
-            let slope_out =
-                tiles::SharedOutput::new(&mut slope, rows, if keep_slopes { n_out } else { 0 });
+            let slope_cols = if keep_slopes && !last { n_out } else { 0 };
             let (act, beta) = (self.activation, self.beta);
-            par_product_then(
-                &mut pre,
-                MatRef::from_row_major_slice(input, rows, n_in),
-                MatRef::from_row_major_slice(layer.weight, n_out, n_in).transpose(),
-                1.0 / (n_in as f64).sqrt(),
-                cancel,
-                |r, c0, values| {
-                    let bias = &layer.bias[c0..c0 + values.len()];
-                    if last {
-                        for (v, &b) in values.iter_mut().zip(bias) {
-                            *v = T::from_f64(v.to_f64() + beta * b.to_f64());
+            let mut pre = Vec::new();
+            // σ' is written by the product's epilogue, while each block is in cache.
+            let forward_layer = |slope_values: &mut [MaybeUninit<T>]| -> Result<()> {
+                let slope_out = tiles::SharedOutput::new(slope_values, rows, slope_cols);
+                pre = par_product_new(
+                    MatRef::from_row_major_slice(input, rows, n_in),
+                    MatRef::from_row_major_slice(layer.weight, n_out, n_in).transpose(),
+                    1.0 / (n_in as f64).sqrt(),
+                    cancel,
+                    |r, c0, values| {
+                        let bias = &layer.bias[c0..c0 + values.len()];
+                        if last {
+                            for (v, &b) in values.iter_mut().zip(bias) {
+                                *v = T::from_f64(v.to_f64() + beta * b.to_f64());
+                            }
+                        } else {
+                            // SAFETY: the same disjoint blocks as the product's.
+                            let slope = (slope_cols > 0)
+                                .then(|| unsafe { slope_out.row_mut(r, c0, c0 + values.len()) });
+                            activate_row(act, values, bias, beta, slope);
                         }
-                    } else {
-                        // SAFETY: the same disjoint blocks as the product's.
-                        let slope = keep_slopes
-                            .then(|| unsafe { slope_out.row_mut(r, c0, c0 + values.len()) });
-                        activate_row(act, values, bias, beta, slope);
-                    }
-                },
-            )?;
+                    },
+                )?;
+                Ok(())
+            };
+            // SAFETY: the epilogue sees every row segment of every block and, when
+            // σ' is kept, writes it for each of the segment's values.
+            let slope = unsafe { filled(rows * slope_cols, forward_layer) }?;
             if last {
                 output = pre;
             } else {
@@ -475,24 +468,27 @@ impl Network {
         for l in (1..depth).rev() {
             let n = self.widths[l];
             let slopes = &fwd.slopes[l - 1];
-            let mut g = zeros(rows * n)?;
-            if l + 1 == depth {
+            let g = if l + 1 == depth {
                 // G_{L−1}[(i, k)] = W⁽ᴸ⁻¹⁾[k] / √n ⊙ σ'(α̃⁽ᴸ⁻¹⁾(x_i)).
                 let w = params[l].weight;
                 let scale = 1.0 / (n as f64).sqrt();
-                pool.install(|| {
-                    g.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
-                        let (i, k) = (r / outputs, r % outputs);
-                        let (w_k, s_i) = (&w[k * n..(k + 1) * n], &slopes[i * n..(i + 1) * n]);
-                        for ((v, &wv), &sv) in row.iter_mut().zip(w_k).zip(s_i) {
-                            *v = T::from_f64(wv.to_f64() * scale * sv.to_f64());
-                        }
-                    })
-                });
+                let last_cotangents = |g: &mut [MaybeUninit<T>]| -> Result<()> {
+                    pool.install(|| {
+                        g.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
+                            let (i, k) = (r / outputs, r % outputs);
+                            let (w_k, s_i) = (&w[k * n..(k + 1) * n], &slopes[i * n..(i + 1) * n]);
+                            for ((v, &wv), &sv) in row.iter_mut().zip(w_k).zip(s_i) {
+                                v.write(T::from_f64(wv.to_f64() * scale * sv.to_f64()));
+                            }
+                        })
+                    });
+                    Ok(())
+                };
+                // SAFETY: the rows cover g, and each is written in full.
+                unsafe { filled(rows * n, last_cotangents) }?
             } else {
                 let n_next = self.widths[l + 1];
-                par_product_then(
-                    &mut g,
+                par_product_new(
                     MatRef::from_row_major_slice(&cot[l], rows, n_next),
                     MatRef::from_row_major_slice(params[l].weight, n_next, n),
                     1.0 / (n as f64).sqrt(),
@@ -502,8 +498,8 @@ impl Network {
                         let s_i = &slopes[i * n + c0..i * n + c0 + values.len()];
                         multiply(values, s_i);
                     },
-                )?;
-            }
+                )?
+            };
             check_cancel(cancel)?;
             cot[l - 1] = g;
         }
@@ -538,10 +534,8 @@ impl Network {
             let delta_mat = MatRef::from_row_major_slice(&delta, rows, n_out);
             // Δ_l first: an update of W⁽ˡ⁾ in place must come after its last read.
             let next = if l > 0 {
-                let mut next = zeros(rows * n_in)?;
                 let slopes = &fwd.slopes[l - 1];
-                par_product_then(
-                    &mut next,
+                let next = par_product_new(
                     delta_mat,
                     MatRef::from_row_major_slice(sink.weight(l), n_out, n_in),
                     1.0 / (n_in as f64).sqrt(),
@@ -790,17 +784,16 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn vjp_is_the_jacobian_transpose_times_d() {
-        let s = Setup::new(&[4, 9, 7, 3], Activation::Erf, 0.2, 70);
+    /// Checks the core's vjp against Jᵀd / N from the core's Jacobian.
+    fn check_vjp(s: &Setup) {
         let cancel = AtomicBool::new(false);
         let layers = s.layers();
         let fwd = s
             .net
             .forward(&layers, s.samples(), Pass::Backprop, &cancel)
             .unwrap();
-        let (p, jac) = (s.net.num_params(), s.jacobian());
-        let mut d = vec![0.0; s.rows * 3];
+        let (p, jac, m) = (s.net.num_params(), s.jacobian(), s.net.outputs());
+        let mut d = vec![0.0; s.rows * m];
         standard_normal(9, 0, &mut d).unwrap();
         let mut storage: Vec<(Vec<f64>, Vec<f64>)> = s
             .params
@@ -822,11 +815,51 @@ pub(crate) mod tests {
             .collect();
         for (q, &got) in flat.iter().enumerate() {
             let want: f64 =
-                (0..s.rows * 3).map(|r| jac[r * p + q] * d[r]).sum::<f64>() / s.rows as f64;
+                (0..s.rows * m).map(|r| jac[r * p + q] * d[r]).sum::<f64>() / s.rows as f64;
             assert!(
                 (got - want).abs() < 1e-12 * want.abs().max(1e-3),
-                "param {q}"
+                "widths {:?}, param {q}: {got} vs {want}",
+                s.net.widths
             );
+        }
+    }
+
+    #[test]
+    fn vjp_is_the_jacobian_transpose_times_d() {
+        check_vjp(&Setup::new(&[4, 9, 7, 3], Activation::Erf, 0.2, 70));
+    }
+
+    #[test]
+    fn every_value_of_the_unzeroed_buffers_is_written() {
+        // The forward, backward and Jacobian buffers are not zeroed: in debug
+        // builds they start as NaN, which would reach these results from any
+        // value left unwritten. Shapes down to one input and layers of width
+        // one (faer's matrix-vector and rank-one paths), and blocks with edges.
+        let cancel = AtomicBool::new(false);
+        for (widths, rows) in [
+            (&[1, 1, 1][..], 1),
+            (&[3, 1, 2], 1),
+            (&[1, 4, 1], 2),
+            (&[2, 5, 1, 3], 7),
+            (&[3, 200, 130, 2], 300),
+        ] {
+            let s = Setup::new(widths, Activation::Tanh, 0.4, rows);
+            for pass in [Pass::Output, Pass::Training] {
+                let fwd = s
+                    .net
+                    .forward(&s.layers(), s.samples(), pass, &cancel)
+                    .unwrap();
+                let n0 = widths[0];
+                for i in 0..rows {
+                    let want = naive_forward(&s.net, &s.params, &s.x[i * n0..(i + 1) * n0]);
+                    let got = &fwd.output[i * want.len()..(i + 1) * want.len()];
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!((g - w).abs() < 1e-12 * w.abs().max(1.0), "{widths:?}");
+                    }
+                }
+            }
+            assert!(s.jacobian().iter().all(|v| v.is_finite()), "{widths:?}");
+            check_vjp(&s);
         }
     }
 

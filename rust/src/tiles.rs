@@ -13,6 +13,7 @@ use crate::simd::Simd;
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -176,6 +177,28 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
         }
     }
 
+    /// An output whose entries hold no values yet (see [`crate::gram::filled`]):
+    /// each must be written, through [`SharedOutput::block_mut`] by a product
+    /// that overwrites, before [`SharedOutput::row_mut`] or the caller reads it.
+    pub fn uninit(data: &'a mut [MaybeUninit<T>], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "output length");
+        SharedOutput {
+            ptr: data.as_mut_ptr().cast(),
+            rows,
+            cols,
+            writes: Writes::for_output(std::mem::size_of_val(data)),
+            _borrow: PhantomData,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
     /// The tile as a mutable matrix view.
     ///
     /// # Safety
@@ -195,7 +218,7 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
     /// Columns c0..c1 of row r.
     ///
     /// # Safety
-    /// As for [`SharedOutput::block_mut`].
+    /// As for [`SharedOutput::block_mut`], and the entries must have been written.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn row_mut(&self, r: usize, c0: usize, c1: usize) -> &'a mut [T] {
         debug_assert!(r < self.rows && c0 <= c1 && c1 <= self.cols);
