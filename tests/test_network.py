@@ -332,6 +332,26 @@ def test_inputs_beyond_the_dtype_scale_limit_name_the_row():
     assert np.isfinite(net.ntk(p32, ok)).all()
 
 
+def test_non_finite_inputs_name_their_row_before_the_scale_check():
+    """The finiteness check rides on the scale check's mean squares: a NaN or an infinity is
+    still reported as such, at its own row, even after a row that is only too large."""
+    net = nk.MLP([3, 4, 2], "relu", beta=0.1)
+    for dtype in (np.float32, np.float64):
+        params = net.init(seed=0, dtype=dtype)
+        for bad in (np.nan, np.inf, -np.inf):
+            x = _data(net.widths, 6).astype(dtype)
+            x[1] *= 1e200 if dtype == np.float64 else 1e20  # too large, but finite
+            x[4, 2] = bad
+            for method, args in [
+                (net.apply, (x,)),
+                (net.ntk, (x,)),
+                (net.ntk, (x[[0, 2]], x)),
+                (net.vjp, (x, np.ones((6, 2)))),
+            ]:
+                with pytest.raises(ValueError, match=r"has non-finite values.*in row 4"):
+                    method(params, *args)
+
+
 def test_jacobian_too_large_is_a_memory_error_before_any_work():
     net = nk.MLP([10, 2000, 2000], "relu")
     params = net.init(seed=0, dtype=np.float32)

@@ -10,12 +10,13 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 
-def as_samples(x: object, name: str) -> np.ndarray:
+def as_samples(x: object, name: str, finite: bool = True) -> np.ndarray:
     """Returns ``x`` as a C-contiguous 2-D float32/float64 array of finite values.
 
     float32 and float64 keep their dtype; other real dtypes (bool, integers, float16) become
     float64. Complex, object, string and other non-real arrays raise TypeError; wrong shapes,
-    empty arrays and non-finite values raise ValueError.
+    empty arrays and non-finite values raise ValueError. ``finite=False`` leaves the check of
+    the values to the caller (:func:`check_finite`), which may fold it into a pass of its own.
     """
     if isinstance(x, np.ma.MaskedArray) and np.ma.is_masked(x):
         raise ValueError(f"{name} has masked entries; fill or drop them first")
@@ -33,11 +34,17 @@ def as_samples(x: object, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be 2-D (samples, features), got shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} must be non-empty, got shape {arr.shape}")
+    if finite:
+        check_finite(arr, name)
+    return np.ascontiguousarray(arr)
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    """ValueError naming the first row of the 2-D ``arr`` with a NaN or an infinity."""
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         raise ValueError(f"{name} has non-finite values (NaN or inf) in row {row}")
-    return np.ascontiguousarray(arr)
 
 
 def as_positive_int(value: object, name: str, minimum: int = 1) -> int:

@@ -25,6 +25,7 @@ from ._validation import (
     as_finite_float,
     as_positive_int,
     as_samples,
+    check_finite,
     check_memory,
 )
 from .kernels import Kernel
@@ -174,26 +175,30 @@ class MLP:
         return weights, biases, dtypes[0]
 
     def _inputs(self, x: object, name: str, dtype: DTypeLike) -> np.ndarray:
-        x = as_samples(x, name)
+        # The finiteness check rides on the mean squares below: a NaN or an infinity makes
+        # its row's mean square fail the limit, and only then are the rows looked at again.
+        x = as_samples(x, name, finite=False)
         if x.shape[1] != self.widths[0]:
             raise ValueError(
                 f"{name} has {x.shape[1]} features but the network's input width is "
                 f"{self.widths[0]}"
             )
         with np.errstate(over="ignore", invalid="ignore"):
-            x = x.astype(dtype, copy=False)  # float64 beyond float32's range: inf, caught below
+            # float64 beyond float32's range: inf, caught below.
+            converted = x.astype(dtype, copy=False)
             # In the network's dtype (no float64 copy of float32 inputs): a sum that overflows
             # is far above the limit anyway, and a threshold needs no more precision.
-            mean_square = np.einsum("ij,ij->i", x, x) / x.shape[1]
+            mean_square = np.einsum("ij,ij->i", converted, converted) / x.shape[1]
         limit = _INPUT_LIMIT[np.dtype(dtype)]
         too_large = ~(mean_square <= limit)
         if too_large.any():
+            check_finite(x, name)
             row = int(np.flatnonzero(too_large)[0])
             raise ValueError(
                 f"{name} row {row} is too large for a network in {np.dtype(dtype).name}: "
                 f"mean square {mean_square[row]:.3g} (limit {limit:g}); scale the inputs down"
             )
-        return x
+        return converted
 
     def _spec(self) -> tuple[list[int], str, float, float]:
         if isinstance(self.activation, _activations.Custom):
