@@ -177,7 +177,7 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
         }
     }
 
-    /// An output whose entries hold no values yet (see [`crate::gram::filled`]):
+    /// An output whose entries hold no values yet (as in `gram::par_product_new`):
     /// each must be written, through [`SharedOutput::block_mut`] by a product
     /// that overwrites, before [`SharedOutput::row_mut`] or the caller reads it.
     pub fn uninit(data: &'a mut [MaybeUninit<T>], rows: usize, cols: usize) -> Self {
@@ -203,7 +203,9 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
     ///
     /// # Safety
     /// As for [`SharedOutput::write`]: no other live view or write may cover
-    /// the same entries, and the tile must lie inside the output.
+    /// the same entries, and the tile must lie inside the output. For an
+    /// output made by [`SharedOutput::uninit`], the view must be overwritten
+    /// before any of it is read.
     pub unsafe fn block_mut(&self, tile: Tile) -> faer::MatMut<'a, T> {
         debug_assert!(tile.r1 <= self.rows && tile.c1 <= self.cols);
         faer::MatMut::from_raw_parts_mut(
