@@ -11,7 +11,8 @@ from numpy.typing import DTypeLike
 
 
 def as_samples(x: object, name: str, finite: bool = True) -> np.ndarray:
-    """Returns ``x`` as a C-contiguous 2-D float32/float64 array of finite values.
+    """Returns ``x`` as a C-contiguous 2-D float32/float64 array (of finite values, unless
+    ``finite=False``).
 
     float32 and float64 keep their dtype; other real dtypes (bool, integers, float16) become
     float64. Complex, object, string and other non-real arrays raise TypeError; wrong shapes,

@@ -62,16 +62,20 @@ pub trait Real:
     );
 }
 
-/// Depth (inner dimension) of one GEMM call. faer's GEMM cuts its output into
-/// blocks of 256 KiB / (2 · 64⌈depth/64⌉ · value size) rows, rounded up to a
-/// multiple of 16, from the depth of each call: at depths 321–384 that is 96
-/// rows in f32 and 48 in f64, whole multiples of its register kernels on
-/// AVX-512 (96, 48 rows) and AVX2 (24, 12); at 512, the most it takes at once,
-/// 64 and 32 rows, which leave the 96-row kernel unused and run the rest in
-/// narrower ones. Deeper products are therefore summed in chunks of this depth,
-/// from the first: the same chunks for every block, so an entry's sum does not
-/// depend on the block that holds it. On an AVX-512 machine this took 7 % off
-/// the float32 limit kernel and 2–3 % off the float32 empirical NTK.
+/// Depth (inner dimension) of one GEMM call. faer's x86 GEMM, as faer builds
+/// it (without its cache-size detection, so assuming a 256 KiB L2 on every
+/// CPU), cuts its output into blocks of 256 KiB / (2 · 64⌈depth/64⌉ · value
+/// size) rows, rounded up to a multiple of 16, from the depth of each call: at
+/// depths 321–384 that is 96 rows in f32 and 48 in f64, whole multiples of its
+/// register kernels on AVX-512 (96, 48 rows) and AVX2 (24, 12); at 512, the
+/// most it takes at once, 64 and 32 rows, which leave the 96-row kernel unused
+/// and run the rest in narrower ones. Deeper products are therefore summed in
+/// chunks of this depth, from the first, the same chunks for every block: an
+/// entry's sum does not depend on the block that holds it, with the GEMM's
+/// exceptions (one-row and one-column products, and products of at most 4096
+/// multiply-adds per chunk, which take other paths). On an AVX-512 machine
+/// this took 7 % off the float32 limit kernel and 2–3 % off the float32
+/// empirical NTK.
 pub const DEPTH_CHUNK: usize = 384;
 
 /// dst (= or +=) alpha · lhs · rhs on the calling thread, the inner dimension in
@@ -221,9 +225,9 @@ pub(crate) unsafe fn filled<T: Real>(
     Ok(out)
 }
 
-/// As [`par_product_then`] into a new m × n vector: the product overwrites
-/// every entry (faer's GEMM does not read the output when it replaces it), so
-/// the memory is not zeroed first.
+/// As [`par_product_then`] into a new m × n vector, which is not zeroed first:
+/// the first depth chunk of each block's product replaces its entries (faer's
+/// GEMM does not read an output it replaces) before later chunks add to them.
 pub fn par_product_new<T: Real>(
     lhs: MatRef<'_, T>,
     rhs: MatRef<'_, T>,
@@ -247,8 +251,8 @@ pub fn par_product_new<T: Real>(
 
 /// dst (m × n, row-major) = alpha · lhs (m × k) · rhs (k × n), cut into fixed
 /// blocks computed in parallel on the pool. Each block is one sequential GEMM
-/// over the whole inner dimension, so the result has the same bits for any
-/// number of threads. Stops between blocks once `cancel` is set.
+/// over the whole inner dimension (in depth chunks), so the result has the
+/// same bits for any number of threads. Stops between blocks once `cancel` is set.
 pub fn par_product<T: Real>(
     dst: &mut [T],
     lhs: MatRef<'_, T>,

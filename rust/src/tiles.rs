@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Tile edge: a multiple of the GEMM's register blocks (24 rows in f32, 12 in
@@ -77,7 +77,8 @@ const MIN_TILES_FOR_PANELS: usize = 64;
 /// panel of its own, so every row's Gram entries come from the same kind of
 /// GEMM call whichever panel holds them (faer's GEMM sums each entry in the
 /// same order for any number of rows, except in its one-row path and, for
-/// products of at most 4096 multiply-adds, its small-product path). With
+/// products of at most 4096 multiply-adds per depth chunk, its small-product
+/// path). With
 /// `symmetric`, a column block's diagonal tile is a panel of its own (it may
 /// be computed as one triangle), and the panels below it follow. Outputs of
 /// fewer than 64 tiles get panels of one tile.
@@ -554,7 +555,9 @@ pub fn num_threads() -> Result<usize> {
 /// Runs `work(scratch, tile)` for every tile on the pool. Each thread of the
 /// pool makes its `scratch` with `init` once, on its first tile, and reuses it
 /// (fresh buffers per batch of tiles would cost a page fault per 4 KiB).
-/// Stops between tiles once `cancel` is set and then returns [`Error::Cancelled`].
+/// Stops between tiles once `cancel` is set and then returns [`Error::Cancelled`]:
+/// `Ok` means that `work` ran on every tile (callers that fill unzeroed
+/// buffers rely on it), whatever happens to the flag afterwards.
 pub fn for_each_tile<S, I, F>(tiles: &[Tile], cancel: &AtomicBool, init: I, work: F) -> Result<()>
 where
     S: Send,
@@ -565,6 +568,7 @@ where
     let scratch: Vec<Mutex<Option<S>>> = (0..pool.current_num_threads())
         .map(|_| Mutex::new(None))
         .collect();
+    let done = AtomicUsize::new(0);
     pool.install(|| {
         tiles.par_iter().with_max_len(4).for_each(|tile| {
             if cancel.load(Ordering::Relaxed) {
@@ -574,12 +578,14 @@ where
             let index = rayon::current_thread_index().unwrap_or(0) % scratch.len();
             let mut slot = scratch[index].lock().unwrap_or_else(|e| e.into_inner());
             work(slot.get_or_insert_with(&init), *tile);
+            done.fetch_add(1, Ordering::Relaxed);
         })
     });
-    if cancel.load(Ordering::Relaxed) {
-        Err(Error::Cancelled)
-    } else {
+    // `install` has joined every task, so the count is complete.
+    if done.into_inner() == tiles.len() {
         Ok(())
+    } else {
+        Err(Error::Cancelled)
     }
 }
 
