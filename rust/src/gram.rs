@@ -244,7 +244,7 @@ pub fn par_product_new<T: Real>(
     unsafe {
         filled(len, |values| {
             let out = tiles::SharedOutput::uninit(values, m, n);
-            blocked_into(&out, Accum::Replace, lhs, rhs, alpha, cancel, epilogue)
+            blocked_product(&out, Accum::Replace, lhs, rhs, alpha, cancel, epilogue)
         })
     }
 }
@@ -271,7 +271,8 @@ pub fn par_product_add<T: Real>(
     alpha: f64,
     cancel: &AtomicBool,
 ) -> Result<()> {
-    blocked_product(dst, Accum::Add, lhs, rhs, alpha, cancel, |_, _, _| {})
+    let out = output_of(dst, lhs, rhs)?;
+    blocked_product(&out, Accum::Add, lhs, rhs, alpha, cancel, |_, _, _| {})
 }
 
 /// As [`par_product`], then `epilogue(row, first_col, values)` on each row
@@ -284,18 +285,16 @@ pub fn par_product_then<T: Real>(
     cancel: &AtomicBool,
     epilogue: impl Fn(usize, usize, &mut [T]) + Sync + Send,
 ) -> Result<()> {
-    blocked_product(dst, Accum::Replace, lhs, rhs, alpha, cancel, epilogue)
+    let out = output_of(dst, lhs, rhs)?;
+    blocked_product(&out, Accum::Replace, lhs, rhs, alpha, cancel, epilogue)
 }
 
-fn blocked_product<T: Real>(
-    dst: &mut [T],
-    accum: Accum,
+/// `dst` as the m × n output of lhs · rhs, or an error if its length differs.
+fn output_of<'a, T: Real>(
+    dst: &'a mut [T],
     lhs: MatRef<'_, T>,
     rhs: MatRef<'_, T>,
-    alpha: f64,
-    cancel: &AtomicBool,
-    epilogue: impl Fn(usize, usize, &mut [T]) + Sync + Send,
-) -> Result<()> {
+) -> Result<tiles::SharedOutput<'a, T>> {
     let (m, n) = (lhs.nrows(), rhs.ncols());
     if m.checked_mul(n) != Some(dst.len()) {
         return crate::error::invalid(format!(
@@ -305,14 +304,13 @@ fn blocked_product<T: Real>(
             dst.len()
         ));
     }
-    let out = tiles::SharedOutput::new(dst, m, n);
-    blocked_into(&out, accum, lhs, rhs, alpha, cancel, epilogue)
+    Ok(tiles::SharedOutput::new(dst, m, n))
 }
 
 /// The blocks of `out` (m × n) = or += alpha · lhs · rhs on the pool, each followed
 /// by `epilogue` on its row segments. With `Accum::Replace` every entry of `out`
 /// is written before the epilogue sees it.
-fn blocked_into<T: Real>(
+fn blocked_product<T: Real>(
     out: &tiles::SharedOutput<'_, T>,
     accum: Accum,
     lhs: MatRef<'_, T>,
