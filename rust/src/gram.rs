@@ -417,6 +417,19 @@ mod tests {
         }
     }
 
+    /// The lower triangle of x xᵀ (x: n × k) from `product_lower`, the rest `fill`.
+    fn lower_gram<T: Real>(x: &[T], n: usize, k: usize, fill: T) -> Vec<T> {
+        let mut lower = vec![fill; n * n];
+        let lhs = MatRef::from_row_major_slice(x, n, k);
+        T::product_lower(
+            MatMut::from_row_major_slice_mut(&mut lower, n, n),
+            lhs,
+            lhs.transpose(),
+            1.0,
+        );
+        lower
+    }
+
     #[test]
     fn deep_products_keep_their_bits_in_any_block() {
         // Depth 1000: chunks of 384, 384 and 232. Every entry must have the same
@@ -448,14 +461,7 @@ mod tests {
                     }
                 }
             }
-            let mut lower = vec![T::default(); n * n];
-            let lhs = MatRef::from_row_major_slice(&x, n, k);
-            T::product_lower(
-                MatMut::from_row_major_slice_mut(&mut lower, n, n),
-                lhs,
-                lhs.transpose(),
-                1.0,
-            );
+            let lower = lower_gram(&x, n, k, T::default());
             for i in 0..n {
                 for j in 0..=i {
                     assert_eq!(lower[i * n + j], whole[i * n + j]);
@@ -474,14 +480,7 @@ mod tests {
             .collect();
         let mut full = vec![0.0; m * m];
         f64::gram_block(&mut full, &a, &a, m, m, k);
-        let mut lower = vec![f64::NAN; m * m];
-        let lhs = MatRef::from_row_major_slice(&a, m, k);
-        f64::product_lower(
-            MatMut::from_row_major_slice_mut(&mut lower, m, m),
-            lhs,
-            lhs.transpose(),
-            1.0,
-        );
+        let lower = lower_gram(&a, m, k, f64::NAN);
         for i in 0..m {
             for j in 0..m {
                 if j <= i {
