@@ -37,9 +37,28 @@ pub trait Real:
     fn from_f64(v: f64) -> Self;
     /// The values as f32, when `Self` is f32.
     fn as_f32(values: &[Self]) -> Option<&[f32]>;
+    /// dst = alpha · lhs · rhs (`Accum::Replace`) or dst += alpha · lhs · rhs
+    /// (`Accum::Add`) on the calling thread, any strides, in depth chunks (see
+    /// [`DEPTH_CHUNK`]); with `TriangularLower` only dst's lower triangle
+    /// (diagonal included) is computed, the strict upper triangle left as it was.
+    fn gemm(
+        dst: MatMut<'_, Self>,
+        structure: BlockStructure,
+        accum: Accum,
+        lhs: MatRef<'_, Self>,
+        rhs: MatRef<'_, Self>,
+        alpha: f64,
+    );
     /// dst (m × n, row-major) = a (m × k, row-major) · b (n × k, row-major)ᵀ,
     /// computed on the calling thread.
-    fn gram_block(dst: &mut [Self], a: &[Self], b: &[Self], m: usize, n: usize, k: usize);
+    fn gram_block(dst: &mut [Self], a: &[Self], b: &[Self], m: usize, n: usize, k: usize) {
+        let lhs = MatRef::from_row_major_slice(&a[..m * k], m, k);
+        let rhs = MatRef::from_row_major_slice(&b[..n * k], n, k).transpose();
+        let out = MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n);
+        // Sequential on purpose: parallelism is over tiles, which keeps
+        // every entry's summation order independent of the thread count.
+        Self::product(out, lhs, rhs, 1.0)
+    }
     /// dst = alpha · lhs · rhs, on the calling thread (any strides).
     fn product(dst: MatMut<'_, Self>, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>, alpha: f64) {
         Self::product_into(dst, Accum::Replace, lhs, rhs, alpha)
@@ -51,7 +70,9 @@ pub trait Real:
         lhs: MatRef<'_, Self>,
         rhs: MatRef<'_, Self>,
         alpha: f64,
-    );
+    ) {
+        Self::gemm(dst, BlockStructure::Rectangular, accum, lhs, rhs, alpha)
+    }
     /// As [`Real::product`] for a square dst of which only the lower triangle
     /// (diagonal included) is computed; the strict upper triangle is left as it was.
     fn product_lower(
@@ -59,7 +80,10 @@ pub trait Real:
         lhs: MatRef<'_, Self>,
         rhs: MatRef<'_, Self>,
         alpha: f64,
-    );
+    ) {
+        let lower = BlockStructure::TriangularLower;
+        Self::gemm(dst, lower, Accum::Replace, lhs, rhs, alpha)
+    }
 }
 
 /// Depth (inner dimension) of one GEMM call. faer's x86 GEMM, as faer builds
@@ -78,8 +102,7 @@ pub trait Real:
 /// empirical NTK.
 pub const DEPTH_CHUNK: usize = 384;
 
-/// dst (= or +=) alpha · lhs · rhs on the calling thread, the inner dimension in
-/// chunks of [`DEPTH_CHUNK`]; with `TriangularLower`, only dst's lower triangle.
+/// [`Real::gemm`] for faer's float types.
 fn in_depth_chunks<T: faer::traits::ComplexField>(
     mut dst: MatMut<'_, T>,
     structure: BlockStructure,
@@ -90,6 +113,7 @@ fn in_depth_chunks<T: faer::traits::ComplexField>(
 ) {
     let depth = lhs.ncols();
     let mut accum = accum;
+    // At depth 0 one empty product still runs: it zeroes dst for `Replace`.
     for k0 in (0..depth.max(1)).step_by(DEPTH_CHUNK) {
         let k = DEPTH_CHUNK.min(depth - k0);
         let (lhs, rhs) = (lhs.subcols(k0, k), rhs.subrows(k0, k));
@@ -129,51 +153,15 @@ macro_rules! impl_real {
             fn as_f32(values: &[Self]) -> Option<&[f32]> {
                 $as_f32(values)
             }
-            fn gram_block(dst: &mut [Self], a: &[Self], b: &[Self], m: usize, n: usize, k: usize) {
-                let lhs = MatRef::from_row_major_slice(&a[..m * k], m, k);
-                let rhs = MatRef::from_row_major_slice(&b[..n * k], n, k).transpose();
-                let out = MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n);
-                // Sequential on purpose: parallelism is over tiles, which keeps
-                // every entry's summation order independent of the thread count.
-                in_depth_chunks(
-                    out,
-                    BlockStructure::Rectangular,
-                    Accum::Replace,
-                    lhs,
-                    rhs,
-                    1.0,
-                );
-            }
-            fn product_into(
+            fn gemm(
                 dst: MatMut<'_, Self>,
+                structure: BlockStructure,
                 accum: Accum,
                 lhs: MatRef<'_, Self>,
                 rhs: MatRef<'_, Self>,
                 alpha: f64,
             ) {
-                in_depth_chunks(
-                    dst,
-                    BlockStructure::Rectangular,
-                    accum,
-                    lhs,
-                    rhs,
-                    alpha as $t,
-                );
-            }
-            fn product_lower(
-                dst: MatMut<'_, Self>,
-                lhs: MatRef<'_, Self>,
-                rhs: MatRef<'_, Self>,
-                alpha: f64,
-            ) {
-                in_depth_chunks(
-                    dst,
-                    BlockStructure::TriangularLower,
-                    Accum::Replace,
-                    lhs,
-                    rhs,
-                    alpha as $t,
-                );
+                in_depth_chunks(dst, structure, accum, lhs, rhs, alpha as $t);
             }
         }
     };
