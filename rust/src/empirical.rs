@@ -351,9 +351,9 @@ impl<T: Real> Scratch<T> {
         };
         let pairs = height * edge * edge;
         Scratch {
-            // GEMM outputs: 64 values more for `tiles::aligned`.
-            a_gram: vec![T::default(); pairs + 64],
-            g_gram: vec![T::default(); height * g_side * g_side + 64],
+            // GEMM outputs, cut by `tiles::aligned`.
+            a_gram: tiles::alignable(pairs),
+            g_gram: tiles::alignable(height * g_side * g_side),
             acc: vec![T::default(); pairs * block],
             transposed: vec![T::default(); if block == 1 { pairs } else { 0 }],
         }

@@ -21,7 +21,8 @@ use crate::hermite::{series_row, Pointwise, Row, Series};
 use crate::limit_f32::{LayerVars32, Layers32, Scratch32, Tiles32};
 use crate::simd::Simd;
 use crate::tiles::{
-    aligned, for_each_tile, panels, Placement, SharedOutput, Tile, PANEL_TILES, TILE, TILE_F32,
+    alignable, aligned, for_each_tile, panels, Placement, SharedOutput, Tile, PANEL_TILES, TILE,
+    TILE_F32,
 };
 use crate::trig::{Arcsine, Polynomial, Rational};
 use crate::with_dual;
@@ -633,8 +634,8 @@ fn superscript(n: usize) -> String {
         .collect()
 }
 
-/// Per-thread buffers: the Gram block of a panel in the input type (64 values
-/// longer, see [`aligned`]), and those of one tile.
+/// Per-thread buffers: the Gram block of a panel in the input type (see
+/// [`aligned`]), and those of one tile.
 struct Scratch<T> {
     gram: Vec<T>,
     tile: TileScratch,
@@ -654,7 +655,7 @@ impl<T: Real> Scratch<T> {
     /// Buffers for panels of up to [`PANEL_TILES`] tiles of `edge` × `edge`.
     fn new(edge: usize) -> Self {
         Scratch {
-            gram: vec![T::default(); PANEL_TILES * edge * edge + 64],
+            gram: alignable(PANEL_TILES * edge * edge),
             tile: TileScratch {
                 sigma: vec![0.0; edge * edge],
                 theta: vec![0.0; edge * edge],

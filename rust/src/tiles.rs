@@ -128,8 +128,12 @@ pub fn panels(n1: usize, n2: usize, symmetric: bool, edge: usize, height: usize)
     out
 }
 
-/// `buffer` from its first 64-byte boundary on (allocate 64 values more than
-/// needed). faer's GEMM chooses its kernels for short blocks by the alignment
+/// A buffer from which [`aligned`] cuts at least `len` values.
+pub(crate) fn alignable<T: Default + Clone>(len: usize) -> Vec<T> {
+    vec![T::default(); len + 64]
+}
+
+/// `buffer` (from [`alignable`]) from its first 64-byte boundary on. faer's GEMM chooses its kernels for short blocks by the alignment
 /// of the output, and their sums can differ in the last bit: GEMM outputs at a
 /// fixed alignment keep the results independent of where the allocator put a
 /// thread's buffers.
@@ -168,12 +172,19 @@ unsafe impl<T: Send> Sync for SharedOutput<'_, T> {}
 
 impl<'a, T: Copy> SharedOutput<'a, T> {
     pub fn new(data: &'a mut [T], rows: usize, cols: usize) -> Self {
-        assert_eq!(data.len(), rows * cols, "output length");
+        // SAFETY: the slice is borrowed for 'a.
+        unsafe { Self::from_parts(data.as_mut_ptr(), data.len(), rows, cols) }
+    }
+
+    /// # Safety
+    /// `ptr` must be valid for writes of `len` values, and not otherwise used, for 'a.
+    unsafe fn from_parts(ptr: *mut T, len: usize, rows: usize, cols: usize) -> Self {
+        assert_eq!(len, rows * cols, "output length");
         SharedOutput {
-            ptr: data.as_mut_ptr(),
+            ptr,
             rows,
             cols,
-            writes: Writes::for_output(std::mem::size_of_val(data)),
+            writes: Writes::for_output(len * std::mem::size_of::<T>()),
             _borrow: PhantomData,
         }
     }
@@ -182,14 +193,8 @@ impl<'a, T: Copy> SharedOutput<'a, T> {
     /// each must be written, through [`SharedOutput::block_mut`] by a product
     /// that overwrites, before [`SharedOutput::row_mut`] or the caller reads it.
     pub fn uninit(data: &'a mut [MaybeUninit<T>], rows: usize, cols: usize) -> Self {
-        assert_eq!(data.len(), rows * cols, "output length");
-        SharedOutput {
-            ptr: data.as_mut_ptr().cast(),
-            rows,
-            cols,
-            writes: Writes::for_output(std::mem::size_of_val(data)),
-            _borrow: PhantomData,
-        }
+        // SAFETY: the slice is borrowed for 'a; `MaybeUninit<T>` has the layout of `T`.
+        unsafe { Self::from_parts(data.as_mut_ptr().cast(), data.len(), rows, cols) }
     }
 
     pub fn rows(&self) -> usize {
