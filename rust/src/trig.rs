@@ -10,6 +10,18 @@
 
 use std::f64::consts::{FRAC_PI_2, PI};
 
+/// Horner's rule with fused multiply-adds in z's precision, coefficients
+/// lowest degree first.
+macro_rules! horner {
+    ($z:expr, $c:expr) => {{
+        let (z, c) = ($z, &$c);
+        c[..c.len() - 1]
+            .iter()
+            .rev()
+            .fold(c[c.len() - 1], |p, &k| z.mul_add(p, k))
+    }};
+}
+
 /// The reduction of [`reduce`] for any float type.
 macro_rules! reduced {
     ($x:expr) => {{
@@ -102,12 +114,12 @@ pub struct Polynomial;
 impl Arcsine for Polynomial {
     #[inline(always)]
     fn core(t: f64, z: f64) -> f64 {
-        (t * z).mul_add(horner(z, &ASIN_POLY), t)
+        (t * z).mul_add(horner!(z, ASIN_POLY), t)
     }
 
     #[inline(always)]
     fn sine(_rho: f64, t: f64, z: f64, large: bool) -> f64 {
-        let root = horner(z, &SQRT_1M_POLY);
+        let root = horner!(z, SQRT_1M_POLY);
         if large {
             2.0 * t * root
         } else {
@@ -167,15 +179,6 @@ const SQRT_1M_POLY: [f64; 13] = [
     -0.0347483937479511,
 ];
 
-/// Horner's rule with fused multiply-adds, coefficients lowest degree first.
-#[inline(always)]
-fn horner(z: f64, c: &[f64]) -> f64 {
-    c[..c.len() - 1]
-        .iter()
-        .rev()
-        .fold(c[c.len() - 1], |p, &k| z.mul_add(p, k))
-}
-
 /// Reduces |x| ≤ 1 to the core interval: (t, z = t², large) with t = |x|
 /// when |x| ≤ 1/2 and t = √((1 − |x|)/2) otherwise (`large`), in which case
 /// asin(|x|) = π/2 − 2 asin(t) and acos(|x|) = 2 asin(t).
@@ -204,14 +207,14 @@ pub fn acos_sin_pair<A: Arcsine>(rho: f64) -> (f64, f64, f64) {
 }
 
 /// Single-precision minimax coefficients of (asin(t) − t)/t³ as a polynomial
-/// in t² on [0, 1/2] (those of Moshier's Cephes `asinf`), highest degree first.
+/// in t² on [0, 1/2] (those of Moshier's Cephes `asinf`), lowest degree first.
 #[allow(clippy::excessive_precision)]
 const ASIN_F32: [f32; 5] = [
-    4.216_319_904_8e-2,
-    2.418_131_104_9e-2,
-    4.547_002_599_8e-2,
-    7.495_300_268_6e-2,
     1.666_675_242_2e-1,
+    7.495_300_268_6e-2,
+    4.547_002_599_8e-2,
+    2.418_131_104_9e-2,
+    4.216_319_904_8e-2,
 ];
 
 /// (acos(ρ), π − acos(ρ)) in single precision for ρ ∈ [−1, 1], to a few ulps
@@ -221,10 +224,12 @@ const ASIN_F32: [f32; 5] = [
 pub fn acos_pair_f32(rho: f32) -> (f32, f32) {
     use std::f32::consts::{FRAC_PI_2, PI};
     let (t, z, large) = reduced!(rho);
-    let p = ASIN_F32[1..]
-        .iter()
-        .fold(ASIN_F32[0], |p, &c| z.mul_add(p, c));
-    angles!(((t * z).mul_add(p, t), large), rho, PI, FRAC_PI_2)
+    angles!(
+        ((t * z).mul_add(horner!(z, ASIN_F32), t), large),
+        rho,
+        PI,
+        FRAC_PI_2
+    )
 }
 
 #[cfg(test)]
