@@ -1,126 +1,121 @@
-"""Native core of ntkfast (Rust). Call through the Python API, which validates arguments."""
+"""Native core of ntkfast (Rust). Call through the Python API, which validates arguments.
+
+Every computation borrows C-contiguous arrays of one dtype (float32 or float64), releases the
+GIL while it runs and turns Ctrl-C into KeyboardInterrupt; outputs are C-contiguous, writable
+arrays of the inputs' dtype, allocated by the caller.
+"""
 
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import final
 
 import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
-    "limit_kernel",
-    "limit_kernel_diagonal",
-    "mlp_apply",
-    "mlp_ntk",
-    "mlp_jacobian",
-    "mlp_vjp",
-    "mlp_step",
+    "LimitKernel",
+    "Network",
     "init_normal",
     "set_num_threads",
     "get_num_threads",
     "TILE",
     "TILE_F32",
-    "PANEL_TILES",
     "ACTIVATIONS",
 ]
 
 TILE: int
 TILE_F32: int
-PANEL_TILES: int
-ACTIVATIONS: list[str]
+#: The activation registry: (name, σ as text, has a closed-form dual, parameter name or None,
+#: default parameter) for every built-in activation, in the core's order.
+ACTIVATIONS: list[tuple[str, str, bool, str | None, float]]
 
-def limit_kernel(
-    x1: np.ndarray,
-    x2: np.ndarray | None,
-    depth: int,
-    activation: str,
-    param: float,
-    beta: float,
-    out_nngp: np.ndarray | None,
-    out_ntk: np.ndarray | None,
-    custom: Callable[[NDArray[np.float64]], tuple[np.ndarray, np.ndarray]] | None = None,
-) -> tuple[float, int]:
-    """Writes Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ between the rows of x1 and x2 (None: x1) into the outputs.
+@final
+class LimitKernel:
+    """Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ of a depth-L network: the parsed settings, made once per call.
 
-    x1 (N1, n0), x2 (N2, n0) C-contiguous of one dtype (float32 or float64); outputs
-    (N1, N2) C-contiguous, writable, of that dtype, or None to skip. ``custom``, when given,
-    maps a 1-D float64 array x to (σ(x), σ'(x)) and replaces the named activation; it is
-    called with the GIL taken back, a few times per layer. Releases the GIL; Ctrl-C raises
-    KeyboardInterrupt. Returns (estimated relative error of the Hermite series, the most
-    terms a layer kept), (0.0, 0) for closed-form activations.
+    ``activation`` is a registry name and ``param`` its parameter (ignored by those without);
+    ``custom``, when given, maps a 1-D float64 array x to (σ(x), σ'(x)) and replaces the
+    named activation (called with the GIL taken back, a few times per layer).
     """
 
-def limit_kernel_diagonal(
-    x: np.ndarray,
-    depth: int,
-    activation: str,
-    param: float,
-    beta: float,
-    custom: Callable[[NDArray[np.float64]], tuple[np.ndarray, np.ndarray]] | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """(Σ⁽ᴸ⁾(x, x), Θ∞⁽ᴸ⁾(x, x)) for every row of x (C-contiguous float32 or float64), as two
-    float64 arrays of shape (N,); O(N·(n0 + L))."""
+    def __new__(
+        cls,
+        depth: int,
+        activation: str,
+        param: float,
+        beta: float,
+        custom: Callable[[NDArray[np.float64]], tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> LimitKernel: ...
+    def compute(
+        self,
+        x1: np.ndarray,
+        x2: np.ndarray | None,
+        out_nngp: np.ndarray | None,
+        out_ntk: np.ndarray | None,
+    ) -> tuple[float, int]:
+        """Writes Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ between the rows of x1 (N1, n0) and x2 (N2, n0; None: x1)
+        into the (N1, N2) outputs (None skips one). Returns (estimated relative error of the
+        Hermite series, the most terms a layer kept), (0.0, 0) for closed forms."""
+    def diagonal(self, x: np.ndarray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(Σ⁽ᴸ⁾(x, x), Θ∞⁽ᴸ⁾(x, x)) for every row of x as float64 arrays (N,); O(N·(n0 + L))."""
+    def working_memory(self, rows: int) -> int:
+        """Bytes allocated besides the outputs for a kernel of ``rows`` samples in all."""
 
-def set_num_threads(threads: int) -> None: ...
-def get_num_threads() -> int: ...
+@final
+class Network:
+    """A fully-connected network (widths n_0 … n_L, a registry activation, β), parsed once.
 
-# Finite-width networks. ``net`` is (widths, activation name, activation parameter, beta);
-# ``weights``/``biases`` are the C-contiguous W (n_{l+1}, n_l) and b (n_{l+1},) of every layer,
-# all of x's dtype. Outputs are C-contiguous, writable, of that dtype. All release the GIL;
-# Ctrl-C raises KeyboardInterrupt. (_NetSpec is a typing-only alias, absent at runtime.)
-_NetSpec: TypeAlias = tuple[list[int], str, float, float]
+    ``weights``/``biases`` are the C-contiguous W (n_{l+1}, n_l) and b (n_{l+1},) of every
+    layer, all of x's dtype.
+    """
 
-def mlp_apply(
-    net: _NetSpec,
-    weights: list[np.ndarray],
-    biases: list[np.ndarray],
-    x: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """f_θ(x) into out (N, n_L)."""
-
-def mlp_ntk(
-    net: _NetSpec,
-    weights: list[np.ndarray],
-    biases: list[np.ndarray],
-    x1: np.ndarray,
-    x2: np.ndarray | None,
-    output: str,
-    out: np.ndarray,
-) -> None:
-    """The empirical NTK ("trace" (N1, N2), "diagonal" (N1, N2, n_L), "full" (N1, N2, n_L, n_L))."""
-
-def mlp_jacobian(
-    net: _NetSpec,
-    weights: list[np.ndarray],
-    biases: list[np.ndarray],
-    x: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """∂f/∂θ into out (N, n_L, P), columns W0.ravel(), b0, W1.ravel(), b1, …."""
-
-def mlp_vjp(
-    net: _NetSpec,
-    weights: list[np.ndarray],
-    biases: list[np.ndarray],
-    x: np.ndarray,
-    d: np.ndarray,
-    out_weights: list[np.ndarray],
-    out_biases: list[np.ndarray],
-) -> None:
-    """(1/N) Σ_i J(x_i)ᵀ d_i into the parameter-shaped outputs."""
+    def __new__(cls, widths: list[int], activation: str, param: float, beta: float) -> Network: ...
+    def apply(
+        self, weights: list[np.ndarray], biases: list[np.ndarray], x: np.ndarray, out: np.ndarray
+    ) -> None:
+        """f_θ(x) into out (N, n_L)."""
+    def ntk(
+        self,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray],
+        x1: np.ndarray,
+        x2: np.ndarray | None,
+        output: str,
+        out: np.ndarray,
+    ) -> None:
+        """The empirical NTK ("trace" (N1, N2), "diagonal" (N1, N2, n_L), "full" (N1, N2,
+        n_L, n_L))."""
+    def jacobian(
+        self, weights: list[np.ndarray], biases: list[np.ndarray], x: np.ndarray, out: np.ndarray
+    ) -> None:
+        """∂f/∂θ into out (N, n_L, P), columns W0.ravel(), b0, W1.ravel(), b1, …."""
+    def vjp(
+        self,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray],
+        x: np.ndarray,
+        d: np.ndarray,
+        out_weights: list[np.ndarray],
+        out_biases: list[np.ndarray],
+    ) -> None:
+        """(1/N) Σ_i J(x_i)ᵀ d_i into the parameter-shaped outputs."""
+    def step(
+        self,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray],
+        x: np.ndarray,
+        y: NDArray[np.float64] | None,
+        out_f: np.ndarray,
+        lr: float,
+        direction: Callable[[], np.ndarray] | None = None,
+    ) -> None:
+        """One step of gradient descent in place: f_θ(x) (before the update) into out_f, then
+        d = y − f (MSE, y float64 (N, n_L)) or ``direction()`` (called with the GIL after
+        out_f is written; it must not read W or b), and θ ← θ + lr (1/N) Σ_i J(x_i)ᵀ d_i."""
+    def working_memory(self, rows: int, itemsize: int, cotangents: bool) -> int:
+        """Bytes of the per-input intermediates of a pass over ``rows`` inputs."""
 
 def init_normal(seed: int, stream: int, out: NDArray[np.float64]) -> None:
     """Entries 0 … out.size − 1 of standard normal stream ``stream`` of ``seed`` (float64)."""
 
-def mlp_step(
-    net: _NetSpec,
-    weights: list[np.ndarray],
-    biases: list[np.ndarray],
-    x: np.ndarray,
-    direction: Callable[[], np.ndarray],
-    out_f: np.ndarray,
-    lr: float,
-) -> None:
-    """One training step in place: a forward pass writes f into out_f, ``direction()`` (called
-    with the GIL) returns d (N, n_L), and θ ← θ + lr (1/N) Σ_i J(x_i)ᵀ d_i updates the given
-    W and b arrays (which must not be read by ``direction``)."""
+def set_num_threads(threads: int) -> None: ...
+def get_num_threads() -> int: ...

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 
 import numpy as np
-from numpy.typing import DTypeLike
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 
 def as_samples(x: object, name: str, finite: bool = True) -> np.ndarray:
@@ -46,6 +46,22 @@ def check_finite(arr: np.ndarray, name: str) -> None:
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         raise ValueError(f"{name} has non-finite values (NaN or inf) in row {row}")
+
+
+def as_finite_array(a: ArrayLike, name: str, ndim: tuple[int, ...]) -> NDArray[np.float64]:
+    """``a`` as a float64 array of one of the dimensions ``ndim``, all finite (TypeError for
+    non-real dtypes, ValueError otherwise)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if arr.ndim not in ndim:
+        raise ValueError(
+            f"{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} has non-finite values (NaN or inf)")
+    return arr
 
 
 def as_positive_int(value: object, name: str, minimum: int = 1) -> int:

@@ -24,6 +24,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _ntkfast
+
 __all__ = [
     "Activation",
     "ReLU",
@@ -267,23 +269,28 @@ class Custom(Activation):
         return sigma, dsigma
 
 
-_BY_NAME = {
-    cls.name: cls
-    for cls in (
-        ReLU,
-        LeakyReLU,
-        Abs,
-        Erf,
-        Gelu,
-        Sin,
-        Cos,
-        Identity,
-        Tanh,
-        Sigmoid,
-        Softplus,
-        Silu,
-    )
-}
+def _classes() -> dict[str, type[Activation]]:
+    """The class of every activation of the core's registry, by name: the classes above
+    where written, else one made from the registry's formula (so that an activation added
+    to the core is usable from Python at once)."""
+    written = {
+        cls.name: cls
+        for cls in (ReLU, LeakyReLU, Abs, Erf, Gelu, Sin, Cos, Identity)
+        + (Tanh, Sigmoid, Softplus, Silu)
+    }
+    classes: dict[str, type[Activation]] = {}
+    for name, formula, closed, _param, _default in _ntkfast.ACTIVATIONS:
+        if name in written:
+            classes[name] = written[name]
+            continue
+        method = "closed-form dual" if closed else "Hermite series"
+        doc = f"σ(x) = {formula} ({method})."
+        title = "".join(part.capitalize() for part in name.split("_"))
+        classes[name] = type(title, (Activation,), {"name": name, "__doc__": doc})
+    return classes
+
+
+_BY_NAME = _classes()
 NAMES = tuple(_BY_NAME)
 
 

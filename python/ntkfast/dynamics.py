@@ -27,6 +27,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.integrate import solve_ivp
 from scipy.special import log_softmax, softmax
 
+from ._validation import as_finite_array
+
 __all__ = [
     "MSE",
     "CrossEntropy",
@@ -47,36 +49,22 @@ EIG_TOL = 1e-10
 FLOW_LIMIT = 1e100
 
 
-def _finite(a: ArrayLike, name: str, ndim: tuple[int, ...]) -> NDArray[np.float64]:
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
-    if arr.ndim not in ndim:
-        raise ValueError(
-            f"{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {arr.shape}"
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} has non-finite values (NaN or inf)")
-    return arr
-
-
 def _square_kernel(k: ArrayLike, name: str) -> NDArray[np.float64]:
-    k = _finite(k, name, (2,))
+    k = as_finite_array(k, name, (2,))
     if k.shape[0] != k.shape[1] or k.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty square (N, N) matrix, got shape {k.shape}")
     return 0.5 * (k + k.T)
 
 
 def _targets(y: ArrayLike, n: int, name: str) -> NDArray[np.float64]:
-    y = _finite(y, name, (1, 2))
+    y = as_finite_array(y, name, (1, 2))
     if y.shape[0] != n:
         raise ValueError(f"{name} has {y.shape[0]} rows but the kernel is {n} × {n}")
     return y
 
 
 def _cross(k: ArrayLike, n: int, name: str) -> NDArray[np.float64]:
-    k = _finite(k, name, (2,))
+    k = as_finite_array(k, name, (2,))
     if k.shape[1] != n:
         raise ValueError(
             f"{name} must have shape (M, {n}) to match the training kernel, got {k.shape}"
@@ -162,7 +150,7 @@ class MSEFlow:
         if f0_test is not None:
             if self.k_test is None:
                 raise ValueError("f0_test needs k_test_train when the flow is built")
-            f0_test = _finite(f0_test, "f0_test", (1, 2))
+            f0_test = as_finite_array(f0_test, "f0_test", (1, 2))
             if f0_test.shape != (self.k_test.shape[0], *self.y.shape[1:]):
                 raise ValueError(
                     f"f0_test must have shape {(self.k_test.shape[0], *self.y.shape[1:])}, "
@@ -257,7 +245,7 @@ class MSE:
     y: NDArray[np.float64]
 
     def __post_init__(self) -> None:
-        self.y = _finite(self.y, "y", (1, 2))
+        self.y = as_finite_array(self.y, "y", (1, 2))
 
     def value(self, f: NDArray[np.float64]) -> float:
         diff = (f - self.y).reshape(len(self.y), -1)
@@ -356,7 +344,7 @@ def kernel_flow(
         if f0_test is None or k_test_train is None:
             raise ValueError("test outputs need both k_test_train and f0_test")
         k_test = _cross(k_test_train, n, "k_test_train")
-        f0_test = _finite(f0_test, "f0_test", (1, 2))
+        f0_test = as_finite_array(f0_test, "f0_test", (1, 2))
         if f0_test.shape != (k_test.shape[0], *f0.shape[1:]):
             raise ValueError(f"f0_test must have shape {(k_test.shape[0], *f0.shape[1:])}")
     if isinstance(cost, MSE) and cost.y.shape != f0.shape:
@@ -471,10 +459,10 @@ def quantiles(mean: ArrayLike, cov: ArrayLike, q: Iterable[float] = (0.1, 0.5, 0
     """
     from scipy.stats import norm
 
-    mean = _finite(mean, "mean", (1, 2))
+    mean = as_finite_array(mean, "mean", (1, 2))
     if mean.shape[0] == 0:
         raise ValueError("mean must be non-empty")
-    cov = _finite(cov, "cov", (2,))
+    cov = as_finite_array(cov, "cov", (2,))
     if cov.shape != (mean.shape[0], mean.shape[0]):
         raise ValueError(
             f"cov must have shape {(mean.shape[0], mean.shape[0])} to match mean, got {cov.shape}"

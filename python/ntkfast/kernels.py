@@ -61,22 +61,12 @@ def _parse_get(get: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
     return kinds, single
 
 
-# Allowance for the core's GEMM workspace and small buffers.
-_CORE_MARGIN = 8 * 2**20
-
-
-def _working_memory(rows: int, depth: int) -> int:
-    """Bytes the core allocates besides the outputs: per sample and layer three float64
-    (variance, its root and inverse root) and two float32 (the roots again, for float32
-    kernels of the piecewise-linear activations), two float64 per sample, per thread the
-    Gram block of a panel (``PANEL_TILES`` tiles, counted in float64), three float64 and
-    three float32 tiles (of the larger of the two tile edges), and a fixed margin. Checked
-    before any work, so that a request that cannot fit (system memory, cgroup or
-    ``ulimit``) is a MemoryError instead of an abort."""
-    tile = max(_ntkfast.TILE, _ntkfast.TILE_F32) ** 2
-    per_thread = (_ntkfast.PANEL_TILES * 8 + 3 * 8 + 3 * 4) * tile
-    tiles = per_thread * _ntkfast.get_num_threads()
-    return (32 * depth + 16) * rows + tiles + _CORE_MARGIN
+def _core(depth: int, act: _activations.Activation, beta: float) -> _ntkfast.LimitKernel:
+    """The core's kernel object for the validated settings (a MemoryError for a depth whose
+    per-layer variances alone, 32 bytes a layer, could never be addressed)."""
+    if depth >= 2**58:
+        check_memory(32.0 * depth, f"depth {depth} (per-layer variances)")
+    return _ntkfast.LimitKernel(depth, act.name, act.param, beta, act.core_callback)
 
 
 @overload
@@ -162,6 +152,7 @@ def limit_kernel(
     depth = as_positive_int(depth, "depth")
     beta = as_finite_float(beta, "beta")
     act = _activations.get(activation)
+    core = _core(depth, act, beta)
     symmetric = x2 is None or x2 is x1  # before conversion, which makes new objects
     x1 = as_samples(x1, "x1")
     x2 = None if symmetric else as_samples(x2, "x2")
@@ -178,7 +169,7 @@ def limit_kernel(
     inputs = (x1,) if x2 is None else (x1, x2)
 
     rows = shape[0] + (0 if symmetric else shape[1])
-    check_memory(_working_memory(rows, depth), f"depth {depth} (per-layer variances and tiles)")
+    check_memory(core.working_memory(rows), f"depth {depth} (per-layer variances and tiles)")
     given: dict[str, object]
     if out is None:
         arrays = dict(zip(kinds, allocate(shape, dtype, len(kinds))))
@@ -199,16 +190,8 @@ def limit_kernel(
         if len(arrays) == 2 and np.may_share_memory(arrays["nngp"], arrays["ntk"]):
             raise ValueError("out nngp and out ntk must not overlap")
 
-    error, terms = _ntkfast.limit_kernel(
-        x1,
-        None if symmetric else x2,
-        depth,
-        act.name,
-        act.param,
-        beta,
-        arrays.get("nngp"),
-        arrays.get("ntk"),
-        act.core_callback,
+    error, terms = core.compute(
+        x1, None if symmetric else x2, arrays.get("nngp"), arrays.get("ntk")
     )
     if error > SERIES_WARNING:
         warnings.warn(
@@ -269,17 +252,10 @@ def limit_kernel_diagonal(
     kinds, single = _parse_get(get)
     depth = as_positive_int(depth, "depth")
     beta = as_finite_float(beta, "beta")
-    act = _activations.get(activation)
+    core = _core(depth, _activations.get(activation), beta)
     x = as_samples(x, "x")
-    check_memory(_working_memory(x.shape[0], depth), f"depth {depth} (per-layer variances)")
-    nngp, ntk = _ntkfast.limit_kernel_diagonal(
-        x,
-        depth,
-        act.name,
-        act.param,
-        beta,
-        act.core_callback,
-    )
+    check_memory(core.working_memory(x.shape[0]), f"depth {depth} (per-layer variances)")
+    nngp, ntk = core.diagonal(x)
     arrays = {"nngp": nngp.astype(x.dtype, copy=False), "ntk": ntk.astype(x.dtype, copy=False)}
     if single:
         return arrays[kinds[0]]

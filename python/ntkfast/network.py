@@ -12,6 +12,7 @@ W⁽⁰⁾.ravel(), b⁽⁰⁾, W⁽¹⁾.ravel(), b⁽¹⁾, …. Computations 
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Iterable, Sequence
 
@@ -38,6 +39,12 @@ _OUTPUTS = ("trace", "diagonal", "full")
 #: Largest mean square x·x/n0 of an input row, per dtype: beyond it the Gram matrices of the
 #: empirical NTK overflow (inf · 0 = NaN where a unit is saturated), as for limit_kernel.
 _INPUT_LIMIT = {np.dtype(np.float64): 1e300, np.dtype(np.float32): 1e30}
+
+
+@functools.lru_cache(maxsize=32)
+def _network(widths: tuple[int, ...], name: str, param: float, beta: float) -> _ntkfast.Network:
+    """The core's network for these settings, parsed once and kept for later calls."""
+    return _ntkfast.Network(list(widths), name, param, beta)
 
 
 class MLP:
@@ -200,22 +207,24 @@ class MLP:
             )
         return converted
 
-    def _spec(self) -> tuple[list[int], str, float, float]:
+    def _core(self) -> _ntkfast.Network:
+        """The core's network for the current widths, activation and beta (made once and
+        kept while they stay the same)."""
         if isinstance(self.activation, _activations.Custom):
             names = ", ".join(_activations.NAMES)
             raise ValueError(
                 f"finite-width networks need a built-in activation ({names}); "
                 f"{self.activation!r} works with limit_kernel only"
             )
-        return (self.widths, self.activation.name, self.activation.param, self.beta)
+        act = self.activation
+        return _network(tuple(self.widths), act.name, act.param, self.beta)
 
     def _check_work_memory(self, rows: int, dtype: DTypeLike, cotangents: bool, what: str) -> None:
-        """MemoryError before any work if the per-input intermediates cannot fit: per input
-        2 Σ_{0<l<L} n_l + n_L numbers (activations, σ' and outputs) and, for kernels and
-        Jacobians, n_L Σ_{0<l<L} n_l more (cotangents)."""
-        hidden = sum(self.widths[1:-1])
-        per_row = 2 * hidden + self.widths[-1] + (self.widths[-1] * hidden if cotangents else 0)
-        check_memory(rows * per_row * np.dtype(dtype).itemsize, what)
+        """MemoryError before any work if the per-input intermediates cannot fit (the
+        core's estimate: activations, σ' and outputs, and cotangents for kernels and
+        Jacobians)."""
+        core = self._core()
+        check_memory(core.working_memory(rows, np.dtype(dtype).itemsize, cotangents), what)
 
     # ----------------------------------------------------------------- the network
 
@@ -225,7 +234,7 @@ class MLP:
         x = self._inputs(x, "x", dtype)
         self._check_work_memory(x.shape[0], dtype, False, "the forward pass")
         (out,) = allocate((x.shape[0], self.widths[-1]), dtype, 1)
-        _ntkfast.mlp_apply(self._spec(), weights, biases, x, out)
+        self._core().apply(weights, biases, x, out)
         return out
 
     def ntk(
@@ -264,7 +273,7 @@ class MLP:
         m = self.widths[-1]
         shape = {"trace": (n1, n2), "diagonal": (n1, n2, m), "full": (n1, n2, m, m)}[output]
         (out,) = allocate(shape, dtype, 1)
-        _ntkfast.mlp_ntk(self._spec(), weights, biases, x1, x2, output, out)
+        self._core().ntk(weights, biases, x1, x2, output, out)
         return out
 
     def jacobian(self, params: Sequence[tuple[ArrayLike, ArrayLike]], x: ArrayLike) -> np.ndarray:
@@ -277,7 +286,7 @@ class MLP:
         x = self._inputs(x, "x", dtype)
         self._check_work_memory(x.shape[0], dtype, True, "the Jacobian's cotangents")
         (out,) = allocate((x.shape[0], self.widths[-1], self.num_params), dtype, 1)
-        _ntkfast.mlp_jacobian(self._spec(), weights, biases, x, out)
+        self._core().jacobian(weights, biases, x, out)
         return out
 
     def vjp(
@@ -306,7 +315,7 @@ class MLP:
         self._check_work_memory(x.shape[0], dtype, False, "the backward pass")
         gw = [np.empty_like(w) for w in weights]
         gb = [np.empty_like(b) for b in biases]
-        _ntkfast.mlp_vjp(self._spec(), weights, biases, x, d, gw, gb)
+        self._core().vjp(weights, biases, x, d, gw, gb)
         if not all(np.isfinite(g).all() for g in (*gw, *gb)):
             raise ValueError(
                 f"the vjp overflows {dtype.name} (its entries exceed the largest number); "

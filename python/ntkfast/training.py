@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _ntkfast
-from ._validation import as_finite_float, as_positive_int
-from .dynamics import MSE, _finite
+from ._validation import as_finite_array, as_finite_float, as_positive_int
+from .dynamics import MSE
 
 if TYPE_CHECKING:
     from .dynamics import _Cost
@@ -105,13 +104,15 @@ def train(
         y = y[:, None]
     if y.shape != (n, m):
         raise ValueError(f"y_train must have shape ({n}, {m}), got {y.shape}")
-    y = _finite(y, "y_train", (2,))
+    y = as_finite_array(y, "y_train", (2,))
     steps = as_positive_int(steps, "steps", minimum=0)
     lr = as_finite_float(lr, "lr")
     if lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr}")
     record_every = as_positive_int(record_every, "record_every")
     xt = None if x_test is None else net._inputs(x_test, "x_test", dtype)
+    # The built-in MSE cost with the default direction runs whole steps in the core.
+    builtin = cost is None and direction is None
     cost = MSE(y) if cost is None else cost
     if not (callable(getattr(cost, "value", None)) and callable(getattr(cost, "derivative", None))):
         raise TypeError("cost must have value(f) and derivative(f) methods")
@@ -120,7 +121,8 @@ def train(
     weights = [w.copy() for w in weights]
     biases = [b.copy() for b in biases]
     f = np.empty((n, m), dtype)
-    spec = net._spec()
+    core = net._core()
+    y_core = np.ascontiguousarray(y)
     records: dict[str, list[float | np.ndarray]] = {
         "times": [],
         "f_train": [],
@@ -183,12 +185,17 @@ def train(
             if state["record"]:
                 record_parameters(step)
             if step == steps:
-                _ntkfast.mlp_apply(spec, weights, biases, x, f)
+                core.apply(weights, biases, x, f)
                 observe()
                 break
-            # Forward pass (f into `f`), then current_direction() gives d(f), then
-            # θ ← θ + η ⟨∂_θF, d⟩ in place, the gradient added inside the GEMMs.
-            _ntkfast.mlp_step(spec, weights, biases, x, current_direction, f, lr)
+            # Forward pass (f into `f`), then the direction d(f), then θ ← θ + η ⟨∂_θF, d⟩ in
+            # place, the gradient added inside the GEMMs: d = y − f in the core for the MSE
+            # cost (its outputs observed after the step), else current_direction().
+            if builtin:
+                core.step(weights, biases, x, y_core, f, lr)
+                observe()
+            else:
+                core.step(weights, biases, x, None, f, lr, current_direction)
     except DivergenceError as err:
         rate = _largest_stable_rate(net, params, x, n)
         raise DivergenceError(

@@ -1,6 +1,6 @@
 //! Single-thread throughput of Gram blocks of different shapes (GFLOP/s), f64 and f32:
 //! `cargo run --release --example gram_speed`.
-use ntkfast::gram::Real;
+use ntkfast::Real;
 use std::time::Instant;
 
 fn rate<T: Real>(x: &[T], n: usize, k: usize, m: usize, w: usize) -> f64 {

@@ -1,6 +1,6 @@
 //! Times the ReLU limit kernel of SPEC row 1 (N = 4096, n₀ = 784) by depth,
 //! dtype and outputs: `cargo run --release --example limit_timing [threads]`.
-use ntkfast::gram::Real;
+use ntkfast::Real;
 use ntkfast::{Activation, LimitKernel, Outputs, Samples};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -27,7 +27,7 @@ fn best<T: Real>(x: &[T], n: usize, k: usize, depth: usize, ntk: bool) -> f64 {
 
 fn main() {
     if let Some(t) = std::env::args().nth(1) {
-        ntkfast::tiles::set_num_threads(t.parse().unwrap()).unwrap();
+        ntkfast::pool::set_num_threads(t.parse().unwrap()).unwrap();
     }
     let (n, k) = (4096usize, 784usize);
     // Deterministic pseudo-Gaussian rows (sum of uniforms).

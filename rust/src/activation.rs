@@ -6,6 +6,7 @@
 //! (which evaluates them at quadrature nodes) and the tests.
 
 use crate::error::{invalid, Result};
+use crate::with_dual;
 use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,59 +38,105 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// The names accepted by [`Activation::from_name`].
-    pub const NAMES: [&'static str; 12] = [
-        "relu",
-        "leaky_relu",
-        "abs",
-        "erf",
-        "gelu",
-        "sin",
-        "cos",
-        "identity",
-        "tanh",
-        "sigmoid",
-        "softplus",
-        "silu",
+    /// Every built-in activation once, parametrised ones with their default
+    /// parameter: the registry that names, the Python classes, the CLI's list
+    /// and the tests are made from (a variant missing here fails the test
+    /// `the_registry_lists_every_variant_once`).
+    pub const ALL: [Activation; 12] = [
+        Activation::Relu,
+        Activation::LeakyRelu { slope: 0.01 },
+        Activation::Abs,
+        Activation::Erf,
+        Activation::Gelu,
+        Activation::Sin,
+        Activation::Cos,
+        Activation::Identity,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Softplus,
+        Activation::Silu,
     ];
 
-    /// Looks an activation up by name; `param` is the slope of `leaky_relu`
-    /// and is ignored by the others.
-    pub fn from_name(name: &str, param: f64) -> Result<Self> {
-        Ok(match name {
-            "relu" => Activation::Relu,
-            "leaky_relu" => {
-                if !param.is_finite() {
-                    return invalid(format!("leaky_relu slope must be finite, got {param}"));
+    /// The name by which Python, the CLI and messages know the activation.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::LeakyRelu { .. } => "leaky_relu",
+            Activation::Abs => "abs",
+            Activation::Erf => "erf",
+            Activation::Gelu => "gelu",
+            Activation::Sin => "sin",
+            Activation::Cos => "cos",
+            Activation::Identity => "identity",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Softplus => "softplus",
+            Activation::Silu => "silu",
+        }
+    }
+
+    /// σ(x) as text, for documentation and the Python classes' docstrings.
+    pub fn formula(&self) -> &'static str {
+        match self {
+            Activation::Relu => "max(0, x)",
+            Activation::LeakyRelu { .. } => "max(0, x) + slope · min(0, x)",
+            Activation::Abs => "|x|",
+            Activation::Erf => "erf(x)",
+            Activation::Gelu => "x Φ(x), Φ the standard normal CDF (exact GELU)",
+            Activation::Sin => "sin(x)",
+            Activation::Cos => "cos(x)",
+            Activation::Identity => "x",
+            Activation::Tanh => "tanh(x)",
+            Activation::Sigmoid => "1 / (1 + e^{−x}), the logistic function",
+            Activation::Softplus => "log(1 + eˣ)",
+            Activation::Silu => "x / (1 + e^{−x}), also called swish",
+        }
+    }
+
+    /// The name and value of the activation's one parameter, if it has one.
+    pub fn param(&self) -> Option<(&'static str, f64)> {
+        match *self {
+            Activation::LeakyRelu { slope } => Some(("slope", slope)),
+            _ => None,
+        }
+    }
+
+    /// The same activation with parameter `value` (ignored by parameter-free
+    /// ones); an error for a non-finite value.
+    pub fn with_param(self, value: f64) -> Result<Self> {
+        Ok(match self {
+            Activation::LeakyRelu { .. } => {
+                if !value.is_finite() {
+                    return invalid(format!("leaky_relu slope must be finite, got {value}"));
                 }
-                Activation::LeakyRelu { slope: param }
+                Activation::LeakyRelu { slope: value }
             }
-            "abs" => Activation::Abs,
-            "erf" => Activation::Erf,
-            "gelu" => Activation::Gelu,
-            "sin" => Activation::Sin,
-            "cos" => Activation::Cos,
-            "identity" => Activation::Identity,
-            "tanh" => Activation::Tanh,
-            "sigmoid" => Activation::Sigmoid,
-            "softplus" => Activation::Softplus,
-            "silu" => Activation::Silu,
-            _ => {
-                return invalid(format!(
-                    "unknown activation {name:?}; valid names: {}",
-                    Self::NAMES.join(", ")
-                ))
-            }
+            other => other,
         })
     }
 
+    /// The names of [`Activation::ALL`], in its order.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Self::ALL.iter().map(Activation::name)
+    }
+
+    /// Looks an activation up by name; `param` is the parameter of those that
+    /// have one (the slope of `leaky_relu`) and is ignored by the others.
+    pub fn from_name(name: &str, param: f64) -> Result<Self> {
+        match Self::ALL.iter().find(|a| a.name() == name) {
+            Some(a) => a.with_param(param),
+            None => invalid(format!(
+                "unknown activation {name:?}; valid names: {}",
+                Self::names().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
     /// Whether Σ and Σ̇ have closed forms (`duals.rs`); the others use the
-    /// Hermite series.
+    /// Hermite series. Decided by [`with_dual!`], the one place that maps an
+    /// activation to its dual.
     pub fn has_closed_form(&self) -> bool {
-        !matches!(
-            self,
-            Activation::Tanh | Activation::Sigmoid | Activation::Softplus | Activation::Silu
-        )
+        with_dual!(*self, |_dual| true, else false)
     }
 
     /// σ(x).
@@ -215,7 +262,61 @@ fn normal_pdf(x: f64) -> f64 {
     INV_SQRT_2PI * (-0.5 * x * x).exp()
 }
 
-/// One activation of each kind, for tests.
+/// The dual of each activation: calls `$body` with `$dual` bound to the
+/// concrete closed-form dual of `$activation` (`duals.rs`), so that generic
+/// code is monomorphised (and vectorised) per activation; `$otherwise` for the
+/// activations that go through the Hermite series. A new activation gets its
+/// arm here, next to its name and σ above.
+#[macro_export]
+macro_rules! with_dual {
+    ($activation:expr, |$dual:ident| $body:expr, else $otherwise:expr) => {{
+        use $crate::activation::Activation as A;
+        use $crate::duals::*;
+        match $activation {
+            A::Relu => {
+                let $dual = Relu;
+                $body
+            }
+            A::LeakyRelu { slope } => {
+                let $dual = PiecewiseLinear {
+                    neg: slope,
+                    pos: 1.0,
+                };
+                $body
+            }
+            A::Abs => {
+                let $dual = PiecewiseLinear {
+                    neg: -1.0,
+                    pos: 1.0,
+                };
+                $body
+            }
+            A::Erf => {
+                let $dual = Erf;
+                $body
+            }
+            A::Gelu => {
+                let $dual = Gelu;
+                $body
+            }
+            A::Sin => {
+                let $dual = Trigonometric { cosine: false };
+                $body
+            }
+            A::Cos => {
+                let $dual = Trigonometric { cosine: true };
+                $body
+            }
+            A::Identity => {
+                let $dual = Identity;
+                $body
+            }
+            A::Tanh | A::Sigmoid | A::Softplus | A::Silu => $otherwise,
+        }
+    }};
+}
+
+/// One activation of each kind, for tests (leaky ReLU with another slope).
 #[cfg(test)]
 pub(crate) const EVERY_KIND: [Activation; 12] = [
     Activation::Relu,
@@ -262,6 +363,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_registry_lists_every_variant_once() {
+        // Exhaustive: a new variant must be given a place here.
+        fn place(a: &Activation) -> usize {
+            match a {
+                Activation::Relu => 0,
+                Activation::LeakyRelu { .. } => 1,
+                Activation::Abs => 2,
+                Activation::Erf => 3,
+                Activation::Gelu => 4,
+                Activation::Sin => 5,
+                Activation::Cos => 6,
+                Activation::Identity => 7,
+                Activation::Tanh => 8,
+                Activation::Sigmoid => 9,
+                Activation::Softplus => 10,
+                Activation::Silu => 11,
+            }
+        }
+        let places: Vec<usize> = Activation::ALL.iter().map(place).collect();
+        assert_eq!(places, (0..Activation::ALL.len()).collect::<Vec<_>>());
+        let mut names: Vec<&str> = Activation::names().collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Activation::ALL.len());
+        for a in Activation::ALL {
+            assert_eq!(Activation::from_name(a.name(), 0.01).unwrap(), a);
+        }
+        let closed: Vec<&str> = Activation::ALL
+            .iter()
+            .filter(|a| a.has_closed_form())
+            .map(|a| a.name())
+            .collect();
+        assert_eq!(
+            closed,
+            [
+                "relu",
+                "leaky_relu",
+                "abs",
+                "erf",
+                "gelu",
+                "sin",
+                "cos",
+                "identity"
+            ]
+        );
     }
 
     #[test]

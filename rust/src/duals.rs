@@ -11,6 +11,7 @@
 
 use crate::activation::Activation;
 use crate::trig::{self, Arcsine, Rational};
+use crate::with_dual;
 use std::f64::consts::FRAC_1_PI;
 
 const INV_2PI: f64 = 0.5 * FRAC_1_PI;
@@ -259,60 +260,9 @@ impl Dual for Identity {
     }
 }
 
-/// Calls `$body` with `$dual` bound to the concrete dual of `$activation`, so
-/// that generic code is monomorphised (and vectorised) per activation;
-/// `$otherwise` for the activations without a closed form.
-#[macro_export]
-macro_rules! with_dual {
-    ($activation:expr, |$dual:ident| $body:expr, else $otherwise:expr) => {{
-        use $crate::activation::Activation as A;
-        use $crate::duals::*;
-        match $activation {
-            A::Relu => {
-                let $dual = Relu;
-                $body
-            }
-            A::LeakyRelu { slope } => {
-                let $dual = PiecewiseLinear {
-                    neg: slope,
-                    pos: 1.0,
-                };
-                $body
-            }
-            A::Abs => {
-                let $dual = PiecewiseLinear {
-                    neg: -1.0,
-                    pos: 1.0,
-                };
-                $body
-            }
-            A::Erf => {
-                let $dual = Erf;
-                $body
-            }
-            A::Gelu => {
-                let $dual = Gelu;
-                $body
-            }
-            A::Sin => {
-                let $dual = Trigonometric { cosine: false };
-                $body
-            }
-            A::Cos => {
-                let $dual = Trigonometric { cosine: true };
-                $body
-            }
-            A::Identity => {
-                let $dual = Identity;
-                $body
-            }
-            A::Tanh | A::Sigmoid | A::Softplus | A::Silu => $otherwise,
-        }
-    }};
-}
-
 /// (Σ, Σ̇) of `activation` for one pair (the rational arcsine), None without a
-/// closed form; a convenience for tests and callers outside the hot loops.
+/// closed form; a convenience for tests.
+#[cfg(test)]
 pub fn dual_pair(activation: Activation, q11: f64, q22: f64, q12: f64) -> Option<(f64, f64)> {
     with_dual!(
         activation,

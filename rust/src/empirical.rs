@@ -13,17 +13,17 @@
 //! costing O(N₁ N₂ Σ_l n_l n_L²) multiply–adds for the full kernel.
 
 use crate::error::{invalid, Result};
-use crate::gram::Real;
 use crate::network::{Forward, Network};
+use crate::pool;
+use crate::real::Real;
 use crate::simd::Simd;
 use crate::tiles::{self, Placement, Tile};
 use faer::MatRef;
 use std::sync::atomic::AtomicBool;
 
 /// Tile edge (inputs per side) of the trace and diagonal kernels: a multiple
-/// of faer's register blocks on AVX2 (24, 12 rows) and AVX-512 (96, 48). On an
-/// AVX-512 machine the float32 trace of a 784-512-512-512 network on 1024
-/// inputs took 4 % less time than with 120 (float64 the same).
+/// of faer's register blocks on AVX2 (24, 12 rows) and AVX-512 (96, 48), so
+/// that no tile runs the narrower edge kernels (docs/performance.md).
 const GRAM_TILE: usize = 96;
 
 /// Which part of the n_L × n_L block of each pair of inputs is returned.
@@ -129,7 +129,7 @@ fn compute<T: Real>(
             transpose_blocks: contraction == Contraction::Full,
         },
     };
-    tiles::for_each_tile(
+    pool::for_each_tile(
         &tile_list,
         cancel,
         || Scratch::<T>::new(edge, height, m, block),

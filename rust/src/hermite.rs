@@ -41,8 +41,9 @@
 
 use crate::activation::Activation;
 use crate::error::{invalid, Error, Result};
-use crate::gram::Real;
-use crate::tiles::{self, SharedOutput, Tile, TILE};
+use crate::pool;
+use crate::real::Real;
+use crate::tiles::{SharedOutput, Tile, TILE};
 use faer::MatRef;
 use rayon::prelude::*;
 use std::f64::consts::PI;
@@ -205,6 +206,7 @@ impl Table {
     }
 
     /// c_k(q_i) for N samples.
+    #[cfg(test)]
     pub fn get(&self, k: usize, i: usize, n: usize) -> f64 {
         let half = if k.is_multiple_of(2) {
             &self.even
@@ -264,6 +266,7 @@ impl Series {
     /// finite), doubling the number of terms until every sample's tail is
     /// below tolerance or [`MAX_TERMS`] is reached (then `error` says how far
     /// off the kernel may be).
+    #[cfg(test)]
     pub fn expand(sigma: &dyn Pointwise, q: &[f64], cancel: &AtomicBool) -> Result<Self> {
         Self::expand_at_least(sigma, q, 1, cancel)
     }
@@ -466,7 +469,7 @@ fn expand_with(
         // SAFETY: each chunk writes only its own columns i0..i0 + rows.
         unsafe { fold_and_expand(rule, &mut s, &mut d, i0, rows, !concurrent, &outputs) }
     };
-    let pool = tiles::pool()?;
+    let pool = pool::pool()?;
     let moments: Vec<Moments> = if concurrent {
         pool.install(|| {
             starts
@@ -607,7 +610,7 @@ unsafe fn fold_and_expand(
         };
         let starts: Vec<usize> = (0..rows).step_by(BLOCK).collect();
         if parallel {
-            tiles::pool()?.install(|| starts.par_iter().for_each(|&c0| block(c0)));
+            pool::pool()?.install(|| starts.par_iter().for_each(|&c0| block(c0)));
         } else {
             starts.iter().for_each(|&c0| block(c0));
         }
@@ -686,7 +689,7 @@ fn block_tails(coef: &Table, total: &[f64], terms: usize, n: usize) -> Vec<f64> 
             out[k] = worst(&tail);
         }
     };
-    match tiles::pool() {
+    match pool::pool() {
         Ok(pool) => pool.install(|| out.par_chunks_mut(stride).enumerate().for_each(work)),
         Err(_) => out.chunks_mut(stride).enumerate().for_each(work),
     }
@@ -918,5 +921,44 @@ mod tests {
         }
         let err = Series::expand(&Bad, &[1.0], &AtomicBool::new(false)).unwrap_err();
         assert!(err.to_string().contains("not finite at x = 0"), "{err}");
+    }
+
+    /// The message of an Error::Invalid (any other outcome fails the test).
+    fn msg_of<T: std::fmt::Debug>(r: Result<T>) -> String {
+        match r {
+            Err(Error::Invalid(msg)) => msg,
+            other => panic!("expected Error::Invalid, got {other:?}"),
+        }
+    }
+
+    fn mentions(msg: &str, parts: &[&str]) {
+        for p in parts {
+            assert!(msg.contains(p), "{msg:?} does not mention {p:?}");
+        }
+    }
+
+    #[test]
+    fn the_series_rejects_bad_variances_directly() {
+        let cancel = AtomicBool::new(false);
+        let msg = msg_of(Series::expand(&Activation::Silu, &[1.0, 2e4], &cancel));
+        mentions(
+            &msg,
+            &["sample 1", "2e4", "1e4", "scale the inputs or beta down"],
+        );
+        for (q, shown) in [
+            (-1.0, "-1e0"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "inf"),
+            (MAX_SERIES_VARIANCE * (1.0 + 1e-15), "1e4"),
+        ] {
+            let msg = msg_of(Series::expand(
+                &Activation::Sigmoid,
+                &[0.5, 1.0, q],
+                &cancel,
+            ));
+            mentions(&msg, &["sample 2", shown]);
+        }
+        // The limit itself is accepted (identity converges at once).
+        Series::expand(&Activation::Identity, &[MAX_SERIES_VARIANCE], &cancel).unwrap();
     }
 }

@@ -15,7 +15,7 @@
 //! not depend on the platform's math library.
 
 use crate::error::Result;
-use crate::tiles;
+use crate::pool;
 use rayon::prelude::*;
 use std::f64::consts::TAU;
 
@@ -50,7 +50,7 @@ fn normal_pair(key: u64, j: u64) -> (f64, f64) {
 pub fn standard_normal(seed: u64, stream: u64, out: &mut [f64]) -> Result<()> {
     const CHUNK: usize = 1 << 14; // even, so chunks start on a Box–Muller pair
     let key = stream_key(seed, stream);
-    tiles::pool()?.install(|| {
+    pool::pool()?.install(|| {
         out.par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(c, chunk)| {

@@ -4,21 +4,29 @@
 //! the `python` module (feature `python`). Conventions follow Jacot, Gabriel &
 //! Hongler (2018): NTK parametrisation, depth L (L − 1 nonlinearities), bias
 //! scale β.
+//!
+//! The public surface is what the re-exports below name: the limit kernels
+//! ([`LimitKernel`]), networks ([`Network`], [`empirical_ntk`]), activations,
+//! inputs ([`Samples`]), the thread pool and errors. Inputs are checked once,
+//! where these take them; everything else is internal (see docs/architecture.md).
 
 pub mod activation;
-pub mod duals;
+mod duals;
 mod duals_f32;
-pub mod empirical;
-pub mod error;
-pub mod gram;
-pub mod hermite;
+mod empirical;
+mod error;
+mod gram;
+mod hermite;
 pub mod init;
-pub mod limit;
-mod limit_f32;
-pub mod network;
+mod limit;
+mod network;
+pub mod pool;
+mod real;
+mod samples;
 mod simd;
-pub mod tiles;
-pub mod trig;
+mod tiles;
+mod training;
+mod trig;
 
 #[cfg(feature = "python")]
 mod python;
@@ -26,5 +34,10 @@ mod python;
 pub use activation::Activation;
 pub use empirical::{empirical_ntk, Contraction, Features};
 pub use error::{Error, Result};
-pub use limit::{LimitKernel, Outputs, Samples};
-pub use network::{Layer, LayerMut, Network, Pass, Sink};
+pub use hermite::{Pointwise, MAX_SERIES_VARIANCE};
+pub use limit::{Diagonal, LimitKernel, Outputs, Report, Sigma};
+pub use network::{Forward, Layer, LayerMut, Network, Pass, Sink};
+pub use real::Real;
+pub use samples::Samples;
+pub use tiles::{TILE, TILE_F32};
+pub use training::Cost;

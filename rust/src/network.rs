@@ -12,8 +12,10 @@
 //! G_L = I,  G_l = (G_{l+1} W⁽ˡ⁾ / √n_l) ⊙ σ'(α̃⁽ˡ⁾).
 
 use crate::error::{invalid, Result};
-use crate::gram::{filled, par_product, par_product_add, par_product_new, Real};
-use crate::limit::Samples;
+use crate::gram::{filled, par_product, par_product_add, par_product_new};
+use crate::pool;
+use crate::real::Real;
+use crate::samples::Samples;
 use crate::simd::Simd;
 use crate::tiles;
 use crate::Activation;
@@ -25,9 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Architecture of a fully-connected network: widths n_0 … n_L, σ and β.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Network {
-    pub widths: Vec<usize>,
-    pub activation: Activation,
-    pub beta: f64,
+    pub(crate) widths: Vec<usize>,
+    pub(crate) activation: Activation,
+    pub(crate) beta: f64,
 }
 
 /// The parameters of one dense layer l: W⁽ˡ⁾ (n_{l+1} × n_l, row-major) and b⁽ˡ⁾ (n_{l+1}).
@@ -241,8 +243,6 @@ impl Network {
         Ok(net)
     }
 
-    /// The checks of [`Network::new`], repeated by the computations (the
-    /// fields are public, so a literal may bypass `new`).
     fn check(&self) -> Result<()> {
         let widths = &self.widths;
         if widths.len() < 2 {
@@ -272,7 +272,6 @@ impl Network {
     /// Checks that `fwd` is a forward pass of this network (one activation of
     /// the right size per layer, and σ' of the hidden layers when `slopes`).
     pub(crate) fn check_forward<T>(&self, fwd: &Forward<'_, T>, slopes: bool) -> Result<()> {
-        self.check()?;
         let (rows, depth) = (fwd.rows, self.depth());
         let sizes_match = |arrays: &[Vec<T>]| {
             arrays.len() >= depth - 1
@@ -317,6 +316,37 @@ impl Network {
     }
 
     /// L, the number of dense layers.
+    /// The widths n_0 … n_L.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+
+    /// σ.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// β.
+    pub fn beta(&self) -> f64 {
+        self.beta
+    }
+
+    /// Bytes of the per-input intermediates of a pass over `rows` inputs of
+    /// `itemsize`-byte values: per input 2 Σ_{0<l<L} n_l + n_L numbers
+    /// (activations, σ' and outputs) and, with `cotangents` (kernels,
+    /// Jacobians), n_L Σ_{0<l<L} n_l more. Callers check it before any work.
+    pub fn working_memory(&self, rows: usize, itemsize: usize, cotangents: bool) -> usize {
+        let hidden = self.widths[1..self.depth()]
+            .iter()
+            .fold(0usize, |s, &n| s.saturating_add(n));
+        let outputs = self.outputs();
+        let mut per_row = hidden.saturating_mul(2).saturating_add(outputs);
+        if cotangents {
+            per_row = per_row.saturating_add(outputs.saturating_mul(hidden));
+        }
+        rows.saturating_mul(per_row).saturating_mul(itemsize)
+    }
+
     pub fn depth(&self) -> usize {
         self.widths.len() - 1
     }
@@ -333,7 +363,6 @@ impl Network {
 
     /// Checks the number and sizes of the layers' parameters.
     pub fn check_params<T>(&self, params: &[Layer<'_, T>]) -> Result<()> {
-        self.check()?;
         if params.len() != self.depth() {
             return invalid(format!(
                 "expected parameters for {} layers, got {}",
@@ -373,8 +402,6 @@ impl Network {
         pass: Pass,
         cancel: &AtomicBool,
     ) -> Result<Forward<'x, T>> {
-        self.check()?;
-        x.check()?;
         self.check_params(params)?;
         self.check_inputs(&x)?;
         if let Some(w) = self
@@ -464,7 +491,7 @@ impl Network {
         let outputs = self.outputs();
         let rows = fwd.rows * outputs;
         let mut cot: Vec<Vec<T>> = vec![Vec::new(); depth - 1];
-        let pool = tiles::pool()?;
+        let pool = pool::pool()?;
         for l in (1..depth).rev() {
             let n = self.widths[l];
             let slopes = &fwd.slopes[l - 1];
@@ -527,7 +554,7 @@ impl Network {
             ));
         }
         sink.check(&self.widths)?;
-        let pool = tiles::pool()?;
+        let pool = pool::pool()?;
         let mut delta: Vec<T> = d.to_vec();
         for l in (0..depth).rev() {
             let (n_in, n_out) = (self.widths[l], self.widths[l + 1]);
@@ -596,7 +623,7 @@ impl Network {
         }
         let beta = self.beta;
         let unit: Vec<T> = vec![T::default(); outputs];
-        tiles::pool()?.install(|| {
+        pool::pool()?.install(|| {
             out.par_chunks_mut(p).enumerate().for_each_init(
                 || unit.clone(),
                 |e_k, (r, row)| {

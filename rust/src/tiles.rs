@@ -1,4 +1,4 @@
-//! Tiling of the output matrices, the dedicated thread pool, and cancellation.
+//! Tiling of the output matrices, and the output they are written into.
 //!
 //! A kernel matrix is cut into square tiles of `TILE` rows and columns, and
 //! the tiles down a column block into panels of a few tiles. Each panel is
@@ -8,14 +8,9 @@
 //! thread whatever the size of the output, and the result does not depend on
 //! the thread count.
 
-use crate::error::{Error, Result};
 use crate::simd::Simd;
-use rayon::prelude::*;
-use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 
 /// Tile edge: a multiple of the GEMM's register blocks (24 rows in f32, 12 in
 /// f64, 4 columns), so that no tile runs the slower edge kernels. The f64 tiles
@@ -23,11 +18,10 @@ use std::sync::{Arc, Mutex, RwLock};
 /// of the single-precision layers half that: they stay in L2 during the layer loop.
 pub const TILE: usize = 120;
 
-/// Tile edge of float32 kernels whose layers run in f32 (`limit_f32`): also a
-/// multiple of the AVX-512 register blocks' 48 rows (faer runs 96 × 4 f32 blocks
-/// there), and the f32 tiles of a thread (Gram, Σ, Θ, mirror: 81 KiB each) still
-/// fit in L2. On an AVX-512 machine it took 10 % less time than 120 (144 and 240
-/// tied; 96, 128, 136, 168, 192 were in between).
+/// Tile edge of float32 kernels whose layers run in f32 (`limit::layers_f32`):
+/// also a multiple of the AVX-512 register blocks' 48 rows (faer runs 96 × 4 f32
+/// blocks there), and the f32 tiles of a thread (Gram, Σ, Θ, mirror: 81 KiB
+/// each) still fit in L2 (the edges measured are in docs/performance.md).
 pub const TILE_F32: usize = 144;
 
 /// Rows `r0..r1` × columns `c0..c1` of an output.
@@ -490,110 +484,6 @@ impl<T: Copy> SharedOutput<'_, T> {
     }
 }
 
-/// The pool and the id of the process that started it: after a `fork` the
-/// child has the pool's bookkeeping but none of its threads, so a pool from
-/// another process is replaced instead of waited on forever.
-static POOL: RwLock<Option<(u32, Arc<ThreadPool>)>> = RwLock::new(None);
-
-fn build_pool(threads: usize) -> Result<Arc<ThreadPool>> {
-    ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("ntkfast-{i}"))
-        .build()
-        .map(Arc::new)
-        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))
-}
-
-/// The pool the kernels run on (created on first use with one thread per core,
-/// or with the size of the parent's pool in a forked child).
-pub fn pool() -> Result<Arc<ThreadPool>> {
-    let pid = std::process::id();
-    if let Some((owner, pool)) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        if *owner == pid {
-            return Ok(pool.clone());
-        }
-    }
-    let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
-    match slot.as_ref() {
-        Some((owner, pool)) if *owner == pid => Ok(pool.clone()),
-        other => {
-            let threads = match other {
-                // Only the size of a pool inherited through fork is read, never its threads.
-                Some((_, inherited)) => inherited.current_num_threads(),
-                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            };
-            let pool = build_pool(threads)?;
-            install(&mut slot, pool.clone());
-            Ok(pool)
-        }
-    }
-}
-
-/// Puts `pool` in the slot for this process. A replaced pool inherited through
-/// fork is leaked: its threads do not exist here, and dropping it would signal them.
-fn install(slot: &mut Option<(u32, Arc<ThreadPool>)>, pool: Arc<ThreadPool>) {
-    let pid = std::process::id();
-    if let Some((owner, old)) = slot.replace((pid, pool)) {
-        if owner != pid {
-            std::mem::forget(old);
-        }
-    }
-}
-
-/// Replaces the pool by one of `threads` threads (≥ 1). Running computations
-/// keep the pool they started on.
-pub fn set_num_threads(threads: usize) -> Result<()> {
-    if threads == 0 {
-        return Err(Error::Invalid(
-            "the number of threads must be at least 1".into(),
-        ));
-    }
-    let pool = build_pool(threads)?;
-    install(&mut POOL.write().unwrap_or_else(|e| e.into_inner()), pool);
-    Ok(())
-}
-
-pub fn num_threads() -> Result<usize> {
-    Ok(pool()?.current_num_threads())
-}
-
-/// Runs `work(scratch, tile)` for every tile on the pool. Each thread of the
-/// pool makes its `scratch` with `init` once, on its first tile, and reuses it
-/// (fresh buffers per batch of tiles would cost a page fault per 4 KiB).
-/// Stops between tiles once `cancel` is set and then returns [`Error::Cancelled`]:
-/// `Ok` means that `work` ran on every tile (callers that fill unzeroed
-/// buffers rely on it), whatever happens to the flag afterwards.
-pub fn for_each_tile<S, I, F>(tiles: &[Tile], cancel: &AtomicBool, init: I, work: F) -> Result<()>
-where
-    S: Send,
-    I: Fn() -> S + Sync + Send,
-    F: Fn(&mut S, Tile) + Sync + Send,
-{
-    let pool = pool()?;
-    let scratch: Vec<Mutex<Option<S>>> = (0..pool.current_num_threads())
-        .map(|_| Mutex::new(None))
-        .collect();
-    let done = AtomicUsize::new(0);
-    pool.install(|| {
-        tiles.par_iter().with_max_len(4).for_each(|tile| {
-            if cancel.load(Ordering::Relaxed) {
-                return;
-            }
-            // Each worker only ever locks its own slot: never contended.
-            let index = rayon::current_thread_index().unwrap_or(0) % scratch.len();
-            let mut slot = scratch[index].lock().unwrap_or_else(|e| e.into_inner());
-            work(slot.get_or_insert_with(&init), *tile);
-            done.fetch_add(1, Ordering::Relaxed);
-        })
-    });
-    // `install` has joined every task, so the count is complete.
-    if done.into_inner() == tiles.len() {
-        Ok(())
-    } else {
-        Err(Error::Cancelled)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,13 +562,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn cancellation_stops_the_work() {
-        let cancel = AtomicBool::new(true);
-        let ts = panels(1000, 1000, false, TILE, 1);
-        let r = for_each_tile(&ts, &cancel, || (), |_, _| panic!("must not run"));
-        assert_eq!(r, Err(Error::Cancelled));
     }
 }

@@ -69,9 +69,9 @@ macro_rules! angles {
 /// [`Rational`] takes one division and two square roots per correlation,
 /// [`Polynomial`] one square root and 25 more multiply-adds. With AVX-512 the
 /// divide/square-root unit handles 8 doubles at the rate AVX2 handles 4, and
-/// bounds the loops: there [`Polynomial`] is faster (the ReLU kernel at
-/// N = 4096 took 6 % less time), with AVX2 it is slower (8 % more). Each gives
-/// the same bits on every instruction set; the two differ by a few ulps.
+/// bounds the loops: there [`Polynomial`] is faster, with AVX2 it is slower
+/// (measurements in docs/performance.md). Each gives the same bits on every
+/// instruction set; the two differ by a few ulps.
 pub trait Arcsine: Copy {
     /// asin(t) for 0 ≤ t ≤ 1/2, given z = t².
     fn core(t: f64, z: f64) -> f64;

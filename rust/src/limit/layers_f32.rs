@@ -5,14 +5,15 @@
 //! f64 costs as much as the float32 GEMM before it. In f32 the same formulas
 //! run twice as many pairs per instruction ([`crate::duals_f32`]). They are
 //! accurate except next to ρ = ±1, so a row is handed back to the f64 path of
-//! [`crate::limit`] when any of its pairs has |ρ⁽¹⁾| > 0.99 (where a float32
+//! the f64 layers when any of its pairs has |ρ⁽¹⁾| > 0.99 (where a float32
 //! Gram entry is recomputed in f64), |ρ| > [`RHO_MAX`] at a later layer, or
 //! when the sensitivity of its largest |ρ| summed over the layers exceeds
 //! [`SENSITIVITY_MAX`]. Typical data at moderate depth has few such rows; deep
 //! networks, whose correlations all climb towards 1, run mostly in f64.
 
+use super::diagonal::LayerVars;
+use super::tile::REFINE_RHO;
 use crate::duals_f32::{Dual32, Single, Var32, RHO_MAX, SENSITIVITY_MAX};
-use crate::limit::{LayerVars, REFINE_RHO};
 use crate::simd::Simd;
 use crate::tiles::Tile;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,273 @@
+//! The sequential-limit recursion for the NNGP kernel Σ⁽ᴸ⁾ and the NTK Θ∞⁽ᴸ⁾.
+//!
+//! ```text
+//! Σ⁽¹⁾(x, x') = xᵀx'/n₀ + β²
+//! Σ⁽ˡ⁺¹⁾      = E[σ(u)σ(v)] + β²,   Σ̇⁽ˡ⁺¹⁾ = E[σ'(u)σ'(v)],   (u, v) ~ N(0, Σ⁽ˡ⁾ on {x, x'})
+//! Θ⁽¹⁾ = Σ⁽¹⁾,  Θ⁽ˡ⁺¹⁾ = Θ⁽ˡ⁾ Σ̇⁽ˡ⁺¹⁾ + Σ⁽ˡ⁺¹⁾
+//! ```
+//!
+//! The diagonal Σ⁽ˡ⁾(x, x) is computed once per sample for every layer
+//! (O(N·L)), together with each sample's Hermite coefficients when σ has no
+//! closed-form dual; then each output tile runs Σ⁽¹⁾ through one GEMM and all
+//! L − 1 layers while it is in cache (in f32 for float32 kernels of the
+//! piecewise-linear activations, see `layers_f32`).
+
+//!
+//! The steps, one file each: `diagonal` (the per-sample recursion), `tile`
+//! (one panel: Gram block, first layer, layers, write), `layers` (layers 2 … L
+//! in f64, closed form or series) and `layers_f32` (the same in f32).
+mod diagonal;
+mod layers;
+mod layers_f32;
+#[cfg(test)]
+mod tests;
+mod tile;
+
+use crate::activation::Activation;
+use crate::duals_f32::Single;
+use crate::error::{invalid, Result};
+use crate::hermite::Pointwise;
+use crate::pool::for_each_tile;
+use crate::real::Real;
+use crate::samples::Samples;
+use crate::simd::Simd;
+use crate::tiles::{panels, SharedOutput, PANEL_TILES, TILE, TILE_F32};
+pub use diagonal::Diagonal;
+use layers_f32::LayerVars32;
+use std::sync::atomic::AtomicBool;
+use tile::{Scratch, TileRun, TileWriter};
+
+/// Where the results go: row-major N₁ × N₂ arrays; `None` skips that kernel.
+pub struct Outputs<'a, T> {
+    pub nngp: Option<&'a mut [T]>,
+    pub ntk: Option<&'a mut [T]>,
+}
+
+/// The nonlinearity of a limit kernel: a built-in activation, or σ and σ'
+/// supplied by the caller (always through the Hermite series).
+#[derive(Clone, Copy)]
+pub enum Sigma<'a> {
+    Builtin(Activation),
+    Custom(&'a dyn Pointwise),
+}
+
+impl From<Activation> for Sigma<'_> {
+    fn from(a: Activation) -> Self {
+        Sigma::Builtin(a)
+    }
+}
+
+impl std::fmt::Debug for Sigma<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sigma::Builtin(a) => write!(f, "{a:?}"),
+            Sigma::Custom(_) => write!(f, "Custom"),
+        }
+    }
+}
+
+/// The limiting kernels of a depth-L fully-connected network.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitKernel<'a> {
+    depth: usize,
+    activation: Sigma<'a>,
+    beta: f64,
+}
+
+/// What a computation reports besides the kernels.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Report {
+    /// Estimated relative error of the Hermite series (0 for closed forms).
+    pub series_error: f64,
+    /// The most series terms any layer kept.
+    pub series_terms: usize,
+}
+
+impl<'a> LimitKernel<'a> {
+    pub fn new(depth: usize, activation: impl Into<Sigma<'a>>, beta: f64) -> Result<Self> {
+        let activation = activation.into();
+        if depth < 1 {
+            return invalid(format!("depth must be at least 1, got {depth}"));
+        }
+        if !beta.is_finite() {
+            return invalid(format!("beta must be finite, got {beta}"));
+        }
+        Ok(LimitKernel {
+            depth,
+            activation,
+            beta,
+        })
+    }
+
+    /// The activation's closed-form dual, or None for the series.
+    fn closed_form(&self) -> Option<Activation> {
+        match self.activation {
+            Sigma::Builtin(a) if a.has_closed_form() => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Bytes the computation allocates besides the outputs, for `rows`
+    /// samples (x1 and x2 together) on `threads` threads: per sample and
+    /// layer three f64 (variance, its root and inverse root) and two f32 (the
+    /// roots again, for the f32 layers), two f64 per sample, per thread the
+    /// Gram block of a panel (counted in f64) and three f64 and three f32
+    /// tiles of the larger edge, and a margin for the GEMM's workspace and
+    /// small buffers. Callers check it before any work, so that a request
+    /// that cannot fit is a MemoryError instead of an abort.
+    pub fn working_memory(depth: usize, rows: usize, threads: usize) -> usize {
+        const MARGIN: usize = 8 << 20;
+        let tile = TILE.max(TILE_F32).pow(2);
+        let per_thread = (PANEL_TILES * 8 + 3 * 8 + 3 * 4) * tile;
+        let per_sample = 32usize.saturating_mul(depth).saturating_add(16);
+        per_sample
+            .saturating_mul(rows)
+            .saturating_add(per_thread.saturating_mul(threads))
+            .saturating_add(MARGIN)
+    }
+
+    /// Computes the kernels between the rows of `x1` and those of `x2`
+    /// (`None`: x2 = x1, only the lower triangle of tiles is computed and the
+    /// diagonal comes from the exact per-sample recursion) into `out`.
+    pub fn compute<T: Real>(
+        &self,
+        x1: Samples<'_, T>,
+        x2: Option<Samples<'_, T>>,
+        out: Outputs<'_, T>,
+        cancel: &AtomicBool,
+    ) -> Result<Report> {
+        let symmetric = x2.is_none();
+        let x2s = x2.unwrap_or(x1);
+        check_shapes(x1, x2s, &out)?;
+        let (d1, d2) = self.diagonals(x1, x2, cancel)?;
+        let d2 = d2.as_ref().unwrap_or(&d1);
+        let report = Report::of_series(&d1, d2);
+        let single = self.single_precision::<T>(&d1, d2);
+        // The series layers bound their terms per block of TILE samples, so
+        // only the single-precision layers take another edge.
+        let edge = if single.is_some() { TILE_F32 } else { TILE };
+        let (n1, n2) = (x1.rows, x2s.rows);
+        let nngp = out.nngp.map(|o| SharedOutput::new(o, n1, n2));
+        let ntk = out.ntk.map(|o| SharedOutput::new(o, n1, n2));
+        let run = TileRun {
+            x1,
+            x2: x2s,
+            rows: &d1,
+            cols: d2,
+            depth: self.depth,
+            closed_form: self.closed_form(),
+            symmetric,
+            want_ntk: ntk.is_some(),
+            b2: self.beta * self.beta,
+            inv_n0: 1.0 / x1.cols as f64,
+            simd: Simd::detect(),
+            single,
+            edge,
+            writer: TileWriter {
+                nngp: nngp.as_ref(),
+                ntk: ntk.as_ref(),
+                symmetric,
+                diagonal: &d1,
+            },
+            cancel,
+        };
+        for_each_tile(
+            &panels(n1, n2, symmetric, edge, PANEL_TILES),
+            cancel,
+            || Scratch::<T>::new(edge),
+            |scratch, panel| run.panel(scratch, panel),
+        )?;
+        Ok(report)
+    }
+
+    /// The diagonal recursions of x1 and (unless symmetric) x2, each checked
+    /// against the dtype's range. A pair sums the terms both of its samples'
+    /// series hold: x2 keeps at least x1's number per layer, and x1 is redone
+    /// only where x2 needed more.
+    fn diagonals<T: Real>(
+        &self,
+        x1: Samples<'_, T>,
+        x2: Option<Samples<'_, T>>,
+        cancel: &AtomicBool,
+    ) -> Result<(Diagonal, Option<Diagonal>)> {
+        let mut d1 = self.diagonal_until(x1, &[], cancel)?;
+        d1.check_range("x1", T::MAX_VARIANCE)?;
+        let Some(x2) = x2 else {
+            return Ok((d1, None));
+        };
+        let terms = |d: &Diagonal| d.series.iter().map(|s| s.terms).collect::<Vec<_>>();
+        let d2 = self.diagonal_until(x2, &terms(&d1), cancel)?;
+        d2.check_range("x2", T::MAX_VARIANCE)?;
+        if terms(&d2).iter().zip(&terms(&d1)).any(|(t2, t1)| t2 > t1) {
+            d1 = self.diagonal_until(x1, &terms(&d2), cancel)?;
+        }
+        Ok((d1, Some(d2)))
+    }
+
+    /// The f32 layers and the f32 variances of the rows and columns, for
+    /// float32 kernels of the piecewise-linear activations when every
+    /// variance fits (see `layers_f32`); None otherwise.
+    fn single_precision<T: Real>(
+        &self,
+        d1: &Diagonal,
+        d2: &Diagonal,
+    ) -> Option<(Single, Vec<LayerVars32>, Vec<LayerVars32>)> {
+        T::as_f32(&[])?;
+        let single = self.closed_form().and_then(Single::of)?;
+        if self.depth < 2 {
+            return None;
+        }
+        let vars = |d: &Diagonal| {
+            d.layers[..self.depth - 1]
+                .iter()
+                .map(LayerVars32::of)
+                .collect::<Option<Vec<_>>>()
+        };
+        Some((single, vars(d1)?, vars(d2)?))
+    }
+}
+
+impl Report {
+    /// The series' error estimate and terms over both sets of samples.
+    fn of_series(d1: &Diagonal, d2: &Diagonal) -> Self {
+        let mut report = d1
+            .series
+            .iter()
+            .chain(&d2.series)
+            .fold(Report::default(), |r, s| Report {
+                series_error: r.series_error.max(s.error),
+                series_terms: r.series_terms.max(s.terms),
+            });
+        // Pairs can sum only the terms both series hold (equal unless one set
+        // of samples hit a smaller cap): what is left is bounded by δ₁δ₂.
+        for (a, b) in d1.series.iter().zip(&d2.series) {
+            let t = a.terms.min(b.terms);
+            let left = a.worst_tail(t) * b.worst_tail(t);
+            report.series_error = report.series_error.max(left);
+        }
+        report
+    }
+}
+
+/// x1 and x2 have the same number of features, and each requested output
+/// holds N₁ × N₂ values.
+fn check_shapes<T>(x1: Samples<'_, T>, x2: Samples<'_, T>, out: &Outputs<'_, T>) -> Result<()> {
+    if x1.cols != x2.cols {
+        return invalid(format!(
+            "x1 has {} features but x2 has {}",
+            x1.cols, x2.cols
+        ));
+    }
+    let (n1, n2) = (x1.rows, x2.rows);
+    for (name, o) in [("nngp", &out.nngp), ("ntk", &out.ntk)] {
+        if let Some(o) = o {
+            if n1.checked_mul(n2) != Some(o.len()) {
+                return invalid(format!(
+                    "output {name} must hold {n1} x {n2} values, has {}",
+                    o.len()
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! Tests of the limit recursion: tiles against the scalar recursion, SIMD
+//! paths, float32 layers, overflow.
+
+use super::diagonal::superscript;
+use super::layers::Layers;
+use super::*;
+use crate::error::Error;
+use crate::tiles::Tile;
+use crate::trig::{Polynomial, Rational};
+use crate::with_dual;
+
+/// ReLU on the diagonal: Σ⁽ˡ⁺¹⁾ = Σ⁽ˡ⁾/2 + β², Θ⁽ˡ⁺¹⁾ = Θ⁽ˡ⁾/2 + Σ⁽ˡ⁺¹⁾.
+#[test]
+fn diagonal_layers_follow_the_relu_recursion() {
+    let x = [3.0, 4.0];
+    let k = LimitKernel::new(3, Activation::Relu, 0.5).unwrap();
+    let d = k.diagonal(Samples::new(&x, 1, 2).unwrap()).unwrap();
+    let q1 = 12.5 + 0.25;
+    let q2 = q1 / 2.0 + 0.25;
+    let q3 = q2 / 2.0 + 0.25;
+    assert_eq!(
+        d.layers.iter().map(|l| l.q[0]).collect::<Vec<_>>(),
+        vec![q1, q2, q3]
+    );
+    assert_eq!(d.ntk[0], (q1 / 2.0 + q2) / 2.0 + q3);
+}
+
+/// n samples of n0 deterministic values in [−1.6, 1.7), row-major.
+fn inputs(n: usize, n0: usize) -> Vec<f64> {
+    (0..n * n0)
+        .map(|i| ((i * 7919 % 997) as f64) / 300.0 - 1.6)
+        .collect()
+}
+
+/// Off-diagonal entries against a scalar evaluation of the recursion, and
+/// the symmetric path against the general one.
+#[test]
+fn tiles_agree_with_the_scalar_recursion() {
+    let (n, n0) = (150, 3);
+    let x = inputs(n, n0);
+    let k = LimitKernel::new(4, Activation::Gelu, 0.3).unwrap();
+    let s = Samples::new(&x, n, n0).unwrap();
+    let (mut sym, mut gen) = (vec![0.0; n * n], vec![0.0; n * n]);
+    let cancel = AtomicBool::new(false);
+    k.compute(
+        s,
+        None,
+        Outputs {
+            nngp: None,
+            ntk: Some(&mut sym),
+        },
+        &cancel,
+    )
+    .unwrap();
+    k.compute(
+        s,
+        Some(s),
+        Outputs {
+            nngp: None,
+            ntk: Some(&mut gen),
+        },
+        &cancel,
+    )
+    .unwrap();
+    let d = k.diagonal(s).unwrap();
+    for (i, j) in [(0, 1), (5, 140), (149, 7), (77, 78)] {
+        let (xi, xj) = (&x[i * n0..(i + 1) * n0], &x[j * n0..(j + 1) * n0]);
+        let mut q12 = xi.iter().zip(xj).map(|(a, b)| a * b).sum::<f64>() / n0 as f64 + 0.09;
+        let mut theta = q12;
+        for l in 0..3 {
+            let (sig, dot) =
+                crate::duals::dual_pair(Activation::Gelu, d.layers[l].q[i], d.layers[l].q[j], q12)
+                    .unwrap();
+            q12 = sig + 0.09;
+            theta = theta * dot + q12;
+        }
+        assert!((sym[i * n + j] - theta).abs() < 1e-13 * theta.abs());
+        assert!((gen[i * n + j] - theta).abs() < 1e-13 * theta.abs());
+        assert_eq!(sym[i * n + j], sym[j * n + i]);
+    }
+}
+
+/// The layers give the same bits on every SIMD path for a given arcsine
+/// evaluation, and the two evaluations agree to a few ulps.
+#[test]
+fn layers_give_the_same_bits_on_every_simd_path() {
+    let (n, n0) = (70, 5);
+    let x = inputs(n, n0);
+    let s = Samples::new(&x, n, n0).unwrap();
+    let cancel = AtomicBool::new(false);
+    let tile = Tile {
+        r0: 3,
+        r1: 61,
+        c0: 10,
+        c1: 70,
+    };
+    let (h, w) = (tile.rows(), tile.cols());
+    for act in crate::activation::EVERY_KIND {
+        let k = LimitKernel::new(4, act, 0.3).unwrap();
+        let Some(closed) = k.closed_form() else {
+            continue;
+        };
+        let d = k.diagonal(s).unwrap();
+        let layers = Layers {
+            rows: &d.layers[..3],
+            cols: &d.layers[..3],
+            tile,
+            want_ntk: true,
+            b2: 0.09,
+            cancel: &cancel,
+        };
+        // Σ⁽¹⁾ of the tile, then the layers with one arcsine evaluation on
+        // one instruction set.
+        let first: Vec<f64> = (0..h * w)
+            .map(|p| {
+                let (i, j) = (tile.r0 + p / w, tile.c0 + p % w);
+                let dot: f64 = (0..n0).map(|f| x[i * n0 + f] * x[j * n0 + f]).sum();
+                dot / n0 as f64 + 0.09
+            })
+            .collect();
+        let run = |polynomial: bool, simd: Simd| {
+            let (mut sigma, mut theta) = (first.clone(), vec![0.0; h * w]);
+            with_dual!(
+                closed,
+                |dual| if polynomial {
+                    layers.run_with::<_, Polynomial>(dual, simd, &mut sigma, &mut theta)
+                } else {
+                    layers.run_with::<_, Rational>(dual, simd, &mut sigma, &mut theta)
+                },
+                else ()
+            );
+            (sigma, theta)
+        };
+        for polynomial in [false, true] {
+            let base = run(polynomial, Simd::Baseline);
+            for simd in Simd::available() {
+                assert_eq!(run(polynomial, simd), base, "{act:?} {simd:?}");
+            }
+        }
+        let (rational, polynomial) = (run(false, Simd::Baseline), run(true, Simd::Baseline));
+        for (a, b) in [(&rational.0, &polynomial.0), (&rational.1, &polynomial.1)] {
+            let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let worst = a
+                .iter()
+                .zip(b)
+                .fold(0.0f64, |m, (u, v)| m.max((u - v).abs()));
+            assert!(worst <= 4e-15 * scale, "{act:?}: {worst:e} of {scale:e}");
+        }
+    }
+}
+
+#[test]
+fn layer_numbers_are_superscripts() {
+    assert_eq!(superscript(1), "¹");
+    assert_eq!(superscript(120), "¹²⁰");
+}
+
+#[test]
+fn overflowing_variances_are_an_error() {
+    let x = [1e160, 1.0];
+    let k = LimitKernel::new(3, Activation::Relu, 0.1).unwrap();
+    let mut out = vec![0.0; 4];
+    let s = Samples::new(&x, 2, 1).unwrap();
+    let r = k.compute(
+        s,
+        None,
+        Outputs {
+            nngp: Some(&mut out),
+            ntk: None,
+        },
+        &AtomicBool::new(false),
+    );
+    assert!(matches!(r, Err(Error::Invalid(m)) if m.contains("overflows") && m.contains("row 0")));
+}
+
+/// float32 Gram entries of (nearly) parallel rows are recomputed in f64, so
+/// duplicated rows see ρ = 1 exactly, as in float64.
+#[test]
+fn float32_parallel_rows_match_float64() {
+    let base: Vec<f64> = (0..300)
+        .map(|i| ((i * 7919 % 613) as f64) / 97.0 - 3.1)
+        .collect();
+    let mut x = base.clone();
+    x.extend(base.iter().map(|v| 2.0 * v));
+    x.extend(base.iter().rev());
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let x64: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+    let k = LimitKernel::new(4, Activation::Relu, 0.0).unwrap();
+    let cancel = AtomicBool::new(false);
+    let (mut a, mut b) = (vec![0.0f32; 9], vec![0.0f64; 9]);
+    let s32 = Samples::new(&x32, 3, 300).unwrap();
+    let s64 = Samples::new(&x64, 3, 300).unwrap();
+    k.compute(
+        s32,
+        Some(s32),
+        Outputs {
+            nngp: None,
+            ntk: Some(&mut a),
+        },
+        &cancel,
+    )
+    .unwrap();
+    k.compute(
+        s64,
+        None,
+        Outputs {
+            nngp: None,
+            ntk: Some(&mut b),
+        },
+        &cancel,
+    )
+    .unwrap();
+    for (p, q) in a.iter().zip(&b) {
+        assert!((*p as f64 - q).abs() <= 1e-6 * q.abs(), "{p} vs {q}");
+    }
+}
+
+/// Kernels of `x` (rows × cols) in f32 and f64 for the same f32 inputs,
+/// symmetric or against a copy of `x`.
+fn both_dtypes(
+    kernel: &LimitKernel,
+    x: &[f64],
+    rows: usize,
+    symmetric: bool,
+) -> [(Vec<f32>, Vec<f64>); 2] {
+    let cols = x.len() / rows;
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let x64: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+    let cancel = AtomicBool::new(false);
+    let n = rows * rows;
+    let (mut s32, mut t32) = (vec![0.0f32; n], vec![0.0f32; n]);
+    let (mut s64, mut t64) = (vec![0.0f64; n], vec![0.0f64; n]);
+    let a = Samples::new(&x32, rows, cols).unwrap();
+    let b = Samples::new(&x64, rows, cols).unwrap();
+    let out32 = Outputs {
+        nngp: Some(&mut s32[..]),
+        ntk: Some(&mut t32[..]),
+    };
+    let other = (!symmetric).then_some(a);
+    kernel.compute(a, other, out32, &cancel).unwrap();
+    let out64 = Outputs {
+        nngp: Some(&mut s64[..]),
+        ntk: Some(&mut t64[..]),
+    };
+    kernel.compute(b, None, out64, &cancel).unwrap();
+    [(s32, s64), (t32, t64)]
+}
+
+/// The single-precision layers of the piecewise-linear activations against
+/// f64, relative to √(K(x, x) K(x', x')): 1e-6 on random rows, and also on
+/// near-duplicates and deep networks whose ρ climbs past 0.999, which must be
+/// handed to f64 (with the f32 layers alone those pairs are off by 1e-4).
+#[test]
+fn float32_layers_match_float64() {
+    let (rows, cols) = (300, 40);
+    let mut state = 7u64;
+    let mut uniform = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let mut x: Vec<f64> = (0..rows * cols).map(|_| uniform()).collect();
+    // Rows 200..260 repeat rows 0..60 up to 1e-4.
+    for i in 200..260 {
+        for j in 0..cols {
+            x[i * cols + j] = x[(i - 200) * cols + j] + 1e-4 * uniform();
+        }
+    }
+    let activations = [
+        Activation::Relu,
+        Activation::LeakyRelu { slope: 0.2 },
+        Activation::Abs,
+    ];
+    for activation in activations {
+        for (depth, beta) in [(2, 0.1), (5, 0.1), (12, 1.0), (40, 1.0)] {
+            let kernel = LimitKernel::new(depth, activation, beta).unwrap();
+            for symmetric in [true, false] {
+                for (single, double) in both_dtypes(&kernel, &x, rows, symmetric) {
+                    let diag: Vec<f64> = (0..rows).map(|i| double[i * rows + i]).collect();
+                    let mut worst = 0.0f64;
+                    for (k, (a, b)) in single.iter().zip(&double).enumerate() {
+                        let scale = (diag[k / rows] * diag[k % rows]).sqrt();
+                        worst = worst.max((*a as f64 - b).abs() / scale);
+                    }
+                    assert!(
+                        worst < 1e-6,
+                        "{activation:?} depth {depth} symmetric {symmetric}: {worst:e}"
+                    );
+                }
+            }
+        }
+    }
+}

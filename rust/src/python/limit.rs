@@ -1,0 +1,245 @@
+//! The infinite-width kernels: `LimitKernel(depth, activation, param, beta,
+//! custom=None)` holds the parsed configuration; `compute` and `diagonal` run it.
+
+use super::arrays::{self, contiguous_mut, samples, writable, Generic};
+use super::runtime::run_interruptible;
+use super::to_py;
+use crate::error::Error;
+use crate::{Activation, LimitKernel, Outputs, Pointwise, Real, Report, Sigma};
+use numpy::{Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use std::sync::Mutex;
+
+/// LimitKernel(depth, activation, param, beta, custom=None)
+///
+/// Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ of a depth-L network with the named activation (`param` is
+/// its parameter, e.g. the leaky ReLU slope) or, when `custom` is given, a
+/// callable x -> (σ(x), σ'(x)) on 1-D float64 arrays.
+#[pyclass(frozen, name = "LimitKernel", module = "ntkfast._ntkfast")]
+pub(super) struct PyLimitKernel {
+    depth: usize,
+    activation: Option<Activation>,
+    custom: Option<PyObject>,
+    beta: f64,
+}
+
+impl PyLimitKernel {
+    /// Runs `job` with the core's kernel; a Python error raised by the user's
+    /// activation takes precedence over the core's error it caused.
+    fn with_kernel<R>(
+        &self,
+        py: Python<'_>,
+        job: impl FnOnce(LimitKernel<'_>) -> PyResult<crate::Result<R>>,
+    ) -> PyResult<R> {
+        let user = self
+            .custom
+            .as_ref()
+            .map(|c| PyActivation::new(c.clone_ref(py)));
+        let sigma = match (&user, self.activation) {
+            (Some(user), _) => Sigma::Custom(user),
+            (None, Some(a)) => Sigma::Builtin(a),
+            (None, None) => unreachable!("made with an activation or a callable"),
+        };
+        let kernel = LimitKernel::new(self.depth, sigma, self.beta).map_err(to_py)?;
+        let result = job(kernel)?;
+        if let Some(err) = user.and_then(PyActivation::into_error) {
+            return Err(err);
+        }
+        result.map_err(to_py)
+    }
+}
+
+#[pymethods]
+impl PyLimitKernel {
+    #[new]
+    #[pyo3(signature = (depth, activation, param, beta, custom=None))]
+    fn new(
+        depth: usize,
+        activation: &str,
+        param: f64,
+        beta: f64,
+        custom: Option<PyObject>,
+    ) -> PyResult<Self> {
+        let activation = match custom {
+            Some(_) => None,
+            None => Some(Activation::from_name(activation, param).map_err(to_py)?),
+        };
+        // The checks of the core's constructor, once, here.
+        LimitKernel::new(depth, activation.unwrap_or(Activation::Identity), beta).map_err(to_py)?;
+        Ok(PyLimitKernel {
+            depth,
+            activation,
+            custom,
+            beta,
+        })
+    }
+
+    /// compute(x1, x2, out_nngp, out_ntk) -> (series error, series terms)
+    ///
+    /// Writes Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ into the given C-contiguous arrays (either may be
+    /// None); x2 None means x2 = x1 (one triangle). Returns the estimated
+    /// relative error of the Hermite series and the most terms used; (0.0, 0)
+    /// for closed forms.
+    #[pyo3(signature = (x1, x2, out_nngp, out_ntk))]
+    fn compute(
+        &self,
+        py: Python<'_>,
+        x1: &Bound<'_, PyAny>,
+        x2: Option<&Bound<'_, PyAny>>,
+        out_nngp: Option<&Bound<'_, PyAny>>,
+        out_ntk: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(f64, usize)> {
+        let report = self.with_kernel(py, |kernel| {
+            let call = Compute {
+                py,
+                kernel,
+                x1,
+                x2,
+                out_nngp,
+                out_ntk,
+            };
+            arrays::dispatch(x1, "x1", call)
+        })?;
+        Ok((report.series_error, report.series_terms))
+    }
+
+    /// diagonal(x) -> (Σ⁽ᴸ⁾(x, x), Θ∞⁽ᴸ⁾(x, x))
+    ///
+    /// Both as float64 arrays of one value per row of x, in O(N·(n₀ + L)):
+    /// the per-sample recursion alone.
+    fn diagonal<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<ArrayPair<'py>> {
+        let (nngp, ntk) = self.with_kernel(py, |kernel| {
+            arrays::dispatch(x, "x", Diagonal { py, kernel, x })
+        })?;
+        Ok((PyArray1::from_vec(py, nngp), PyArray1::from_vec(py, ntk)))
+    }
+
+    /// working_memory(rows) -> bytes the core allocates besides the outputs for
+    /// a kernel of `rows` samples (see `LimitKernel::working_memory`).
+    fn working_memory(&self, rows: usize) -> PyResult<usize> {
+        let threads = crate::pool::num_threads().map_err(to_py)?;
+        Ok(LimitKernel::working_memory(self.depth, rows, threads))
+    }
+}
+
+type ArrayPair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
+
+/// [`PyLimitKernel::compute`] in one dtype.
+struct Compute<'a, 'py> {
+    py: Python<'py>,
+    kernel: LimitKernel<'a>,
+    x1: &'a Bound<'py, PyAny>,
+    x2: Option<&'a Bound<'py, PyAny>>,
+    out_nngp: Option<&'a Bound<'py, PyAny>>,
+    out_ntk: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl Generic for Compute<'_, '_> {
+    type Output = crate::Result<Report>;
+
+    fn run<T: Real + Element>(self) -> PyResult<Self::Output> {
+        let x1 = arrays::readonly_as::<T>(self.x1, "x1", "float32 or float64")?;
+        let x2 = self
+            .x2
+            .map(|x| {
+                x.downcast::<PyArray2<T>>()
+                    .map_err(|_| PyTypeError::new_err("x2 must have the dtype of x1"))?
+                    .try_readonly()
+                    .map_err(|e| {
+                        PyValueError::new_err(format!(
+                            "x2 cannot be read (written by another call?): {e}"
+                        ))
+                    })
+            })
+            .transpose()?;
+        let mut nngp = writable::<T>(self.out_nngp, "out nngp")?;
+        let mut ntk = writable::<T>(self.out_ntk, "out ntk")?;
+        let s1 = samples(&x1, "x1")?;
+        let s2 = x2.as_ref().map(|x| samples(x, "x2")).transpose()?;
+        let out = Outputs {
+            nngp: contiguous_mut(&mut nngp, "out nngp")?,
+            ntk: contiguous_mut(&mut ntk, "out ntk")?,
+        };
+        let kernel = self.kernel;
+        run_interruptible(self.py, |cancel| kernel.compute(s1, s2, out, cancel))
+    }
+}
+
+/// [`PyLimitKernel::diagonal`] in one dtype.
+struct Diagonal<'a, 'py> {
+    py: Python<'py>,
+    kernel: LimitKernel<'a>,
+    x: &'a Bound<'py, PyAny>,
+}
+
+impl Generic for Diagonal<'_, '_> {
+    type Output = crate::Result<(Vec<f64>, Vec<f64>)>;
+
+    fn run<T: Real + Element>(self) -> PyResult<Self::Output> {
+        let x = arrays::readonly_as::<T>(self.x, "x", "float32 or float64")?;
+        let s = samples(&x, "x")?;
+        let kernel = self.kernel;
+        run_interruptible(self.py, |cancel| {
+            let d = kernel.diagonal_until(s, &[], cancel)?;
+            d.check_range("x", T::MAX_VARIANCE)?;
+            Ok((d.nngp().to_vec(), d.ntk().to_vec()))
+        })
+    }
+}
+
+/// A user activation: a Python callable x -> (σ(x), σ'(x)) on 1-D float64
+/// arrays, called with the GIL taken back. The first Python error is kept so
+/// that the caller sees it rather than a generic message.
+struct PyActivation {
+    evaluate: PyObject,
+    error: Mutex<Option<PyErr>>,
+}
+
+impl PyActivation {
+    fn new(evaluate: PyObject) -> Self {
+        PyActivation {
+            evaluate,
+            error: Mutex::new(None),
+        }
+    }
+
+    /// The first Python error a call raised, if any.
+    fn into_error(self) -> Option<PyErr> {
+        self.error.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn call(&self, x: &[f64], sigma: &mut [f64], dsigma: &mut [f64]) -> PyResult<()> {
+        Python::with_gil(|py| {
+            let result = self.evaluate.call1(py, (PyArray1::from_slice(py, x),))?;
+            let (s, d): (PyReadonlyArray1<'_, f64>, PyReadonlyArray1<'_, f64>) =
+                result.extract(py).map_err(|_| {
+                    PyTypeError::new_err("the activation must return two float64 arrays")
+                })?;
+            for (name, values, dst) in [("σ", &s, sigma), ("σ'", &d, dsigma)] {
+                let values = values.as_array();
+                if values.len() != dst.len() {
+                    return Err(PyValueError::new_err(format!(
+                        "the activation returned {} values of {name} for {} points",
+                        values.len(),
+                        dst.len()
+                    )));
+                }
+                for (o, v) in dst.iter_mut().zip(values.iter()) {
+                    *o = *v;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Pointwise for PyActivation {
+    fn eval(&self, x: &[f64], sigma: &mut [f64], dsigma: &mut [f64]) -> crate::Result<()> {
+        self.call(x, sigma, dsigma).map_err(|err| {
+            let msg = err.to_string();
+            *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
+            Error::Invalid(msg)
+        })
+    }
+}
