@@ -4,6 +4,9 @@ ntkfast kernel X.npy [Y.npy] --depth 4 --activation relu --beta 0.1 -o K.npz
 ntkfast kernel X.npy --get ntk -o K.npy        # one kernel, streamed to a .npy file
 ntkfast demo
 ntkfast reproduce [--figure 1|2|3|all] [--out DIR] [--quick | --paper] [--mnist PATH] [--seed S]
+
+``kernel`` and ``demo`` need only the core install (NumPy, SciPy); ``reproduce`` needs the
+``paper`` extra (matplotlib, scikit-learn, tqdm) and says so when it is missing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import activations, get_num_threads, limit_kernel, set_num_threads
+from ._optional import MissingExtraError
 from ._validation import as_samples
 
 
@@ -141,7 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--n", type=int, default=2000, help="number of random inputs")
 
     rep = sub.add_parser(
-        "reproduce", help="the experiments of Jacot et al. (2018): figures, summary and report"
+        "reproduce",
+        help="the experiments of Jacot et al. (2018): figures, summary and report "
+        '(needs pip install "ntkfast[paper]")',
     )
     rep.add_argument("--figure", default="all", help="1, 2, 3 or all")
     rep.add_argument(
@@ -157,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reproduce(args: argparse.Namespace) -> None:
-    from .reproduce import FIGURES, run
+    from .reproduce import FIGURES, check_dependencies, run
 
     wanted: tuple[int, ...]
     if args.figure == "all":
@@ -168,6 +174,7 @@ def _reproduce(args: argparse.Namespace) -> None:
         raise ValueError(f"unknown figure {args.figure!r}; choose 1, 2, 3 or all")
     if args.seed < 0:
         raise ValueError(f"--seed must be ≥ 0, got {args.seed}")
+    check_dependencies(wanted, args.mnist)  # before the output folder is made
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -211,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _reproduce(args)
         else:
             _demo(args)
-    except (ValueError, TypeError, MemoryError, OSError) as err:
+    except (ValueError, TypeError, MemoryError, OSError, MissingExtraError) as err:
+        # MissingExtraError: an optional dependency is missing; its message names the extra.
         print(f"ntkfast: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

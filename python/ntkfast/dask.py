@@ -32,15 +32,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-import dask.array as da
 import numpy as np
-from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 from numpy.typing import ArrayLike
 
 from . import activations as _activations
+from ._optional import missing_extra
 from .kernels import Kernel, _parse_get
 from .kernels import limit_kernel as _limit_kernel
+
+try:
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+except ImportError as _err:
+    raise missing_extra("ntkfast.dask", "dask", {"dask.array": _err}) from _err
 
 if TYPE_CHECKING:
     from dask.typing import Key

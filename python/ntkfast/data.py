@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._optional import missing_extra
+
 __all__ = [
     "DataError",
     "circle",
@@ -49,7 +51,7 @@ def digits(n: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise DataError("the digits data needs scikit-learn: pip install scikit-learn") from err
+        raise missing_extra("ntkfast.data.digits", "paper", {"sklearn": err}) from err
     bunch = load_digits()
     return _subset(bunch.data / 16.0, bunch.target.astype(np.int64), n, seed)
 

@@ -23,10 +23,15 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from . import activations as _activations
+from ._optional import missing_extra
 from .kernels import limit_kernel, limit_kernel_diagonal
+
+try:
+    from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
+except ImportError as _err:
+    raise missing_extra("ntkfast.sklearn", "sklearn", {"sklearn": _err}) from _err
 
 __all__ = ["NNGP", "NTK"]
 

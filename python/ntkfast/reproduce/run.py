@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .._optional import require
 from . import figures, settings
 
 if TYPE_CHECKING:
@@ -18,27 +20,52 @@ if TYPE_CHECKING:
 
 FIGURES = (1, 2, 3)
 
+#: The pip extra with everything ``ntkfast reproduce`` uses beyond the core.
+EXTRA = "paper"
+
+
+def check_dependencies(figures_wanted: Iterable[int], mnist: str | Path | None = None) -> None:
+    """Raises MissingExtraError, naming the ``paper`` extra, unless the figures can be drawn.
+
+    matplotlib draws every figure; scikit-learn provides Figure 3's digits unless ``mnist``
+    is given. tqdm is optional (no progress bars without it). Called before any computation,
+    so that a missing package fails at once rather than after the first figures.
+    """
+    modules = ["matplotlib"]
+    if 3 in tuple(figures_wanted) and mnist is None:
+        modules.append("sklearn")
+    require("ntkfast reproduce", EXTRA, *modules)
+
+
+class _Silent:
+    """A progress bar that shows nothing."""
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(self, *exc: object) -> Literal[False]:
+        return False
+
 
 def _progress(quiet: bool) -> figures.Progress:
-    """A tqdm progress-bar factory, or a silent stand-in."""
+    """A tqdm progress-bar factory, or a silent stand-in when quiet or tqdm is missing."""
     if quiet:
-
-        class Silent:
-            def __init__(self, **_: object) -> None:
-                pass
-
-            def update(self, n: int = 1) -> None:
-                pass
-
-            def __enter__(self) -> Silent:
-                return self
-
-            def __exit__(self, *exc: object) -> Literal[False]:
-                return False
-
-        return Silent
-    from tqdm import tqdm
-
+        return _Silent
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        print(
+            f"ntkfast reproduce: no progress bars (tqdm is not installed; "
+            f'pip install "ntkfast[{EXTRA}]" adds it)',
+            file=sys.stderr,
+        )
+        return _Silent
     return lambda **kw: tqdm(unit="net", leave=True, **kw)
 
 
@@ -210,6 +237,8 @@ def run(
     mnist: str | Path | None = None,
 ) -> dict[str, Any]:
     """Computes and draws the requested figures into ``out``; returns the summary dict."""
+    figures_wanted = tuple(figures_wanted)
+    check_dependencies(figures_wanted, mnist)
     table = settings.QUICK if quick else settings.PAPER if paper else settings.DEFAULT
     name = "quick" if quick else "paper" if paper else "default"
     out = Path(out)
