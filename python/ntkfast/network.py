@@ -137,10 +137,15 @@ class MLP:
             params.append((w.astype(dtype, copy=False), b.astype(dtype, copy=False)))
         return params
 
-    def _params(
+    def check_params(
         self, params: Sequence[tuple[ArrayLike, ArrayLike]]
     ) -> tuple[list[np.ndarray], list[np.ndarray], np.dtype]:
-        """Checks ``params`` against the widths; returns C-contiguous (weights, biases, dtype)."""
+        """Checks ``params`` against the widths, as every method taking them does.
+
+        Returns the C-contiguous weights (n_{l+1}, n_l) and biases (n_{l+1},) of every layer
+        and their common dtype (float32 or float64); raises TypeError or ValueError naming
+        the offending layer otherwise.
+        """
         if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)):
             raise TypeError(
                 f"params must be a list of {self.depth} (W, b) pairs, got {type(params).__name__}"
@@ -181,7 +186,10 @@ class MLP:
             )
         return weights, biases, dtypes[0]
 
-    def _inputs(self, x: object, name: str, dtype: DTypeLike) -> np.ndarray:
+    def check_inputs(self, x: object, name: str, dtype: DTypeLike) -> np.ndarray:
+        """``x`` as a C-contiguous (N, n0) array of ``dtype``, checked as every method taking
+        inputs does (real, 2-D, finite, n0 features, rows within the dtype's scale limit);
+        ``name`` is used in the messages."""
         # The finiteness check rides on the mean squares below: a NaN or an infinity makes
         # its row's mean square fail the limit, and only then are the rows looked at again.
         x = as_samples(x, name, finite=False)
@@ -207,9 +215,13 @@ class MLP:
             )
         return converted
 
-    def _core(self) -> _ntkfast.Network:
-        """The core's network for the current widths, activation and beta (made once and
-        kept while they stay the same)."""
+    @property
+    def core(self) -> _ntkfast.Network:
+        """The Rust core's network (``ntkfast._ntkfast.Network``) for the current widths,
+        activation and beta, parsed once and kept. Low-level: its methods take checked,
+        C-contiguous arrays (see :meth:`check_params`, :meth:`check_inputs`) and write into
+        caller-allocated outputs; ``core.step`` updates parameters in place. Built-in
+        activations only (a ValueError for :class:`~ntkfast.activations.Custom`)."""
         if isinstance(self.activation, _activations.Custom):
             names = ", ".join(_activations.NAMES)
             raise ValueError(
@@ -223,18 +235,18 @@ class MLP:
         """MemoryError before any work if the per-input intermediates cannot fit (the
         core's estimate: activations, σ' and outputs, and cotangents for kernels and
         Jacobians)."""
-        core = self._core()
+        core = self.core
         check_memory(core.working_memory(rows, np.dtype(dtype).itemsize, cotangents), what)
 
     # ----------------------------------------------------------------- the network
 
     def apply(self, params: Sequence[tuple[ArrayLike, ArrayLike]], x: ArrayLike) -> np.ndarray:
         """The network function f_θ(x), shape (N, n_L), in the parameters' dtype."""
-        weights, biases, dtype = self._params(params)
-        x = self._inputs(x, "x", dtype)
+        weights, biases, dtype = self.check_params(params)
+        x = self.check_inputs(x, "x", dtype)
         self._check_work_memory(x.shape[0], dtype, False, "the forward pass")
         (out,) = allocate((x.shape[0], self.widths[-1]), dtype, 1)
-        self._core().apply(weights, biases, x, out)
+        self.core.apply(weights, biases, x, out)
         return out
 
     def ntk(
@@ -263,17 +275,17 @@ class MLP:
         """
         if not isinstance(output, str) or output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
-        weights, biases, dtype = self._params(params)
+        weights, biases, dtype = self.check_params(params)
         symmetric = x2 is None or x2 is x1
-        x1 = self._inputs(x1, "x1", dtype)
-        x2 = None if symmetric else self._inputs(x2, "x2", dtype)
+        x1 = self.check_inputs(x1, "x1", dtype)
+        x2 = None if symmetric else self.check_inputs(x2, "x2", dtype)
         n1 = x1.shape[0]
         n2 = n1 if x2 is None else x2.shape[0]
         self._check_work_memory(n1 + (0 if symmetric else n2), dtype, True, "the NTK features")
         m = self.widths[-1]
         shape = {"trace": (n1, n2), "diagonal": (n1, n2, m), "full": (n1, n2, m, m)}[output]
         (out,) = allocate(shape, dtype, 1)
-        self._core().ntk(weights, biases, x1, x2, output, out)
+        self.core.ntk(weights, biases, x1, x2, output, out)
         return out
 
     def jacobian(self, params: Sequence[tuple[ArrayLike, ArrayLike]], x: ArrayLike) -> np.ndarray:
@@ -282,11 +294,11 @@ class MLP:
         Needs N · n_L · P numbers; a MemoryError says so before any work when they cannot fit.
         Use :meth:`ntk` for kernels and :meth:`vjp` for gradients, which never form it.
         """
-        weights, biases, dtype = self._params(params)
-        x = self._inputs(x, "x", dtype)
+        weights, biases, dtype = self.check_params(params)
+        x = self.check_inputs(x, "x", dtype)
         self._check_work_memory(x.shape[0], dtype, True, "the Jacobian's cotangents")
         (out,) = allocate((x.shape[0], self.widths[-1], self.num_params), dtype, 1)
-        self._core().jacobian(weights, biases, x, out)
+        self.core.jacobian(weights, biases, x, out)
         return out
 
     def vjp(
@@ -301,8 +313,8 @@ class MLP:
         x : array (N, n0)
         d : array (N, n_L)
         """
-        weights, biases, dtype = self._params(params)
-        x = self._inputs(x, "x", dtype)
+        weights, biases, dtype = self.check_params(params)
+        x = self.check_inputs(x, "x", dtype)
         d = as_samples(d, "d")
         if d.shape != (x.shape[0], self.widths[-1]):
             raise ValueError(
@@ -315,7 +327,7 @@ class MLP:
         self._check_work_memory(x.shape[0], dtype, False, "the backward pass")
         gw = [np.empty_like(w) for w in weights]
         gb = [np.empty_like(b) for b in biases]
-        self._core().vjp(weights, biases, x, d, gw, gb)
+        self.core.vjp(weights, biases, x, d, gw, gb)
         if not all(np.isfinite(g).all() for g in (*gw, *gb)):
             raise ValueError(
                 f"the vjp overflows {dtype.name} (its entries exceed the largest number); "

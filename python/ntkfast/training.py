@@ -93,8 +93,8 @@ def train(
     pass in the Rust core. A step that produces non-finite outputs raises
     :class:`DivergenceError`, naming the largest stable learning rate 2N/λ_max for MSE.
     """
-    weights, biases, dtype = net._params(params)
-    x = net._inputs(x_train, "x_train", dtype)
+    weights, biases, dtype = net.check_params(params)
+    x = net.check_inputs(x_train, "x_train", dtype)
     n, m = x.shape[0], net.widths[-1]
     y = np.asarray(y_train)
     if y.dtype.kind not in "biuf":
@@ -110,7 +110,7 @@ def train(
     if lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr}")
     record_every = as_positive_int(record_every, "record_every")
-    xt = None if x_test is None else net._inputs(x_test, "x_test", dtype)
+    xt = None if x_test is None else net.check_inputs(x_test, "x_test", dtype)
     # The built-in MSE cost with the default direction runs whole steps in the core.
     builtin = cost is None and direction is None
     cost = MSE(y) if cost is None else cost
@@ -121,7 +121,7 @@ def train(
     weights = [w.copy() for w in weights]
     biases = [b.copy() for b in biases]
     f = np.empty((n, m), dtype)
-    core = net._core()
+    core = net.core
     y_core = np.ascontiguousarray(y)
     records: dict[str, list[float | np.ndarray]] = {
         "times": [],
