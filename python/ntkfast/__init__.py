@@ -9,6 +9,7 @@
 
 from . import activations, dynamics
 from ._threads import _init_from_env, get_num_threads, set_num_threads
+from .kernel_operator import KernelOperator
 from .kernels import Kernel, limit_kernel, limit_kernel_diagonal
 from .network import MLP
 from .training import DivergenceError, TrainResult, train
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DivergenceError",
     "Kernel",
+    "KernelOperator",
     "MLP",
     "TrainResult",
     "activations",

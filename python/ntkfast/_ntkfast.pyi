@@ -57,6 +57,18 @@ class LimitKernel:
         Hermite series, the most terms a layer kept), (0.0, 0) for closed forms."""
     def diagonal(self, x: np.ndarray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(Σ⁽ᴸ⁾(x, x), Θ∞⁽ᴸ⁾(x, x)) for every row of x as float64 arrays (N,); O(N·(n0 + L))."""
+    def product(
+        self,
+        x1: np.ndarray,
+        x2: np.ndarray | None,
+        kernel: str,
+        v: NDArray[np.float64],
+        out: NDArray[np.float64],
+    ) -> tuple[float, int]:
+        """out (N1, k) = K(x1, x2) v (N2, k), float64, K ("nngp" or "ntk") made tile by tile and
+        never stored; x2 None: x1, one triangle of tiles. Returns as :meth:`compute`."""
+    def product_memory(self, rows: int, k: int, symmetric: bool) -> int:
+        """Bytes :meth:`product` allocates besides v and out for N1 = ``rows``, k columns."""
     def working_memory(self, rows: int) -> int:
         """Bytes allocated besides the outputs for a kernel of ``rows`` samples in all."""
 

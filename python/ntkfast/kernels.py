@@ -61,7 +61,19 @@ def _parse_get(get: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
     return kinds, single
 
 
-def _core(depth: int, act: _activations.Activation, beta: float) -> _ntkfast.LimitKernel:
+def warn_series(act: _activations.Activation, error: float, terms: int) -> None:
+    """RuntimeWarning when a Hermite-series kernel's estimated error exceeds SERIES_WARNING."""
+    if error > SERIES_WARNING:
+        warnings.warn(
+            f"the Hermite series of activation {act!r} did not converge within {terms} terms "
+            f"(is σ smooth? are the pre-activation variances very large?): estimated "
+            f"relative error of the kernel {error:.1e}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def core_kernel(depth: int, act: _activations.Activation, beta: float) -> _ntkfast.LimitKernel:
     """The core's kernel object for the validated settings (a MemoryError for a depth whose
     per-layer variances alone, 32 bytes a layer, could never be addressed)."""
     if depth >= 2**58:
@@ -152,7 +164,7 @@ def limit_kernel(
     depth = as_positive_int(depth, "depth")
     beta = as_finite_float(beta, "beta")
     act = _activations.get(activation)
-    core = _core(depth, act, beta)
+    core = core_kernel(depth, act, beta)
     symmetric = x2 is None or x2 is x1  # before conversion, which makes new objects
     x1 = as_samples(x1, "x1")
     x2 = None if symmetric else as_samples(x2, "x2")
@@ -193,14 +205,7 @@ def limit_kernel(
     error, terms = core.compute(
         x1, None if symmetric else x2, arrays.get("nngp"), arrays.get("ntk")
     )
-    if error > SERIES_WARNING:
-        warnings.warn(
-            f"the Hermite series of activation {act!r} did not converge within {terms} terms "
-            f"(is σ smooth? are the pre-activation variances very large?): estimated "
-            f"relative error of the kernel {error:.1e}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    warn_series(act, error, terms)
     if single:
         return arrays[kinds[0]]
     return Kernel(arrays.get("nngp"), arrays.get("ntk"))
@@ -252,7 +257,7 @@ def limit_kernel_diagonal(
     kinds, single = _parse_get(get)
     depth = as_positive_int(depth, "depth")
     beta = as_finite_float(beta, "beta")
-    core = _core(depth, _activations.get(activation), beta)
+    core = core_kernel(depth, _activations.get(activation), beta)
     x = as_samples(x, "x")
     check_memory(core.working_memory(x.shape[0]), f"depth {depth} (per-layer variances)")
     nngp, ntk = core.diagonal(x)

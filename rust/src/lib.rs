@@ -35,7 +35,7 @@ pub use activation::Activation;
 pub use empirical::{empirical_ntk, Contraction, Features};
 pub use error::{Error, Result};
 pub use hermite::{Pointwise, MAX_SERIES_VARIANCE};
-pub use limit::{Diagonal, LimitKernel, Outputs, Report, Sigma};
+pub use limit::{Diagonal, LimitKernel, Outputs, Report, Sigma, Which};
 pub use network::{Forward, Layer, LayerMut, Network, Pass, Sink};
 pub use real::Real;
 pub use samples::Samples;

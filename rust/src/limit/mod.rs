@@ -19,6 +19,7 @@
 mod diagonal;
 mod layers;
 mod layers_f32;
+mod product;
 #[cfg(test)]
 mod tests;
 mod tile;
@@ -31,11 +32,13 @@ use crate::pool::for_each_tile;
 use crate::real::Real;
 use crate::samples::Samples;
 use crate::simd::Simd;
+use crate::tiles::Tile;
 use crate::tiles::{panels, SharedOutput, PANEL_TILES, TILE, TILE_F32};
 pub use diagonal::Diagonal;
 use layers_f32::LayerVars32;
+pub use product::Which;
 use std::sync::atomic::AtomicBool;
-use tile::{Scratch, TileRun, TileWriter};
+use tile::{Scratch, TileRun, TileWriter, Values};
 
 /// Where the results go: row-major N₁ × N₂ arrays; `None` skips that kernel.
 pub struct Outputs<'a, T> {
@@ -163,19 +166,20 @@ impl<'a> LimitKernel<'a> {
             simd: Simd::detect(),
             single,
             edge,
-            writer: TileWriter {
-                nngp: nngp.as_ref(),
-                ntk: ntk.as_ref(),
-                symmetric,
-                diagonal: &d1,
-            },
             cancel,
         };
+        let writer = TileWriter {
+            nngp: nngp.as_ref(),
+            ntk: ntk.as_ref(),
+            symmetric,
+            diagonal: &d1,
+        };
+        let emit = |tile: Tile, values: Values<'_>| writer.emit(tile, values);
         for_each_tile(
             &panels(n1, n2, symmetric, edge, PANEL_TILES),
             cancel,
             || Scratch::<T>::new(edge),
-            |scratch, panel| run.panel(scratch, panel),
+            |scratch, panel| run.panel(scratch, panel, &emit),
         )?;
         Ok(report)
     }

@@ -3,6 +3,7 @@
 
 use super::diagonal::superscript;
 use super::layers::Layers;
+use super::product::Which;
 use super::*;
 use crate::error::Error;
 use crate::tiles::Tile;
@@ -291,4 +292,136 @@ fn float32_layers_match_float64() {
             }
         }
     }
+}
+
+/// K(x1, x2) from `compute` and from `product` with V = I: the same values
+/// (exactly in f64, where each entry of the product is one term).
+fn kernel_by_product<T: Real>(
+    k: &LimitKernel<'_>,
+    x1: Samples<'_, T>,
+    x2: Option<Samples<'_, T>>,
+    which: Which,
+) -> Vec<f64> {
+    let n2 = x2.map_or(x1.rows, |s| s.rows);
+    let mut eye = vec![0.0; n2 * n2];
+    for i in 0..n2 {
+        eye[i * n2 + i] = 1.0;
+    }
+    let mut out = vec![0.0; x1.rows * n2];
+    k.product(x1, x2, which, &eye, n2, &mut out, &AtomicBool::new(false))
+        .unwrap();
+    out
+}
+
+#[test]
+fn products_with_the_identity_are_the_kernel() {
+    let (n, m, n0) = (300, 130, 7);
+    let x = inputs(n, n0);
+    let z: Vec<f64> = inputs(m + 3, n0)[3 * n0..].to_vec();
+    let xs = Samples::new(&x, n, n0).unwrap();
+    let zs = Samples::new(&z, m, n0).unwrap();
+    for act in [Activation::Relu, Activation::Erf, Activation::Tanh] {
+        let k = LimitKernel::new(3, act, 0.1).unwrap();
+        for (x2, n2) in [(None, n), (Some(zs), m)] {
+            let mut nngp = vec![0.0; n * n2];
+            let mut ntk = vec![0.0; n * n2];
+            let out = Outputs {
+                nngp: Some(&mut nngp),
+                ntk: Some(&mut ntk),
+            };
+            k.compute(xs, x2, out, &AtomicBool::new(false)).unwrap();
+            assert_eq!(kernel_by_product(&k, xs, x2, Which::Nngp), nngp, "{act:?}");
+            assert_eq!(kernel_by_product(&k, xs, x2, Which::Ntk), ntk, "{act:?}");
+        }
+    }
+}
+
+#[test]
+fn float32_products_match_the_float32_kernel() {
+    let (n, n0) = (400, 9);
+    let x: Vec<f32> = inputs(n, n0).iter().map(|&v| v as f32).collect();
+    let xs = Samples::new(&x, n, n0).unwrap();
+    let k = LimitKernel::new(4, Activation::Relu, 0.1).unwrap();
+    let mut ntk = vec![0.0f32; n * n];
+    let out = Outputs {
+        nngp: None,
+        ntk: Some(&mut ntk),
+    };
+    k.compute(xs, None, out, &AtomicBool::new(false)).unwrap();
+    let product = kernel_by_product(&k, xs, None, Which::Ntk);
+    for (p, s) in product.iter().zip(&ntk) {
+        assert!(
+            (p - *s as f64).abs() <= 1e-6 * p.abs().max(1.0),
+            "{p} vs {s}"
+        );
+    }
+}
+
+#[test]
+fn products_have_the_same_bits_for_any_thread_count() {
+    let (n, n0, k) = (700, 5, 3);
+    let x = inputs(n, n0);
+    let xs = Samples::new(&x, n, n0).unwrap();
+    let v: Vec<f64> = (0..n * k)
+        .map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0)
+        .collect();
+    let kernel = LimitKernel::new(3, Activation::Gelu, 0.2).unwrap();
+    let default_threads = crate::pool::num_threads().unwrap();
+    let mut results = Vec::new();
+    for threads in [1, 2, 3] {
+        crate::pool::set_num_threads(threads).unwrap();
+        let mut out = vec![0.0; n * k];
+        let cancel = AtomicBool::new(false);
+        kernel
+            .product(xs, None, Which::Ntk, &v, k, &mut out, &cancel)
+            .unwrap();
+        results.push(out);
+    }
+    crate::pool::set_num_threads(default_threads).unwrap();
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[0], results[2]);
+    // Against the stored kernel, to rounding.
+    let mut ntk = vec![0.0; n * n];
+    let out = Outputs {
+        nngp: None,
+        ntk: Some(&mut ntk),
+    };
+    kernel
+        .compute(xs, None, out, &AtomicBool::new(false))
+        .unwrap();
+    for i in 0..n {
+        for c in 0..k {
+            let want: f64 = (0..n).map(|j| ntk[i * n + j] * v[j * k + c]).sum();
+            let got = results[0][i * k + c];
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn products_check_their_shapes_and_stop_when_cancelled() {
+    let x = inputs(10, 3);
+    let xs = Samples::new(&x, 10, 3).unwrap();
+    let k = LimitKernel::new(2, Activation::Relu, 0.0).unwrap();
+    let go = AtomicBool::new(false);
+    let mut out = vec![0.0; 20];
+    assert!(k
+        .product(xs, None, Which::Ntk, &[0.0; 19], 2, &mut out, &go)
+        .is_err());
+    assert!(k
+        .product(xs, None, Which::Ntk, &[0.0; 20], 2, &mut out[..18], &go)
+        .is_err());
+    assert!(k
+        .product(xs, None, Which::Ntk, &[], 0, &mut [], &go)
+        .is_err());
+    let stop = AtomicBool::new(true);
+    assert_eq!(
+        k.product(xs, None, Which::Ntk, &[0.0; 20], 2, &mut out, &stop),
+        Err(Error::Cancelled)
+    );
+    assert_eq!(Which::from_name("ntk").unwrap(), Which::Ntk);
+    assert!(Which::from_name("theta").is_err());
 }

@@ -14,8 +14,23 @@ use crate::tiles::{alignable, aligned, Placement, SharedOutput, Store, Tile, PAN
 use crate::with_dual;
 use std::sync::atomic::AtomicBool;
 
+/// A finished tile's Σ and Θ values (row-major, the tile's shape) and a
+/// scratch tile for a transposed copy, in the precision its layers ran in.
+pub(super) enum Values<'s> {
+    F64 {
+        sigma: &'s mut [f64],
+        theta: &'s mut [f64],
+        transposed: &'s mut [f64],
+    },
+    F32 {
+        sigma: &'s mut [f32],
+        theta: &'s mut [f32],
+        transposed: &'s mut [f32],
+    },
+}
+
 /// Everything the tiles of one computation share.
-pub(super) struct TileRun<'a, 'o, T> {
+pub(super) struct TileRun<'a, T> {
     pub x1: Samples<'a, T>,
     pub x2: Samples<'a, T>,
     /// The diagonal recursion of the rows' and the columns' samples.
@@ -33,14 +48,13 @@ pub(super) struct TileRun<'a, 'o, T> {
     pub single: Option<(Single, Vec<LayerVars32>, Vec<LayerVars32>)>,
     /// Tile edge.
     pub edge: usize,
-    pub writer: TileWriter<'a, 'o, T>,
     pub cancel: &'a AtomicBool,
 }
 
-impl<T: Real> TileRun<'_, '_, T> {
+impl<T: Real> TileRun<'_, T> {
     /// One panel: the Gram block of all its tiles in one GEMM call, then each
-    /// tile's layers and writes while the tile sits in cache.
-    pub fn panel(&self, scratch: &mut Scratch<T>, panel: Tile) {
+    /// tile's layers, and `emit` of each finished tile while it sits in cache.
+    pub fn panel(&self, scratch: &mut Scratch<T>, panel: Tile, emit: &impl Fn(Tile, Values<'_>)) {
         let w = panel.cols();
         let Scratch {
             gram,
@@ -57,14 +71,20 @@ impl<T: Real> TileRun<'_, '_, T> {
         );
         for tile in panel.row_tiles(self.edge) {
             let offset = (tile.r0 - panel.r0) * w;
-            self.tile(buffers, tile, &gram[offset..offset + tile.rows() * w]);
+            self.tile(buffers, tile, &gram[offset..offset + tile.rows() * w], emit);
         }
     }
 
     /// One tile from its Gram block: in f32 layers when they run, else in f64.
-    fn tile(&self, scratch: &mut TileScratch, tile: Tile, gram: &[T]) {
+    fn tile(
+        &self,
+        scratch: &mut TileScratch,
+        tile: Tile,
+        gram: &[T],
+        emit: &impl Fn(Tile, Values<'_>),
+    ) {
         if let (Some(single), Some(gram32)) = (&self.single, T::as_f32(gram)) {
-            return self.tile_f32(scratch, tile, gram, gram32, single);
+            return self.tile_f32(scratch, tile, gram, gram32, single, emit);
         }
         let (h, w) = (tile.rows(), tile.cols());
         let TileScratch {
@@ -77,7 +97,14 @@ impl<T: Real> TileRun<'_, '_, T> {
         let (sigma, theta) = (&mut sigma[..h * w], &mut theta[..h * w]);
         self.first_layer(tile, &gram[..h * w], sigma);
         self.layers(tile, series, sigma, theta);
-        self.writer.tile(tile, sigma, theta, transposed, |v| v);
+        emit(
+            tile,
+            Values::F64 {
+                sigma,
+                theta,
+                transposed,
+            },
+        );
     }
 
     /// One tile through the f32 layers; the rows they leave to f64 (pairs
@@ -89,6 +116,7 @@ impl<T: Real> TileRun<'_, '_, T> {
         gram: &[T],
         gram32: &[f32],
         (dual, rows, cols): &(Single, Vec<LayerVars32>, Vec<LayerVars32>),
+        emit: &impl Fn(Tile, Values<'_>),
     ) {
         let (h, w) = (tile.rows(), tile.cols());
         let TileScratch {
@@ -134,8 +162,14 @@ impl<T: Real> TileRun<'_, '_, T> {
                 *d = *t as f32;
             }
         }
-        self.writer
-            .tile(tile, sigma32, theta32, &mut s32.transposed, |v| v as f32);
+        emit(
+            tile,
+            Values::F32 {
+                sigma: sigma32,
+                theta: theta32,
+                transposed: &mut s32.transposed,
+            },
+        );
     }
 
     /// Σ⁽¹⁾ = x·x'/n₀ + β² of `tile` in f64 from its Gram block.
@@ -194,6 +228,24 @@ pub(super) struct TileWriter<'a, 'o, T> {
     pub symmetric: bool,
     /// The exact per-sample values that replace a symmetric output's diagonal.
     pub diagonal: &'a Diagonal,
+}
+
+impl<T: Store + Store<f32>> TileWriter<'_, '_, T> {
+    /// Writes a finished tile in the precision its layers ran in.
+    pub fn emit(&self, tile: Tile, values: Values<'_>) {
+        match values {
+            Values::F64 {
+                sigma,
+                theta,
+                transposed,
+            } => self.tile(tile, sigma, theta, transposed, |v| v),
+            Values::F32 {
+                sigma,
+                theta,
+                transposed,
+            } => self.tile(tile, sigma, theta, transposed, |v| v as f32),
+        }
+    }
 }
 
 impl<T: Copy> TileWriter<'_, '_, T> {

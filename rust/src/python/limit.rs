@@ -5,8 +5,8 @@ use super::arrays::{self, contiguous_mut, samples, writable, Generic};
 use super::runtime::run_interruptible;
 use super::to_py;
 use crate::error::Error;
-use crate::{Activation, LimitKernel, Outputs, Pointwise, Real, Report, Sigma};
-use numpy::{Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
+use crate::{Activation, LimitKernel, Outputs, Pointwise, Real, Report, Sigma, Which};
+use numpy::{Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Mutex;
@@ -115,6 +115,47 @@ impl PyLimitKernel {
         Ok((PyArray1::from_vec(py, nngp), PyArray1::from_vec(py, ntk)))
     }
 
+    /// product(x1, x2, kernel, v, out) -> (series error, series terms)
+    ///
+    /// out (N1, k) = K(x1, x2) · v (N2, k), both float64 and C-contiguous, with K
+    /// the "nngp" or "ntk" kernel made tile by tile and never stored (x2 None:
+    /// x2 = x1, each tile below the diagonal used twice). Same bits for any
+    /// number of threads.
+    #[pyo3(signature = (x1, x2, kernel, v, out))]
+    fn product(
+        &self,
+        py: Python<'_>,
+        x1: &Bound<'_, PyAny>,
+        x2: Option<&Bound<'_, PyAny>>,
+        kernel: &str,
+        v: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyAny>,
+    ) -> PyResult<(f64, usize)> {
+        let which = Which::from_name(kernel).map_err(to_py)?;
+        let report = self.with_kernel(py, |limit| {
+            let call = Product {
+                py,
+                kernel: limit,
+                which,
+                x1,
+                x2,
+                v,
+                out,
+            };
+            arrays::dispatch(x1, "x1", call)
+        })?;
+        Ok((report.series_error, report.series_terms))
+    }
+
+    /// product_memory(rows, k, symmetric) -> bytes `product` allocates besides v
+    /// and out for N1 = rows and k columns.
+    fn product_memory(&self, rows: usize, k: usize, symmetric: bool) -> PyResult<usize> {
+        let threads = crate::pool::num_threads().map_err(to_py)?;
+        Ok(LimitKernel::product_memory(
+            self.depth, rows, k, symmetric, threads,
+        ))
+    }
+
     /// working_memory(rows) -> bytes the core allocates besides the outputs for
     /// a kernel of `rows` samples (see `LimitKernel::working_memory`).
     fn working_memory(&self, rows: usize) -> PyResult<usize> {
@@ -163,6 +204,40 @@ impl Generic for Compute<'_, '_> {
         };
         let kernel = self.kernel;
         run_interruptible(self.py, |cancel| kernel.compute(s1, s2, out, cancel))
+    }
+}
+
+/// [`PyLimitKernel::product`] in the dtype of x1.
+struct Product<'a, 'py> {
+    py: Python<'py>,
+    kernel: LimitKernel<'a>,
+    which: Which,
+    x1: &'a Bound<'py, PyAny>,
+    x2: Option<&'a Bound<'py, PyAny>>,
+    v: &'a Bound<'py, PyAny>,
+    out: &'a Bound<'py, PyAny>,
+}
+
+impl Generic for Product<'_, '_> {
+    type Output = crate::Result<Report>;
+
+    fn run<T: Real + Element>(self) -> PyResult<Self::Output> {
+        let x1 = arrays::readonly_as::<T>(self.x1, "x1", "float32 or float64")?;
+        let x2 = self
+            .x2
+            .map(|x| arrays::readonly_as::<T>(x, "x2", "the dtype of x1"))
+            .transpose()?;
+        let s1 = samples(&x1, "x1")?;
+        let s2 = x2.as_ref().map(|x| samples(x, "x2")).transpose()?;
+        let v = arrays::readonly_as::<f64>(self.v, "v", "float64")?;
+        let k = v.shape()[1];
+        let v = arrays::slice(&v, "v")?;
+        let mut out = writable::<f64>(Some(self.out), "out")?;
+        let out = contiguous_mut(&mut out, "out")?.expect("given");
+        let (kernel, which) = (self.kernel, self.which);
+        run_interruptible(self.py, |cancel| {
+            kernel.product(s1, s2, which, v, k, out, cancel)
+        })
     }
 }
 
