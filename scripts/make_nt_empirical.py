@@ -9,7 +9,9 @@ Dense(n_L, 1., beta, "ntk"))`` evaluated in float64 with parameters drawn here a
 that the tests can hand the same parameters to ntkfast.  neural-tangents keeps W as
 (n_in, n_out); the stored ``W`` use ntkfast's (n_out, n_in) layout and are transposed for
 neural-tangents.  The empirical NTK uses ``implementation=STRUCTURED_DERIVATIVES`` and is
-checked against ``JACOBIAN_CONTRACTION`` before saving.
+checked against ``JACOBIAN_CONTRACTION`` before saving: the script stops without writing the
+file if they differ by more than ``TOLERANCE`` (1e-12 of the largest entry, the accuracy the
+tests hold ntkfast to).
 
 File contents (float64 unless said):
 
@@ -40,6 +42,9 @@ import neural_tangents as nt  # noqa: E402
 import numpy as np  # noqa: E402
 from make_nt_reference import NT_LAYERS  # noqa: E402  (run from scripts/ or the root)
 from neural_tangents import stax  # noqa: E402
+
+#: Largest accepted relative difference of the two neural-tangents implementations.
+TOLERANCE = 1e-12
 
 
 def make_cases():
@@ -109,6 +114,11 @@ def main():
         scale = np.abs(other).max()
         worst = max(worst, np.abs(other - data[f"case{i}_full12"]).max() / scale)
     print(f"structured vs Jacobian contraction: max relative difference {worst:.2e}")
+    if not worst <= TOLERANCE:
+        raise SystemExit(
+            f"structured derivatives and Jacobian contraction differ by {worst:.2e} (more "
+            f"than {TOLERANCE:g}); nothing written"
+        )
     data["cases"] = np.array(json.dumps(cases))
     versions = {
         "neural_tangents": nt.__version__,
