@@ -1,3 +1,4 @@
+import collections
 import os
 import sys
 
@@ -36,3 +37,60 @@ def restore_threads():
     before = nk.get_num_threads()
     yield
     nk.set_num_threads(before)
+
+
+#: Examples per property-based test (tests/test_*_properties.py; slow properties take a share).
+PROPERTY_EXAMPLES = int(os.environ.get("NTKFAST_PROPERTY_EXAMPLES", "300"))
+
+
+class Tally:
+    """How the cases of one property-based test ended, per entry point: "result" or the
+    name of the exception (or exit) that a case was expected to end with."""
+
+    def __init__(self):
+        self.counts = {}
+        self.results_only = set()
+
+    def add(self, name, how, errors=True):
+        """Counts one case of ``name``; ``errors=False``: the test never expects it to fail."""
+        self.counts.setdefault(name, collections.Counter())[how] += 1
+        if not errors:
+            self.results_only.add(name)
+
+    def table(self, title):
+        """The counts as a text table (one row per entry point)."""
+        kinds = ["result", "ValueError", "TypeError", "MemoryError"]
+        kinds += sorted({k for c in self.counts.values() for k in c} - set(kinds))
+        rows = [["entry point", "cases", *kinds]]
+        rows += [[n, sum(c.values()), *(c[k] for k in kinds)] for n, c in self.counts.items()]
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+        lines = [f"\n{title}: {sum(sum(c.values()) for c in self.counts.values())} cases"]
+        for r in rows:
+            cells = (
+                str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths))
+            )
+            lines.append("  " + "  ".join(cells))
+        return "\n".join(lines)
+
+    def unreached(self):
+        """Entry points that never returned a result, or never raised (unless results-only)."""
+        missing = []
+        for name, c in self.counts.items():
+            if c["result"] == 0:
+                missing.append(f"{name}: no case returned a result")
+            if name not in self.results_only and sum(c.values()) == c["result"]:
+                missing.append(f"{name}: no case raised")
+        return missing
+
+
+@pytest.fixture
+def outcomes(request):
+    """A Tally over all the examples of one property-based test. Printed afterwards (shown
+    with ``pytest -s``); with the full number of examples (NTKFAST_PROPERTY_EXAMPLES ≥ 100)
+    every entry point must have both returned results and reached its errors, so that the
+    strategies keep covering both."""
+    tally = Tally()
+    yield tally
+    print(tally.table(request.node.name))
+    if PROPERTY_EXAMPLES >= 100:
+        assert not tally.unreached(), tally.unreached()

@@ -1,8 +1,10 @@
-"""Slow, independent NumPy reference for the infinite-width recursion.
+"""Slow, independent NumPy references for the tests.
 
-Written directly from the formulas of the paper's sequential limit and the dual-activation
-table, in the D / θ = atan2(√D, q12) notation (the Rust core works with ρ and its own arcsine),
-over whole matrices with NumPy's own transcendental functions.
+The infinite-width recursion, written directly from the formulas of the paper's sequential
+limit and the dual-activation table, in the D / θ = atan2(√D, q12) notation (the Rust core
+works with ρ and its own arcsine), over whole matrices with NumPy's own transcendental
+functions. Finite-width networks (forward pass, forward-mode Jacobian) and the parameter
+generator of docs/networks.md.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy.special import expit, roots_hermitenorm
+from scipy.special import erf, expit, roots_hermitenorm
 
 PI = np.pi
+#: |ρ| within this of 1 counts as ±1 (as in the core's ``correlation``, rust/src/duals.rs):
+#: q₁₂ and the variances are rounded separately, so exactly (anti)parallel inputs get
+#: |ρ| = 1 − a few ulps, and √D ∝ √(1 − ρ²) would turn that into an error of 1e-8.
+SNAP = 8 * np.finfo(np.float64).eps
 
 #: σ and σ' in NumPy for the activations without a closed-form dual.
 SMOOTH = {
@@ -43,6 +49,7 @@ def quadrature_dual(name, q11, q22, q12, nodes=None):
         a, b, c = float(q11[idx]), float(q22[idx]), float(q12[idx])
         z, w = _nodes(max(a, b)) if nodes is None else _normalised(nodes)
         rho = np.clip(c / np.sqrt(a * b), -1.0, 1.0) if a > 0 and b > 0 else 0.0
+        rho = np.sign(rho) if abs(rho) >= 1 - SNAP else rho
         u = np.sqrt(a) * z
         v = np.sqrt(b) * (rho * z[:, None] + np.sqrt(1.0 - rho * rho) * z[None, :])
         out_s[idx] = w @ (f(u) * (f(v) @ w))
@@ -69,31 +76,36 @@ def _relu_like(neg, pos, q11, q22, q12, d):
 def dual(name, q11, q22, q12, param=0.0):
     """(Σ, Σ̇) = (E[σ(u)σ(v)], E[σ'(u)σ'(v)]) for (u, v) ~ N(0, [[q11, q12], [q12, q22]])."""
     q11, q22, q12 = np.broadcast_arrays(*map(np.asarray, (q11, q22, q12)))
-    d = np.maximum(q11 * q22 - q12 * q12, 0.0)
+    parallel = np.abs(q12) >= (1 - SNAP) * np.sqrt(q11 * q22)  # ρ = ±1 (see SNAP)
+    d = np.where(parallel, 0.0, np.maximum(q11 * q22 - q12 * q12, 0.0))
     if name == "relu":
         return _relu_like(0.0, 1.0, q11, q22, q12, d)
     if name == "leaky_relu":
         return _relu_like(param, 1.0, q11, q22, q12, d)
     if name == "abs":
         return _relu_like(-1.0, 1.0, q11, q22, q12, d)
+    # Below, (1 + a q11)(1 + a q22) − a² q12² is expanded as 1 + a (q11 + q22) + a² D, and
+    # no product has three variances: exact on the diagonal and finite up to q = 1e150.
     if name == "erf":
         a, b = 1 + 2 * q11, 1 + 2 * q22
         return (
             2 / PI * np.arcsin(np.clip(2 * q12 / np.sqrt(a * b), -1, 1)),
-            4 / PI / np.sqrt(a * b - 4 * q12**2),
+            4 / PI / np.sqrt(1 + 2 * (q11 + q22) + 4 * d),
         )
     if name == "gelu":
         p = (1 + q11) * (1 + q22)
-        delta = np.sqrt(p - q12**2)
+        delta = np.sqrt(1 + q11 + q22 + d)  # √(p − q12²)
         at = np.arctan(q12 / delta)
-        s = q12 / 4 + (q12 * at + (q12**2 + q11 * q22 * delta**2) / (p * delta)) / (2 * PI)
-        sdot = (
-            0.25 + at / (2 * PI) + q12 / (2 * PI * delta) * (1 / delta**2 + (1 - q11 * q22) / p + 1)
-        )
+        r = (q11 / (1 + q11)) * (q22 / (1 + q22))  # q11 q22 / p
+        s = q12 / 4 + (q12 * at + q12 * (q12 / p) / delta + r * delta) / (2 * PI)
+        sdot = 0.25 + at / (2 * PI) + q12 / (2 * PI * delta) * (1 / delta**2 + 1 / p - r + 1)
         return s, sdot
     if name in ("sin", "cos"):
-        damp = np.exp(-(q11 + q22) / 2)
-        sh, ch = damp * np.sinh(q12), damp * np.cosh(q12)
+        # e^{−(q11 + q22)/2} (sinh, cosh) q12 = e^{|q12| − (q11 + q22)/2} (1 ∓ e^{−2|q12|})/2:
+        # the exponent is ≤ 0 (no overflow) and expm1 keeps small q12 accurate.
+        a = np.abs(q12)
+        half = np.exp(a - (q11 + q22) / 2) / 2
+        sh, ch = np.sign(q12) * half * -np.expm1(-2 * a), half * (1 + np.exp(-2 * a))
         return (sh, ch) if name == "sin" else (ch, sh)
     if name == "identity":
         return q12.copy(), np.ones_like(q12)
@@ -155,3 +167,82 @@ def normal_stream(seed, stream, count):
     z = np.empty(2 * len(u1))
     z[0::2], z[1::2] = r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)
     return z[:count]
+
+
+# Finite-width networks, from the definitions of docs/networks.md (a forward-mode Jacobian,
+# a different algorithm from the core's back propagation). ``net`` is an ntkfast.MLP.
+
+
+def sigma(net, z):
+    """σ and σ' of net's activation in NumPy, from its definition."""
+    name = net.activation.name
+    if name == "relu":
+        return np.maximum(z, 0), (z > 0).astype(float)
+    if name == "leaky_relu":
+        s = net.activation.param
+        return np.where(z > 0, z, s * z), np.where(z > 0, 1.0, s)
+    if name == "abs":
+        return np.abs(z), np.where(z >= 0, 1.0, -1.0)
+    if name == "erf":
+        return erf(z), 2 / np.sqrt(np.pi) * np.exp(-(z**2))
+    if name == "gelu":
+        cdf = 0.5 * (1 + erf(z / np.sqrt(2)))
+        return z * cdf, cdf + z * np.exp(-(z**2) / 2) / np.sqrt(2 * np.pi)
+    if name == "sin":
+        return np.sin(z), np.cos(z)
+    if name == "cos":
+        return np.cos(z), -np.sin(z)
+    if name == "identity":
+        return z, np.ones_like(z)
+    if name in SMOOTH:
+        f, df = SMOOTH[name]
+        return f(z), df(z)
+    raise ValueError(name)
+
+
+def forward(net, params, x):
+    """f_θ(x): α̃⁽ˡ⁺¹⁾ = W⁽ˡ⁾ α⁽ˡ⁾ / √n_l + β b⁽ˡ⁾, α⁽ˡ⁾ = σ(α̃⁽ˡ⁾), no σ on the output."""
+    a = x
+    for layer, (w, b) in enumerate(params):
+        z = a @ w.T / np.sqrt(w.shape[1]) + net.beta * b
+        a = sigma(net, z)[0] if layer + 1 < net.depth else z
+    return a
+
+
+def explicit_jacobian(net, params, x):
+    """(N, n_L, P) by forward-mode differentiation: the tangent of every layer's
+    pre-activation with respect to every parameter, pushed through the network."""
+    n, p = x.shape[0], net.num_params
+    a = x
+    da = np.zeros((n, x.shape[1], p))  # ∂α⁽ˡ⁾/∂θ
+    offset = 0
+    for layer, (w, b) in enumerate(params):
+        n_in, n_out = w.shape[1], w.shape[0]
+        z = a @ w.T / np.sqrt(n_in) + net.beta * b
+        dz = np.einsum("oq,nqp->nop", w, da) / np.sqrt(n_in)
+        for o in range(n_out):  # ∂z_o/∂W[o, q] = α_q / √n_in, ∂z_o/∂b[o] = β
+            dz[:, o, offset + o * n_in : offset + (o + 1) * n_in] += a / np.sqrt(n_in)
+            dz[:, o, offset + n_out * n_in + o] += net.beta
+        offset += n_out * (n_in + 1)
+        if layer + 1 < net.depth:
+            s, ds = sigma(net, z)
+            a, da = s, ds[:, :, None] * dz
+        else:
+            a, da = z, dz
+    return da
+
+
+def flat(params):
+    """The parameters as one vector, in the Jacobian's order: W0.ravel(), b0, W1.ravel(), …"""
+    return np.concatenate([np.concatenate([np.ravel(w), np.ravel(b)]) for w, b in params])
+
+
+def unflat(net, vector):
+    """The inverse of ``flat`` for net's widths."""
+    out, at = [], 0
+    for n_in, n_out in zip(net.widths[:-1], net.widths[1:]):
+        w = vector[at : at + n_in * n_out].reshape(n_out, n_in)
+        at += n_in * n_out
+        out.append((w, vector[at : at + n_out]))
+        at += n_out
+    return out

@@ -5,9 +5,9 @@ import pytest
 
 import ntkfast as nk
 
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("dask.distributed")
-nkd = pytest.importorskip("ntkfast.dask")
+da = pytest.importorskip("dask.array", reason="needs dask (the dask extra)")
+distributed = pytest.importorskip("dask.distributed", reason="needs distributed (the dask extra)")
+nkd = pytest.importorskip("ntkfast.dask", reason="needs dask (the dask extra)")
 
 
 @pytest.fixture(scope="module")

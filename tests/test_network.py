@@ -1,9 +1,9 @@
 """Finite-width networks: forward pass, Jacobian, vjp and the empirical NTK.
 
-References: an explicit Jacobian built here in NumPy by forward-mode differentiation (a
-different algorithm from the core's back propagation), central finite differences, and stored
-neural-tangents 0.6.5 values (``tests/data/nt_empirical.npz``, written by
-``scripts/make_nt_empirical.py``).
+References: an explicit Jacobian built in NumPy by forward-mode differentiation
+(``reference.explicit_jacobian``, a different algorithm from the core's back propagation),
+central finite differences, and stored neural-tangents 0.6.5 values
+(``tests/data/nt_empirical.npz``, written by ``scripts/make_nt_empirical.py``).
 """
 
 import json
@@ -16,6 +16,7 @@ import ntkfast as nk
 
 import reference
 from conftest import ACTIVATIONS, SERIES
+from reference import explicit_jacobian, flat, unflat
 
 NT = np.load(Path(__file__).parent / "data" / "nt_empirical.npz")
 NT_CASES = json.loads(str(NT["cases"]))
@@ -23,72 +24,6 @@ NT_CASES = json.loads(str(NT["cases"]))
 
 def _activation(name, slope=0.2):
     return nk.activations.LeakyReLU(slope) if name == "leaky_relu" else name
-
-
-def _sigma(net, z):
-    """σ and σ' in NumPy, from the activation's definition."""
-    from scipy.special import erf
-
-    name = net.activation.name
-    if name == "relu":
-        return np.maximum(z, 0), (z > 0).astype(float)
-    if name == "leaky_relu":
-        s = net.activation.param
-        return np.where(z > 0, z, s * z), np.where(z > 0, 1.0, s)
-    if name == "abs":
-        return np.abs(z), np.where(z >= 0, 1.0, -1.0)
-    if name == "erf":
-        return erf(z), 2 / np.sqrt(np.pi) * np.exp(-(z**2))
-    if name == "gelu":
-        cdf = 0.5 * (1 + erf(z / np.sqrt(2)))
-        return z * cdf, cdf + z * np.exp(-(z**2) / 2) / np.sqrt(2 * np.pi)
-    if name == "sin":
-        return np.sin(z), np.cos(z)
-    if name == "cos":
-        return np.cos(z), -np.sin(z)
-    if name == "identity":
-        return z, np.ones_like(z)
-    if name in reference.SMOOTH:
-        f, df = reference.SMOOTH[name]
-        return f(z), df(z)
-    raise AssertionError(name)
-
-
-def explicit_jacobian(net, params, x):
-    """(N, n_L, P) by forward-mode differentiation: the tangent of every layer's
-    pre-activation with respect to every parameter, pushed through the network."""
-    n, p = x.shape[0], net.num_params
-    a = x
-    da = np.zeros((n, x.shape[1], p))  # ∂α⁽ˡ⁾/∂θ
-    offset = 0
-    for layer, (w, b) in enumerate(params):
-        n_in, n_out = w.shape[1], w.shape[0]
-        z = a @ w.T / np.sqrt(n_in) + net.beta * b
-        dz = np.einsum("oq,nqp->nop", w, da) / np.sqrt(n_in)
-        for o in range(n_out):  # ∂z_o/∂W[o, q] = α_q / √n_in, ∂z_o/∂b[o] = β
-            dz[:, o, offset + o * n_in : offset + (o + 1) * n_in] += a / np.sqrt(n_in)
-            dz[:, o, offset + n_out * n_in + o] += net.beta
-        offset += n_out * (n_in + 1)
-        if layer + 1 < net.depth:
-            s, ds = _sigma(net, z)
-            a, da = s, ds[:, :, None] * dz
-        else:
-            a, da = z, dz
-    return da
-
-
-def _flat(params):
-    return np.concatenate([np.concatenate([np.ravel(w), np.ravel(b)]) for w, b in params])
-
-
-def _unflat(net, flat):
-    out, at = [], 0
-    for n_in, n_out in zip(net.widths[:-1], net.widths[1:]):
-        w = flat[at : at + n_in * n_out].reshape(n_out, n_in)
-        at += n_in * n_out
-        out.append((w, flat[at : at + n_out]))
-        at += n_out
-    return out
 
 
 def _data(widths, rows, seed=0):
@@ -120,11 +55,8 @@ def test_apply_matches_numpy_forward_pass():
     net = nk.MLP([6, 10, 9, 4], "gelu", beta=0.5)
     params = net.init(seed=3)
     x = _data(net.widths, 20)
-    a = x
-    for layer, (w, b) in enumerate(params):
-        z = a @ w.T / np.sqrt(w.shape[1]) + net.beta * b
-        a = _sigma(net, z)[0] if layer + 1 < net.depth else z
-    np.testing.assert_allclose(net.apply(params, x), a, rtol=1e-13, atol=1e-13)
+    want = reference.forward(net, params, x)
+    np.testing.assert_allclose(net.apply(params, x), want, rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("activation", ["relu", "erf", "sin"])
@@ -133,25 +65,25 @@ def test_jacobian_and_vjp_match_finite_differences(activation):
     params = net.init(seed=2)
     x = _data(net.widths, 4)
     d = np.random.default_rng(5).standard_normal((4, 2))
-    flat, h = _flat(params), 1e-6
-    fd = np.empty((4, 2, flat.size))
-    for q in range(flat.size):
-        up, down = flat.copy(), flat.copy()
+    theta, h = flat(params), 1e-6
+    fd = np.empty((4, 2, theta.size))
+    for q in range(theta.size):
+        up, down = theta.copy(), theta.copy()
         up[q] += h
         down[q] -= h
-        fd[:, :, q] = (net.apply(_unflat(net, up), x) - net.apply(_unflat(net, down), x)) / (2 * h)
+        fd[:, :, q] = (net.apply(unflat(net, up), x) - net.apply(unflat(net, down), x)) / (2 * h)
     np.testing.assert_allclose(net.jacobian(params, x), fd, atol=1e-7)
-    vjp = _flat(net.vjp(params, x, d))
+    vjp = flat(net.vjp(params, x, d))
     np.testing.assert_allclose(vjp, np.einsum("nkp,nk->p", fd, d) / 4, atol=1e-7)
     # The vjp with d = f − y is the gradient of the cost ½‖f − y‖²_{p_in}.
     y = np.zeros((4, 2))
     cost = lambda p: 0.5 * np.mean(np.sum((net.apply(p, x) - y) ** 2, axis=1))  # noqa: E731
-    grad = _flat(net.vjp(params, x, net.apply(params, x) - y))
+    grad = flat(net.vjp(params, x, net.apply(params, x) - y))
     q = 7
-    up, down = flat.copy(), flat.copy()
+    up, down = theta.copy(), theta.copy()
     up[q] += h
     down[q] -= h
-    assert abs(grad[q] - (cost(_unflat(net, up)) - cost(_unflat(net, down))) / (2 * h)) < 1e-7
+    assert abs(grad[q] - (cost(unflat(net, up)) - cost(unflat(net, down))) / (2 * h)) < 1e-7
 
 
 @pytest.mark.parametrize("i", range(len(NT_CASES)), ids=lambda i: json.dumps(NT_CASES[i]))
@@ -190,8 +122,8 @@ def test_identities_symmetry_psd_and_threads():
                 (
                     net.ntk(params, x, output="full"),
                     net.apply(params, x),
-                    _flat(net.vjp(params, x, np.ones((300, 3)))),
-                    _flat(net.init(seed=9)),
+                    flat(net.vjp(params, x, np.ones((300, 3)))),
+                    flat(net.init(seed=9)),
                 )
             )
         for other in results[1:]:

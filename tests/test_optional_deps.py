@@ -80,6 +80,7 @@ def test_reproduce_names_the_extra_before_doing_anything(tmp_path):
 
 
 def test_reproduce_with_mnist_does_not_need_scikit_learn(tmp_path):
+    pytest.importorskip("matplotlib")
     proc = _cli(
         "reproduce",
         "--figure",

@@ -11,6 +11,10 @@ import pytest
 import ntkfast as nk
 from ntkfast.data import circle
 
+# The command needs the paper extra: matplotlib draws the figures, scikit-learn has the digits.
+pytest.importorskip("matplotlib", reason="ntkfast reproduce needs matplotlib (the paper extra)")
+pytest.importorskip("sklearn", reason="ntkfast reproduce needs scikit-learn (the paper extra)")
+
 
 def _reproduce(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python -m ntkfast reproduce --quick ARGS`` in a fresh process."""

@@ -4,17 +4,19 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.gaussian_process import GaussianProcessClassifier, GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
-from sklearn.kernel_ridge import KernelRidge
-from sklearn.svm import SVC
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import ntkfast as nk
-from ntkfast import dynamics
-from ntkfast.sklearn import NNGP, NTK
+pytest.importorskip("sklearn", reason="needs scikit-learn (the sklearn extra)")
+from sklearn.base import clone  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.gaussian_process import GaussianProcessClassifier, GaussianProcessRegressor  # noqa: E402
+from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel  # noqa: E402
+from sklearn.kernel_ridge import KernelRidge  # noqa: E402
+from sklearn.svm import SVC  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import ntkfast as nk  # noqa: E402
+from ntkfast import dynamics  # noqa: E402
+from ntkfast.sklearn import NNGP, NTK  # noqa: E402
 
 
 def data(n=40, n_test=7, seed=0):
