@@ -1,11 +1,13 @@
 """Threads, preallocated and memory-mapped outputs, GIL release and Ctrl-C."""
 
 import os
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -141,19 +143,24 @@ LONG_CALLS = {
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("call", LONG_CALLS)
 def test_ctrl_c_raises_keyboard_interrupt(call):
-    """SIGINT during a long computation: KeyboardInterrupt, and the process stays usable."""
+    """SIGINT during a long computation: KeyboardInterrupt within 5 s of the signal, and the
+    process stays usable.
+
+    The core checks for signals between tiles (docs/reliability.md: within about a second,
+    typically tens of ms); 5 s leaves room for a loaded machine. This is the suite's only
+    wall-clock bound. The latency is timed here, from sending the signal to reading the line
+    the child prints when it catches KeyboardInterrupt."""
     script = (
-        "import sys, time, numpy as np, ntkfast as nk\n"
+        "import numpy as np, ntkfast as nk\n"
         + LONG_CALLS[call]
         + textwrap.dedent(
             """
             print("ready", flush=True)
-            t = time.perf_counter()
             try:
                 work()
                 print("finished", flush=True)
             except KeyboardInterrupt:
-                print(f"interrupted {time.perf_counter() - t:.3f}", flush=True)
+                print("interrupted", flush=True)
             print("usable", bool(np.isfinite(again()).all()), flush=True)
             """
         )
@@ -161,14 +168,28 @@ def test_ctrl_c_raises_keyboard_interrupt(call):
     proc = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert proc.stdout.readline().strip() == "ready"
-    threading.Event().wait(0.5)
-    proc.send_signal(signal.SIGINT)
-    # The timeout only guards against a hang; it is not a performance assertion.
-    out, err = proc.communicate(timeout=120)
-    lines = out.splitlines()
-    assert lines[0].startswith("interrupted"), (out, err)
-    assert lines[1] == "usable True"
+    lines = queue.Queue()  # (arrival time, line), read as the child prints them
+
+    def read():
+        for line in proc.stdout:
+            lines.put((time.perf_counter(), line.strip()))
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        # The timeouts of get() only guard against a hang.
+        assert lines.get(timeout=120)[1] == "ready"
+        threading.Event().wait(0.5)
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        arrived, first = lines.get(timeout=120)
+        assert first == "interrupted", (first, proc.stderr.read())
+        assert arrived - sent < 5.0, f"KeyboardInterrupt {arrived - sent:.2f} s after SIGINT"
+        assert lines.get(timeout=120)[1] == "usable True"
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -221,6 +242,8 @@ def test_eight_python_threads_at_once_match_serial_calls():
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_during_reproduce_exits_cleanly(tmp_path):
     """SIGINT during `ntkfast reproduce`: status 130 and one line, no traceback."""
+    pytest.importorskip("matplotlib", reason="ntkfast reproduce needs the paper extra")
+    pytest.importorskip("sklearn", reason="ntkfast reproduce needs the paper extra")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ntkfast", "reproduce", "--out", str(tmp_path), "--quiet"],
         stdout=subprocess.PIPE,

@@ -2,7 +2,11 @@
 
 The core expands σ and σ' in Hermite series (``rust/src/hermite.rs``). The reference here is
 independent: a nested tensor-product Gauss–Hermite rule with up to 3000 nodes per dimension
-(``reference.quadrature_dual``), run through a NumPy version of the recursion.
+(``reference.quadrature_dual``, within about 1e-13 of the scale of a 5000-node rule), run
+through a NumPy version of the recursion.
+
+The series are summed to about 1e-12 of the kernel's scale (the README's "~1e-12"; measured
+≤ 2.3e-12): the tests hold them to 1e-11 of the scale.
 """
 
 import warnings
@@ -29,8 +33,8 @@ def scaled_error(got, want, scale):
 @pytest.mark.parametrize("name", SERIES)
 @pytest.mark.parametrize("q", [0.01, 0.3, 1.0, 4.0, 25.0])
 def test_one_layer_matches_quadrature(name, q):
-    """Σ and Σ̇ for variances q and 0.6 q, ρ from −1 to 1: ≤ 1e-9 of the kernel's scale and
-    ≤ 1e-7 of the value."""
+    """Σ and Σ̇ for variances q and 0.6 q, ρ from −1 to 1: ≤ 1e-11 of the kernel's scale and
+    ≤ 1e-9 of the value (measured 2.3e-12 and 4.3e-11)."""
     rhos = np.array([-1.0, -0.9, 0.0, 0.5, 0.99, 0.999999, 1.0])
     x1 = on_circle(q, [0.0])
     x2 = on_circle(0.6 * q, np.arccos(rhos))
@@ -40,12 +44,12 @@ def test_one_layer_matches_quadrature(name, q):
     s_diag, sdot_diag = reference.quadrature_dual(name, [q, 0.6 * q], [q, 0.6 * q], [q, 0.6 * q])
     scale, scale_dot = np.sqrt(np.prod(s_diag)), np.sqrt(np.prod(sdot_diag))
     sdot_got = (k.ntk[0] - k.nngp[0]) / np.where(q12 == 0, 1.0, q12)
-    assert scaled_error(k.nngp[0], s, scale).max() <= 1e-9
-    assert scaled_error(k.ntk[0], q12 * sdot + s, scale).max() <= 1e-9
+    assert scaled_error(k.nngp[0], s, scale).max() <= 1e-11
+    assert scaled_error(k.ntk[0], q12 * sdot + s, scale).max() <= 1e-11
     fine = np.abs(q12) > 1e-3 * q
     assert scaled_error(sdot_got, sdot, scale_dot)[fine].max() <= 1e-8
     big = np.abs(s) > 1e-3 * scale
-    assert (np.abs(k.nngp[0] - s) / np.abs(s))[big].max() <= 1e-7
+    assert (np.abs(k.nngp[0] - s) / np.abs(s))[big].max() <= 1e-9
 
 
 @pytest.mark.parametrize("name", SERIES)
@@ -60,21 +64,22 @@ def test_cross_kernel_of_very_different_variances(name):
     s, sdot = reference.quadrature_dual(name, 25.0, 0.25, q12)
     s_diag, _ = reference.quadrature_dual(name, [25.0, 0.25], [25.0, 0.25], [25.0, 0.25])
     scale = np.sqrt(np.prod(s_diag))
-    assert scaled_error(k.nngp[0], s, scale).max() <= 1e-9
-    assert scaled_error(k.ntk[0], q12 * sdot + s, scale).max() <= 1e-9
+    assert scaled_error(k.nngp[0], s, scale).max() <= 1e-11
+    assert scaled_error(k.ntk[0], q12 * sdot + s, scale).max() <= 1e-11
 
 
 @pytest.mark.parametrize("name", SERIES)
 @pytest.mark.parametrize("depth", [2, 4, 6])
 @pytest.mark.parametrize("beta", [0.0, 0.1, 1.0])
 def test_deep_kernels_match_the_quadrature_recursion(name, depth, beta):
+    """Depths 2–6: ≤ 1e-11 of the scale and 1e-9 of the value (measured 1.2e-12 for both)."""
     x = make_inputs(4, 5, seed=depth, spread=(0.3, 2.0))
     k = nk.limit_kernel(x, depth=depth, activation=name, beta=beta)
     s, t, _ = reference.limit_kernel(x, depth=depth, activation=name, beta=beta)
     for got, want in ((k.nngp, s), (k.ntk, t)):
         d = np.sqrt(np.outer(np.diag(want), np.diag(want)))
-        assert scaled_error(got, want, d).max() <= 1e-9
-        assert (np.abs(got - want) / np.abs(want)).max() <= 1e-7
+        assert scaled_error(got, want, d).max() <= 1e-11
+        assert (np.abs(got - want) / np.abs(want)).max() <= 1e-9
 
 
 @pytest.mark.parametrize("name", SERIES)
