@@ -15,6 +15,7 @@ __all__ = [
     "LimitKernel",
     "Network",
     "init_normal",
+    "solve_spd",
     "set_num_threads",
     "get_num_threads",
     "TILE",
@@ -128,6 +129,12 @@ class Network:
 
 def init_normal(seed: int, stream: int, out: NDArray[np.float64]) -> None:
     """Entries 0 … out.size − 1 of standard normal stream ``stream`` of ``seed`` (float64)."""
+
+def solve_spd(a: NDArray[np.float64], b: NDArray[np.float64]) -> None:
+    """Solves a x = b in place for symmetric positive-definite a (n, n; overwritten by its
+    Cholesky factor) and b (n, k; overwritten by x), float64 C-contiguous; ValueError when a
+    is not positive definite. Releases the GIL; Ctrl-C takes effect once the factorisation
+    returns."""
 
 def set_num_threads(threads: int) -> None: ...
 def get_num_threads() -> int: ...

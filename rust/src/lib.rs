@@ -11,6 +11,7 @@
 //! where these take them; everything else is internal (see docs/architecture.md).
 
 pub mod activation;
+mod cholesky;
 mod duals;
 mod duals_f32;
 mod empirical;
@@ -32,6 +33,7 @@ mod trig;
 mod python;
 
 pub use activation::Activation;
+pub use cholesky::solve_spd;
 pub use empirical::{empirical_ntk, Contraction, Features};
 pub use error::{Error, Result};
 pub use hermite::{Pointwise, MAX_SERIES_VARIANCE};

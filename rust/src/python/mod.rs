@@ -6,13 +6,14 @@
 //! any work). Here the arrays are borrowed without copies, the GIL is released
 //! for the computation, and the calling thread polls for signals while the
 //! pool works (`runtime`). One file per subject: `limit` (the infinite-width
-//! kernels), `network` (finite-width networks), `arrays` (borrowing and the
-//! one dtype dispatch).
+//! kernels), `network` (finite-width networks), `solve` (dense solves),
+//! `arrays` (borrowing and the one dtype dispatch).
 
 mod arrays;
 mod limit;
 mod network;
 mod runtime;
+mod solve;
 
 use crate::error::Error;
 use crate::{init, pool, Activation, TILE, TILE_F32};
@@ -75,6 +76,7 @@ fn _ntkfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limit::PyLimitKernel>()?;
     m.add_class::<network::PyNetwork>()?;
     m.add_function(wrap_pyfunction!(init_normal, m)?)?;
+    m.add_function(wrap_pyfunction!(solve::solve_spd, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add("TILE", TILE)?;

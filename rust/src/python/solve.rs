@@ -1,0 +1,27 @@
+//! Dense linear algebra the solvers need from the core: `solve_spd`.
+
+use super::arrays::{contiguous_mut, writable};
+use super::runtime::run_interruptible;
+use super::to_py;
+use numpy::PyUntypedArrayMethods;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+/// solve_spd(a, b): solves a x = b in place for a symmetric positive-definite
+/// float64 a (n, n; overwritten by its Cholesky factor) and b (n, k;
+/// overwritten by x), both C-contiguous. Releases the GIL; Ctrl-C is honoured
+/// once the factorisation returns.
+#[pyfunction]
+pub(super) fn solve_spd(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<()> {
+    let mut a = writable::<f64>(Some(a), "a")?;
+    let mut b = writable::<f64>(Some(b), "b")?;
+    let (n, k) = match (&a, &b) {
+        (Some(a), Some(b)) if a.shape()[0] == a.shape()[1] && b.shape()[0] == a.shape()[0] => {
+            (a.shape()[0], b.shape()[1])
+        }
+        _ => return Err(PyValueError::new_err("a must be (n, n) and b (n, k)")),
+    };
+    let a = contiguous_mut(&mut a, "a")?.expect("given");
+    let b = contiguous_mut(&mut b, "b")?.expect("given");
+    run_interruptible(py, |_| crate::solve_spd(a, n, b, k))?.map_err(to_py)
+}
