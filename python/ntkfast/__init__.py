@@ -12,6 +12,7 @@ from ._threads import _init_from_env, get_num_threads, set_num_threads
 from .kernel_operator import KernelOperator
 from .kernels import Kernel, limit_kernel, limit_kernel_diagonal
 from .network import MLP
+from .regression import KernelRegressor
 from .training import DivergenceError, TrainResult, train
 
 __version__ = "0.1.0"
@@ -20,6 +21,7 @@ __all__ = [
     "DivergenceError",
     "Kernel",
     "KernelOperator",
+    "KernelRegressor",
     "MLP",
     "TrainResult",
     "activations",
