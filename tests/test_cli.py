@@ -78,3 +78,47 @@ def test_demo_runs(capsys):
     assert main(["demo", "--n", "200"]) == 0
     out = capsys.readouterr().out
     assert "Θ∞(x0, x)" in out and "symmetric: True" in out
+
+
+@pytest.fixture
+def regression_data(tmp_path):
+    rng = np.random.default_rng(4)
+    x, x_test = rng.standard_normal((200, 5)), rng.standard_normal((30, 5))
+    y = np.stack([np.sin(x[:, 0]), np.cos(x[:, 1])], axis=1)
+    paths = {name: str(tmp_path / f"{name}.npy") for name in ("x", "y", "t")}
+    for name, array in zip(("x", "y", "t"), (x, y, x_test)):
+        np.save(paths[name], array)
+    return x, y, x_test, paths, tmp_path
+
+
+def test_regress_writes_the_regressors_predictions(regression_data, capsys):
+    x, y, x_test, paths, tmp = regression_data
+    out = str(tmp / "pred.npy")
+    common = ["--depth", "3", "--ridge", "0.01", "--solver", "direct"]
+    assert main(["regress", paths["x"], paths["y"], "--test", paths["t"], *common, "-o", out]) == 0
+    assert "wrote predictions (30, 2)" in capsys.readouterr().out
+    reg = nk.KernelRegressor(depth=3, ridge=0.01, solver="direct").fit(x, y)
+    np.testing.assert_array_equal(np.load(out), reg.predict(x_test))
+    args = ["regress", paths["x"], paths["y"], "--test", paths["t"], *common, "--times", "1,inf"]
+    assert main([*args, "-o", out]) == 0
+    np.testing.assert_array_equal(np.load(out), reg.predict(x_test, t=[1.0, np.inf]))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--times", "1,soon"], "--times"),
+        (["--ridge", "-1"], "ridge"),
+        (["--solver", "qr"], "solver"),
+    ],
+)
+def test_regress_errors_leave_no_file(regression_data, capsys, extra, message):
+    _, _, _, paths, tmp = regression_data
+    out = tmp / "pred.npy"
+    args = ["regress", paths["x"], paths["y"], "--test", paths["t"], "--depth", "3", *extra]
+    assert main([*args, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ntkfast: error:") and message in err
+    assert not out.exists()
+    assert main([*args[: -len(extra)], "-o", str(tmp / "pred.txt")]) == 2
+    assert ".npy" in capsys.readouterr().err

@@ -1,12 +1,14 @@
-"""Command line: ``ntkfast kernel`` for data kept in .npy files, ``ntkfast demo``.
+"""Command line: ``ntkfast kernel`` and ``ntkfast regress`` for data kept in .npy files.
 
 ntkfast kernel X.npy [Y.npy] --depth 4 --activation relu --beta 0.1 -o K.npz
 ntkfast kernel X.npy --get ntk -o K.npy        # one kernel, streamed to a .npy file
+ntkfast regress X.npy y.npy --test Xt.npy -o pred.npy --depth 4 --ridge 1e-3 [--times 1,10,inf]
 ntkfast demo
 ntkfast reproduce [--figure 1|2|3|all] [--out DIR] [--quick | --paper] [--mnist PATH] [--seed S]
 
-``kernel`` and ``demo`` need only the core install (NumPy, SciPy); ``reproduce`` needs the
-``paper`` extra (matplotlib, scikit-learn, tqdm) and says so when it is missing.
+``kernel``, ``regress`` and ``demo`` need only the core install (NumPy, SciPy);
+``reproduce`` needs the ``paper`` extra (matplotlib, scikit-learn, tqdm) and says so when it
+is missing.
 """
 
 from __future__ import annotations
@@ -94,6 +96,58 @@ def run_kernel(args: argparse.Namespace) -> dict[str, Any]:
     return {"kinds": kinds, "shape": shape, "seconds": time.perf_counter() - t0}
 
 
+def run_regress(args: argparse.Namespace) -> dict[str, Any]:
+    """Fits a KernelRegressor on X, y and writes its predictions at the test inputs (t = ∞,
+    or the MSE flow's mean at ``--times``) to a .npy file, replaced only once complete."""
+    from .regression import KernelRegressor
+
+    output = Path(args.output)
+    if output.suffix != ".npy":
+        raise ValueError(f"{output}: the output must end in .npy")
+    _refuse_overwriting_inputs(output, [args.x, args.y, args.test])
+    x = as_samples(_load(args.x), "X")
+    y = np.asarray(_load(args.y))
+    x_test = as_samples(_load(args.test), "the test inputs")
+    times = None
+    if args.times is not None:
+        try:
+            times = np.array([float(t) for t in args.times.split(",")])
+        except ValueError:
+            raise ValueError(
+                f"--times must be numbers separated by commas, got {args.times!r}"
+            ) from None
+    reg = KernelRegressor(
+        depth=args.depth,
+        activation=_activation(args.activation, args.slope),
+        beta=args.beta,
+        kernel=args.kernel,
+        ridge=args.ridge,
+        dtype="float32" if args.float32 else "float64",
+        solver=args.solver,
+        tol=args.tol,
+        max_iter=args.max_iter,
+        progress=None if not args.quiet else False,
+    )
+    t0 = time.perf_counter()
+    reg.fit(x, y)
+    prediction = reg.predict(x_test, t=times)
+    fd, tmp = tempfile.mkstemp(prefix=".ntkfast-", suffix=".npy", dir=output.parent)
+    os.close(fd)
+    try:
+        np.save(tmp, prediction)
+        os.replace(tmp, output)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return {
+        "shape": prediction.shape,
+        "solver": reg.solver_,
+        "iterations": reg.n_iter_,
+        "residual": reg.residual_,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def _demo(args: argparse.Namespace) -> None:
     """A small end-to-end run through the `kernel` command on built-in data."""
     rng = np.random.default_rng(0)
@@ -140,6 +194,26 @@ def _parser() -> argparse.ArgumentParser:
     kernel.add_argument(
         "-o", "--output", required=True, help=".npz (named arrays) or .npy (one kernel, streamed)"
     )
+
+    reg = sub.add_parser(
+        "regress", help="kernel regression with Θ∞ or Σ: predictions at t = ∞ or along the flow"
+    )
+    reg.add_argument("x", help="training inputs X (N, n0) as .npy")
+    reg.add_argument("y", help="training targets y (N,) or (N, k) as .npy")
+    reg.add_argument("--test", required=True, help="test inputs (M, n0) as .npy")
+    reg.add_argument("--depth", type=int, required=True, help="number of dense layers L")
+    reg.add_argument("--activation", default="relu", help=", ".join(activations.NAMES))
+    reg.add_argument("--slope", type=float, default=None, help="negative slope of leaky_relu")
+    reg.add_argument("--beta", type=float, default=0.1, help="bias scale β (default 0.1)")
+    reg.add_argument("--kernel", default="ntk", help="ntk (default) or nngp")
+    reg.add_argument("--ridge", type=float, default=0.0, help="added to the kernel's diagonal")
+    reg.add_argument("--solver", default="auto", help="auto, direct or cg")
+    reg.add_argument("--tol", type=float, default=1e-8, help="relative residual of CG")
+    reg.add_argument("--max-iter", type=int, default=None, help="most CG iterations")
+    reg.add_argument("--times", default=None, help="times of the MSE flow, e.g. 1,10,inf")
+    reg.add_argument("--float32", action="store_true", help="float32 kernel products")
+    reg.add_argument("--quiet", action="store_true", help="no progress bar")
+    reg.add_argument("-o", "--output", required=True, help="predictions as .npy")
 
     demo = sub.add_parser("demo", help="a quick run on built-in data")
     demo.add_argument("--n", type=int, default=2000, help="number of random inputs")
@@ -213,6 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"wrote {', '.join(summary['kinds'])} ({rows} x {cols}) to {args.output} "
                 f"in {summary['seconds']:.3f} s"
+            )
+        elif args.command == "regress":
+            summary = run_regress(args)
+            print(
+                f"wrote predictions {summary['shape']} to {args.output} in "
+                f"{summary['seconds']:.3f} s ({summary['solver']}, {summary['iterations']} "
+                f"iterations, relative residual {summary['residual']:.1e})"
             )
         elif args.command == "reproduce":
             _reproduce(args)
