@@ -16,6 +16,7 @@ __all__ = [
     "Network",
     "init_normal",
     "solve_spd",
+    "eigh",
     "set_num_threads",
     "get_num_threads",
     "TILE",
@@ -131,10 +132,14 @@ def init_normal(seed: int, stream: int, out: NDArray[np.float64]) -> None:
     """Entries 0 … out.size − 1 of standard normal stream ``stream`` of ``seed`` (float64)."""
 
 def solve_spd(a: NDArray[np.float64], b: NDArray[np.float64]) -> None:
-    """Solves a x = b in place for symmetric positive-definite a (n, n; overwritten by its
-    Cholesky factor) and b (n, k; overwritten by x), float64 C-contiguous; ValueError when a
-    is not positive definite. Releases the GIL; Ctrl-C takes effect once the factorisation
-    returns."""
+    """Solves a x = b in place for symmetric positive-definite a (n, n; its upper triangle is
+    overwritten by the Cholesky factor U, a = Uᵀ U) and b (n, k; overwritten by x), float64
+    C-contiguous; ValueError when a is not positive definite. Releases the GIL; Ctrl-C takes
+    effect once the factorisation returns."""
+
+def eigh(a: NDArray[np.float64], values: NDArray[np.float64], vectors: NDArray[np.float64]) -> None:
+    """Eigendecomposition of the symmetric float64 a (n, n): ascending eigenvalues into
+    ``values`` (n,), orthonormal eigenvectors as columns into ``vectors`` (n, n)."""
 
 def set_num_threads(threads: int) -> None: ...
 def get_num_threads() -> int: ...

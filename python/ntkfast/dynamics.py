@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 from scipy.integrate import solve_ivp
 from scipy.special import log_softmax, softmax
 
-from ._validation import as_finite_array
+from . import _ntkfast
+from ._validation import as_finite_array, check_memory
 
 __all__ = [
     "MSE",
@@ -92,9 +92,29 @@ def _times(t: ArrayLike, *, increasing: bool) -> tuple[np.ndarray, bool]:
     return arr, scalar
 
 
+def _eigh(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) and eigenvectors of the symmetric ``k``, by faer in the Rust
+    core (the OpenBLAS in NumPy's and SciPy's wheels has crashed in dense factorisations on
+    some CPUs at the sizes kernels have)."""
+    n = k.shape[0]
+    check_memory(16.0 * n * n, f"the eigendecomposition of a {n} x {n} kernel")
+    lam, v = np.empty(n), np.empty((n, n))
+    _ntkfast.eigh(np.ascontiguousarray(k, dtype=np.float64), lam, v)
+    return lam, v
+
+
+def _solve_spd(k: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """k⁻¹ r for a symmetric positive-definite ``k`` by the core's Cholesky (ValueError if
+    ``k`` is not positive definite)."""
+    factor = np.array(k, dtype=np.float64, order="C")
+    solution = np.array(r, dtype=np.float64, order="C").reshape(len(k), -1)
+    _ntkfast.solve_spd(factor, solution)
+    return solution.reshape(np.shape(r))
+
+
 def _eigh_psd(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigendecomposition with eigenvalues clipped at 0 (warning if clearly negative)."""
-    lam, v = scipy.linalg.eigh(k)
+    lam, v = _eigh(k)
     scale = max(abs(lam).max(), np.finfo(float).tiny)
     if lam.min() < -EIG_TOL * scale:
         warnings.warn(
@@ -192,20 +212,22 @@ class MSEFlow:
         return train_arr, test_arr
 
     def _solve(self, r: np.ndarray) -> np.ndarray:
-        """Θ̃⁻¹ r by a symmetric solve (least squares if the kernel is singular)."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
-                solution: np.ndarray = scipy.linalg.solve(self.k, r, assume_a="sym")
-                return solution
-        except (np.linalg.LinAlgError, scipy.linalg.LinAlgWarning):
-            warnings.warn(
-                "the training kernel is singular: t = ∞ uses the least-squares solution",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            least_squares: np.ndarray = scipy.linalg.lstsq(self.k, r)[0]
-            return least_squares
+        """Θ̃⁻¹ r by a Cholesky solve, or the least-squares (minimum-norm) solution from the
+        eigendecomposition when Θ̃ is singular to rounding (λ_min ≤ N ε λ_max)."""
+        cutoff = self.n * np.finfo(float).eps * max(float(self.lam[-1]), np.finfo(float).tiny)
+        if self.lam[0] > cutoff:
+            try:
+                return _solve_spd(self.k, r)
+            except ValueError:
+                pass
+        warnings.warn(
+            "the training kernel is singular: t = ∞ uses the least-squares solution",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        inverse = np.where(self.lam > cutoff, 1.0 / np.where(self.lam > cutoff, self.lam, 1.0), 0)
+        least_squares: np.ndarray = self.v @ (inverse[:, None] * (self.v.T @ r))
+        return least_squares
 
 
 def mse_flow(
@@ -437,7 +459,7 @@ def gaussian_limit(
     lam, v = _eigh_psd(theta)
     if np.isinf(time):
         # A = Θ(x, X) Θ̃⁻¹, by a solve: Aᵀ = Θ̃⁻¹ Θ(X, x).
-        a = scipy.linalg.solve(theta, theta_x.T, assume_a="sym").T
+        a = _solve_spd(theta, theta_x.T).T
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             gain = -np.expm1(-time * lam / n) / lam

@@ -12,8 +12,8 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::{factor, solve};
 use faer::{Conj, MatMut, Par};
 
-/// Solves A X = B in place: `a` (n × n, row-major; only its lower triangle is
-/// read) is overwritten by L, `b` (n × k, row-major) by X. An error when A is
+/// Solves A X = B in place: `a` (n × n, row-major, symmetric) has its upper
+/// triangle overwritten by U = Lᵀ (A = Uᵀ U), `b` (n × k, row-major) by X. An error when A is
 /// not positive definite (naming the pivot; a larger ridge helps).
 pub fn solve_spd(a: &mut [f64], n: usize, b: &mut [f64], k: usize) -> Result<()> {
     if n.checked_mul(n) != Some(a.len()) {
@@ -51,13 +51,7 @@ pub fn solve_spd(a: &mut [f64], n: usize, b: &mut [f64], k: usize) -> Result<()>
         let scratch = solve::solve_in_place_scratch::<f64>(n, k, par);
         let mut memory = MemBuffer::try_new(scratch)
             .map_err(|_| Error::Memory("the triangular solves' workspace".into()))?;
-        solve::solve_in_place_with_conj(
-            a.as_ref(),
-            Conj::No,
-            rhs,
-            par,
-            MemStack::new(&mut memory),
-        );
+        solve::solve_in_place_with_conj(a.as_ref(), Conj::No, rhs, par, MemStack::new(&mut memory));
         Ok(())
     })
 }
@@ -70,7 +64,9 @@ mod tests {
     fn solves_a_small_system() {
         // A = M Mᵀ + I for a fixed M; X = A⁻¹ B checked by multiplying back.
         let n = 40;
-        let m: Vec<f64> = (0..n * n).map(|i| ((i * 31 % 17) as f64) / 17.0 - 0.5).collect();
+        let m: Vec<f64> = (0..n * n)
+            .map(|i| ((i * 31 % 17) as f64) / 17.0 - 0.5)
+            .collect();
         let mut a = vec![0.0; n * n];
         for i in 0..n {
             for j in 0..n {
@@ -84,7 +80,11 @@ mod tests {
         for i in 0..n {
             for c in 0..2 {
                 let ax: f64 = (0..n).map(|j| a[i * n + j] * x[j * 2 + c]).sum();
-                assert!((ax - b[i * 2 + c]).abs() < 1e-10, "{ax} vs {}", b[i * 2 + c]);
+                assert!(
+                    (ax - b[i * 2 + c]).abs() < 1e-10,
+                    "{ax} vs {}",
+                    b[i * 2 + c]
+                );
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod activation;
 mod cholesky;
 mod duals;
 mod duals_f32;
+mod eigen;
 mod empirical;
 mod error;
 mod gram;
@@ -34,6 +35,7 @@ mod python;
 
 pub use activation::Activation;
 pub use cholesky::solve_spd;
+pub use eigen::symmetric_eigen;
 pub use empirical::{empirical_ntk, Contraction, Features};
 pub use error::{Error, Result};
 pub use hermite::{Pointwise, MAX_SERIES_VARIANCE};

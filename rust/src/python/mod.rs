@@ -77,6 +77,7 @@ fn _ntkfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<network::PyNetwork>()?;
     m.add_function(wrap_pyfunction!(init_normal, m)?)?;
     m.add_function(wrap_pyfunction!(solve::solve_spd, m)?)?;
+    m.add_function(wrap_pyfunction!(solve::eigh, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add("TILE", TILE)?;
