@@ -144,3 +144,23 @@ def test_digits_names_the_extra():
         """
     )
     assert 'pip install "ntkfast[paper]"' in proc.stdout, proc.stderr
+
+
+def test_kernel_regressor_works_without_scikit_learn():
+    proc = _run(
+        """
+        import numpy as np, ntkfast as nk
+        x = np.random.default_rng(0).standard_normal((60, 3))
+        y = np.sin(x[:, 0])
+        reg = nk.KernelRegressor(depth=2, ridge=1e-3).fit(x, y)
+        params = reg.get_params()
+        reg.set_params(ridge=1e-2)
+        print(params["ridge"], reg.ridge, round(reg.score(x, y), 3) > 0.9)
+        try:
+            nk.KernelRegressor(depth=2).predict(x)
+        except ValueError as err:
+            print(type(err).__name__)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0.001", "0.01", "True", "NotFittedError"]

@@ -188,3 +188,11 @@ def test_ctrl_c_leaves_the_estimator_unfitted():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_score_is_r_squared(problem):
+    x, xt, y, k, kt, ridge = problem
+    reg = nk.KernelRegressor(depth=4, ridge=ridge, solver="direct").fit(x, y[:, 0])
+    truth = dense_prediction(k, kt, y[:, 0], ridge) + 0.01
+    r2 = 1 - ((truth - reg.predict(xt)) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
+    assert reg.score(xt, truth) == pytest.approx(r2, rel=1e-12)
