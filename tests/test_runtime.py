@@ -124,6 +124,11 @@ LONG_CALLS = {
         "work = lambda: net.ntk(p, x)\n"
         "again = lambda: net.ntk(p, x[:10])\n"
     ),
+    "kernel product": (
+        "x = np.random.default_rng(0).standard_normal((20000, 784))\n"
+        "work = lambda: nk.KernelOperator(x, depth=50) @ np.ones(20000)\n"
+        "again = lambda: nk.KernelOperator(x[:5], depth=2) @ np.ones(5)\n"
+    ),
     "series kernel": (
         "x = np.random.default_rng(0).standard_normal((6000, 784))\n"
         "work = lambda: nk.limit_kernel(x, depth=300, activation='tanh', get='ntk')\n"

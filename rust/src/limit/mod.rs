@@ -145,29 +145,11 @@ impl<'a> LimitKernel<'a> {
         let (d1, d2) = self.diagonals(x1, x2, cancel)?;
         let d2 = d2.as_ref().unwrap_or(&d1);
         let report = Report::of_series(&d1, d2);
-        let single = self.single_precision::<T>(&d1, d2);
-        // The series layers bound their terms per block of TILE samples, so
-        // only the single-precision layers take another edge.
-        let edge = if single.is_some() { TILE_F32 } else { TILE };
         let (n1, n2) = (x1.rows, x2s.rows);
         let nngp = out.nngp.map(|o| SharedOutput::new(o, n1, n2));
         let ntk = out.ntk.map(|o| SharedOutput::new(o, n1, n2));
-        let run = TileRun {
-            x1,
-            x2: x2s,
-            rows: &d1,
-            cols: d2,
-            depth: self.depth,
-            closed_form: self.closed_form(),
-            symmetric,
-            want_ntk: ntk.is_some(),
-            b2: self.beta * self.beta,
-            inv_n0: 1.0 / x1.cols as f64,
-            simd: Simd::detect(),
-            single,
-            edge,
-            cancel,
-        };
+        let run = self.tile_run(x1, x2s, (&d1, d2), symmetric, ntk.is_some(), cancel);
+        let edge = run.edge;
         let writer = TileWriter {
             nngp: nngp.as_ref(),
             ntk: ntk.as_ref(),
@@ -182,6 +164,38 @@ impl<'a> LimitKernel<'a> {
             |scratch, panel| run.panel(scratch, panel, &emit),
         )?;
         Ok(report)
+    }
+
+    /// What the tiles of one computation share, for rows x1 and columns x2
+    /// (x2 = x1 when `symmetric`) with diagonal recursions `(d1, d2)`.
+    fn tile_run<'t, T: Real>(
+        &self,
+        x1: Samples<'t, T>,
+        x2: Samples<'t, T>,
+        (d1, d2): (&'t Diagonal, &'t Diagonal),
+        symmetric: bool,
+        want_ntk: bool,
+        cancel: &'t AtomicBool,
+    ) -> TileRun<'t, T> {
+        let single = self.single_precision::<T>(d1, d2);
+        TileRun {
+            x1,
+            x2,
+            rows: d1,
+            cols: d2,
+            depth: self.depth,
+            closed_form: self.closed_form(),
+            symmetric,
+            want_ntk,
+            b2: self.beta * self.beta,
+            inv_n0: 1.0 / x1.cols as f64,
+            simd: Simd::detect(),
+            // The series layers bound their terms per block of TILE samples,
+            // so only the single-precision layers take another edge.
+            edge: if single.is_some() { TILE_F32 } else { TILE },
+            single,
+            cancel,
+        }
     }
 
     /// The diagonal recursions of x1 and (unless symmetric) x2, each checked

@@ -14,13 +14,12 @@
 //! buffer of all rows, and the buffers are added in stripe order at the end.
 //! Sums run in f64 (V and the result are f64) for either input dtype.
 
-use super::tile::{Scratch, TileRun, Values};
+use super::tile::{Scratch, Values};
 use super::{check_shapes, LimitKernel, Outputs};
 use crate::error::{invalid, Error, Result};
 use crate::pool;
 use crate::real::Real;
 use crate::samples::Samples;
-use crate::simd::Simd;
 use crate::tiles::{Tile, TILE, TILE_F32};
 use faer::{Accum, MatMut, MatRef};
 use rayon::prelude::*;
@@ -123,24 +122,8 @@ impl LimitKernel<'_> {
         let (d1, d2) = self.diagonals(x1, x2, cancel)?;
         let d2 = d2.as_ref().unwrap_or(&d1);
         let report = super::Report::of_series(&d1, d2);
-        let single = self.single_precision::<T>(&d1, d2);
-        let edge = if single.is_some() { TILE_F32 } else { TILE };
-        let run = TileRun {
-            x1,
-            x2: x2s,
-            rows: &d1,
-            cols: d2,
-            depth: self.depth,
-            closed_form: self.closed_form(),
-            symmetric,
-            want_ntk: which == Which::Ntk,
-            b2: self.beta * self.beta,
-            inv_n0: 1.0 / x1.cols as f64,
-            simd: Simd::detect(),
-            single,
-            edge,
-            cancel,
-        };
+        let run = self.tile_run(x1, x2s, (&d1, d2), symmetric, which == Which::Ntk, cancel);
+        let edge = run.edge;
         out.fill(0.0);
         let blocks = n1.div_ceil(edge);
         let stripes = STRIPES.min(blocks);
