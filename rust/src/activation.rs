@@ -6,7 +6,6 @@
 //! (which evaluates them at quadrature nodes) and the tests.
 
 use crate::error::{invalid, Result};
-use crate::with_dual;
 use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -267,7 +266,6 @@ fn normal_pdf(x: f64) -> f64 {
 /// code is monomorphised (and vectorised) per activation; `$otherwise` for the
 /// activations that go through the Hermite series. A new activation gets its
 /// arm here, next to its name and σ above.
-#[macro_export]
 macro_rules! with_dual {
     ($activation:expr, |$dual:ident| $body:expr, else $otherwise:expr) => {{
         use $crate::activation::Activation as A;
@@ -315,6 +313,7 @@ macro_rules! with_dual {
         }
     }};
 }
+pub(crate) use with_dual;
 
 /// One activation of each kind, for tests: [`Activation::ALL`] with a leaky
 /// ReLU slope far from the default.

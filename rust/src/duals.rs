@@ -9,9 +9,9 @@
 //! (evaluating the pair formula at ρ = 1 would turn a rounding error of 1e-16 in
 //! ρ into 1e-8 in the kernel through √(1 − ρ²)).
 
+use crate::activation::with_dual;
 use crate::activation::Activation;
 use crate::trig::{self, Arcsine, Rational};
-use crate::with_dual;
 use std::f64::consts::FRAC_1_PI;
 
 const INV_2PI: f64 = 0.5 * FRAC_1_PI;

@@ -16,6 +16,9 @@ use crate::trig::acos_pair_f32;
 
 const INV_2PI: f32 = 0.5 * std::f32::consts::FRAC_1_PI;
 
+/// |ρ⁽¹⁾| above which a float32 Gram entry is recomputed in f64.
+pub const REFINE_RHO: f64 = 0.99;
+
 /// Largest |ρ| the f32 recursion is trusted with: there √(1 − ρ²) ≥ 0.045, so
 /// an error of 3e-7 in ρ moves θ by at most 7e-6 (Σ̇ by 1e-6).
 pub const RHO_MAX: f32 = 0.999;

@@ -483,7 +483,7 @@ mod tests {
             .iter()
             .map(|(weight, bias)| Layer { weight, bias })
             .collect();
-        let samples32 = crate::Samples::new(&x32, s.rows, 6).unwrap();
+        let samples32 = crate::samples::Samples::new(&x32, s.rows, 6).unwrap();
         let fwd32 = s
             .net
             .forward(&layers32, samples32, Pass::Backprop, &cancel)

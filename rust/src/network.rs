@@ -11,6 +11,7 @@
 //! row index i·n_L + k, and follow
 //! G_L = I,  G_l = (G_{l+1} W⁽ˡ⁾ / √n_l) ⊙ σ'(α̃⁽ˡ⁾).
 
+use crate::activation::Activation;
 use crate::error::{invalid, Result};
 use crate::gram::{filled, par_product, par_product_add, par_product_new};
 use crate::pool;
@@ -18,7 +19,6 @@ use crate::real::Real;
 use crate::samples::Samples;
 use crate::simd::Simd;
 use crate::tiles;
-use crate::Activation;
 use faer::MatRef;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -226,7 +226,7 @@ fn with_simd<R>(f: impl FnOnce() -> R) -> R {
 
 fn check_cancel(cancel: &AtomicBool) -> Result<()> {
     if cancel.load(Ordering::Relaxed) {
-        Err(crate::Error::Cancelled)
+        Err(crate::error::Error::Cancelled)
     } else {
         Ok(())
     }

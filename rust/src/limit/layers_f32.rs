@@ -12,8 +12,8 @@
 //! networks, whose correlations all climb towards 1, run mostly in f64.
 
 use super::diagonal::LayerVars;
-use super::tile::REFINE_RHO;
-use crate::duals_f32::{Dual32, Single, Var32, RHO_MAX, SENSITIVITY_MAX};
+
+use crate::duals_f32::{Dual32, Single, Var32, REFINE_RHO, RHO_MAX, SENSITIVITY_MAX};
 use crate::simd::Simd;
 use crate::tiles::Tile;
 use std::sync::atomic::{AtomicBool, Ordering};

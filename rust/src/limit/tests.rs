@@ -5,10 +5,10 @@ use super::diagonal::superscript;
 use super::layers::Layers;
 use super::product::Which;
 use super::*;
+use crate::activation::with_dual;
 use crate::error::Error;
 use crate::tiles::Tile;
 use crate::trig::{Polynomial, Rational};
-use crate::with_dual;
 
 /// ReLU on the diagonal: Σ⁽ˡ⁺¹⁾ = Σ⁽ˡ⁾/2 + β², Θ⁽ˡ⁺¹⁾ = Θ⁽ˡ⁾/2 + Σ⁽ˡ⁺¹⁾.
 #[test]

@@ -5,13 +5,13 @@
 use super::diagonal::{Diagonal, LayerVars};
 use super::layers::{Layers, SeriesScratch};
 use super::layers_f32::{LayerVars32, Layers32, Scratch32, Tiles32};
+use crate::activation::with_dual;
 use crate::activation::Activation;
-use crate::duals_f32::Single;
+use crate::duals_f32::{Single, REFINE_RHO};
 use crate::real::Real;
 use crate::samples::Samples;
 use crate::simd::Simd;
 use crate::tiles::{alignable, aligned, Placement, SharedOutput, Store, Tile, PANEL_TILES};
-use crate::with_dual;
 use std::sync::atomic::AtomicBool;
 
 /// A finished tile's Σ and Θ values (row-major, the tile's shape) and a
@@ -284,9 +284,6 @@ impl<T: Copy> TileWriter<'_, '_, T> {
         }
     }
 }
-
-/// |ρ⁽¹⁾| above which a float32 Gram entry is recomputed in f64.
-pub(crate) const REFINE_RHO: f64 = 0.99;
 
 /// Recomputes in f64 the Σ⁽¹⁾ entries of pairs with |ρ| > [`REFINE_RHO`] whose
 /// Gram entry came from a float32 GEMM: near ρ = ±1 the recursion amplifies
