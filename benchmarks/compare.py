@@ -1,7 +1,7 @@
 """Side-by-side timings of ntkfast, NumPy's X @ X.T and neural-tangents, in one run.
 
     python benchmarks/compare.py [--nt-python .venv-nt/bin/python] [--repeat 5] [--quick]
-                                 [--workload all|limit|tanh|empirical|training]
+                                 [--workload all|limit|tanh|empirical|training|regression]
 
 neural-tangents runs in its own pinned virtualenv (``scripts/nt_env.sh``) through
 ``benchmarks/nt_timing.py`` (limit kernels) and ``benchmarks/nt_empirical_timing.py``
@@ -349,6 +349,53 @@ def training_section(args) -> None:
     print(f"| {per_step:.3f} s | {reference:.3f} s | {per_step / reference:.2f} |")
 
 
+def regression_section(args) -> None:
+    """Kernel regression at N = 20,000 (n0 = 784, float64, ReLU NTK, depth 4, ridge 1e-3 × the
+    mean diagonal, 2,000 test points): ntkfast's kernel + fit + predict against
+    neural-tangents' batched kernels plus SciPy's Cholesky, run with OPENBLAS_CORETYPE=Haswell
+    (SciPy's OpenBLAS dies in cho_factor at this size on Zen 4 otherwise)."""
+    n, n_test = (4000, 500) if args.quick else (20000, 2000)
+    x = inputs(n, 784, "float64")
+    xt = np.random.default_rng(1).standard_normal((n_test, 784))
+    y = np.sin(x[:, 0])
+    diagonal = nk.limit_kernel_diagonal(x, depth=4, get="ntk")
+    ridge = 1e-3 * float(np.mean(diagonal))
+
+    def ours():
+        reg = nk.KernelRegressor(depth=4, ridge=ridge, progress=False).fit(x, y)
+        return reg, reg.predict(xt)
+
+    t0 = time.perf_counter()
+    reg, prediction = ours()
+    seconds = time.perf_counter() - t0
+    nt = None
+    agreement = None
+    with tempfile.TemporaryDirectory() as tmp:
+        save = str(Path(tmp) / "nt_prediction.npy")
+        env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+        if args.nt_python and Path(args.nt_python).exists():
+            cmd = [args.nt_python, str(HERE / "nt_timing.py"), "--workload", "regression"]
+            cmd += ["--n", str(n), "--n-test", str(n_test), "--n0", "784", "--depth", "4"]
+            cmd += ["--dtype", "float64", "--save", save]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+            if out.returncode == 0:
+                nt = json.loads(out.stdout.strip().splitlines()[-1])["seconds_min"]
+                theirs = np.load(save)
+                agreement = float(np.max(np.abs(prediction - theirs)) / np.max(np.abs(theirs)))
+            else:
+                print(f"neural-tangents failed: {out.stderr[-2000:]}", file=sys.stderr)
+    print(
+        f"\nKernel regression, ReLU NTK, L = 4, N = {n}, n0 = 784, float64, ridge 1e-3 × mean "
+        f"diagonal, {n_test} test points (one run each)\n"
+    )
+    print("| ntkfast (solver) | neural-tangents + SciPy Cholesky | ratio | max |Δ| / max |f| |")
+    print("|---|---|---|---|")
+    nt_s = f"{nt:.1f} s" if nt is not None else "n/a"
+    ratio = f"{nt / seconds:.1f}×" if nt is not None else "n/a"
+    agree = f"{agreement:.1e}" if agreement is not None else "n/a"
+    print(f"| {seconds:.1f} s ({reg.solver_}) | {nt_s} | {ratio} | {agree} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_nt = Path(__file__).resolve().parents[1] / ".venv-nt" / "bin" / "python"
@@ -356,7 +403,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke run")
     parser.add_argument(
-        "--workload", choices=("all", "limit", "tanh", "empirical", "training"), default="all"
+        "--workload",
+        choices=("all", "limit", "tanh", "empirical", "training", "regression"),
+        default="all",
     )
     args = parser.parse_args()
     if args.workload in ("all", "limit"):
@@ -367,6 +416,8 @@ def main() -> None:
         empirical_section(args)
     if args.workload in ("all", "training"):
         training_section(args)
+    if args.workload in ("all", "regression"):
+        regression_section(args)
 
 
 if __name__ == "__main__":

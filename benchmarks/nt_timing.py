@@ -9,7 +9,11 @@ Network: ``stax.serial(*[Dense(512, 1., beta, "ntk"), Act()] * (depth - 1),
 Dense(1, 1., beta, "ntk"))`` with Act = ``Relu()`` (closed form) or
 ``ElementwiseNumerical(jnp.tanh, deg=25)`` (NT's Gauss-Hermite default).
 Data: ``numpy.random.default_rng(0).standard_normal((n, n0))`` cast to ``--dtype``;
-the kernel is K(x, x) (``x2=None``).  The jitted ``kernel_fn`` is run once to compile
+the kernel is K(x, x) (``x2=None``).  ``--workload regression`` times neural-tangents'
+route to kernel regression at large N instead: ``nt.batch``-ed kernels K(X, X) and K(X*, X)
+(``--n-test`` rows of ``default_rng(1)``), ridge ``--ridge-scale`` × the mean diagonal, then
+SciPy's ``cho_factor``/``cho_solve`` (NT's own ``predict.gradient_descent_mse`` dies at this
+size); ``--save`` then writes the predictions.  The jitted ``kernel_fn`` is run once to compile
 and warm up, then timed ``--repeat`` times (``block_until_ready``).  Prints one JSON
 line; ``--save PATH`` writes ``np.stack([nngp, ntk])`` of shape (2, n, n) to PATH.npy.
 """
@@ -25,7 +29,10 @@ import time
 def main():
     """Parse arguments, build and time the kernel function."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workload", choices=("relu", "tanh"), default="relu")
+    ap.add_argument("--workload", choices=("relu", "tanh", "regression"), default="relu")
+    ap.add_argument("--n-test", type=int, default=2000)
+    ap.add_argument("--ridge-scale", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--n0", type=int, default=784)
     ap.add_argument("--depth", type=int, default=4)
@@ -52,6 +59,8 @@ def main():
     _, _, kernel_fn = stax.serial(
         *[stax.Dense(512, **dense), act] * (args.depth - 1), stax.Dense(1, **dense)
     )
+    if args.workload == "regression":
+        return regression(args, kernel_fn, nt, np)
     kernel_fn = jax.jit(kernel_fn, static_argnames="get")
     x = np.random.default_rng(0).standard_normal((args.n, args.n0)).astype(args.dtype)
     x = jax.device_put(x)
@@ -83,6 +92,40 @@ def main():
         "jax": jax.__version__,
     }
     print(json.dumps(result))
+    sys.stdout.flush()
+
+
+def regression(args, kernel_fn, nt, np):
+    """Batched NTKs, then a dense Cholesky solve and the test predictions (one run)."""
+    import scipy.linalg
+
+    x = np.random.default_rng(0).standard_normal((args.n, args.n0)).astype(args.dtype)
+    xt = np.random.default_rng(1).standard_normal((args.n_test, args.n0)).astype(args.dtype)
+    y = np.sin(x[:, 0]).astype(np.float64)
+    batched = nt.batch(kernel_fn, batch_size=args.batch, store_on_device=False)
+    t0 = time.perf_counter()
+    k = np.asarray(batched(x, None, "ntk"), dtype=np.float64)
+    kt = np.asarray(batched(xt, x, "ntk"), dtype=np.float64)
+    t_kernels = time.perf_counter() - t0
+    k[np.diag_indices(args.n)] += args.ridge_scale * float(np.mean(np.diag(k)))
+    factor = scipy.linalg.cho_factor(k, lower=True, overwrite_a=True, check_finite=False)
+    prediction = kt @ scipy.linalg.cho_solve(factor, y, check_finite=False)
+    seconds = time.perf_counter() - t0
+    if args.save:
+        np.save(args.save, prediction)
+    print(
+        json.dumps(
+            {
+                "workload": "regression",
+                "seconds_min": seconds,
+                "seconds_kernels": t_kernels,
+                "n": args.n,
+                "n_test": args.n_test,
+                "dtype": args.dtype,
+                "neural_tangents": nt.__version__,
+            }
+        )
+    )
     sys.stdout.flush()
 
 
