@@ -267,15 +267,21 @@ impl Report {
     }
 }
 
-/// x1 and x2 have the same number of features, and each requested output
-/// holds N₁ × N₂ values.
-fn check_shapes<T>(x1: Samples<'_, T>, x2: Samples<'_, T>, out: &Outputs<'_, T>) -> Result<()> {
+/// x1 and x2 have the same number of features.
+fn check_features<T>(x1: &Samples<'_, T>, x2: &Samples<'_, T>) -> Result<()> {
     if x1.cols != x2.cols {
         return invalid(format!(
             "x1 has {} features but x2 has {}",
             x1.cols, x2.cols
         ));
     }
+    Ok(())
+}
+
+/// x1 and x2 have the same number of features, and each requested output
+/// holds N₁ × N₂ values.
+fn check_shapes<T>(x1: Samples<'_, T>, x2: Samples<'_, T>, out: &Outputs<'_, T>) -> Result<()> {
+    check_features(&x1, &x2)?;
     let (n1, n2) = (x1.rows, x2.rows);
     for (name, o) in [("nngp", &out.nngp), ("ntk", &out.ntk)] {
         if let Some(o) = o {

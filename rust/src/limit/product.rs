@@ -15,7 +15,7 @@
 //! Sums run in f64 (V and the result are f64) for either input dtype.
 
 use super::tile::{Scratch, Values};
-use super::{check_shapes, LimitKernel, Outputs};
+use super::{check_features, LimitKernel};
 use crate::error::{invalid, Error, Result};
 use crate::pool;
 use crate::real::Real;
@@ -98,14 +98,7 @@ impl LimitKernel<'_> {
     ) -> Result<super::Report> {
         let symmetric = x2.is_none();
         let x2s = x2.unwrap_or(x1);
-        check_shapes(
-            x1,
-            x2s,
-            &Outputs::<T> {
-                nngp: None,
-                ntk: None,
-            },
-        )?;
+        check_features(&x1, &x2s)?;
         let (n1, n2) = (x1.rows, x2s.rows);
         if k == 0 || n2.checked_mul(k) != Some(v.len()) {
             return invalid(format!(
@@ -163,7 +156,7 @@ impl LimitKernel<'_> {
                     };
                     let emit = |tile: Tile, values: Values<'_>| {
                         let mut dense = dense.borrow_mut();
-                        let kernel = dense_tile(tile, values, which, &mut dense);
+                        let kernel = kernel_values(tile, values, which, &mut dense);
                         if symmetric && tile.is_diagonal() {
                             symmetrise(tile, kernel, diagonal, which);
                         }
@@ -207,28 +200,29 @@ impl LimitKernel<'_> {
     }
 }
 
-/// The tile of the requested kernel as f64 values in `dense` (h × w).
-fn dense_tile<'d>(
+/// The tile of the requested kernel (h × w) as f64 values: the layers' own
+/// buffer when they ran in f64, else converted into `dense`.
+fn kernel_values<'a>(
     tile: Tile,
-    values: Values<'_>,
+    values: Values<'a>,
     which: Which,
-    dense: &'d mut [f64],
-) -> &'d mut [f64] {
+    dense: &'a mut [f64],
+) -> &'a mut [f64] {
     let n = tile.rows() * tile.cols();
-    let dense = &mut dense[..n];
     match values {
         Values::F64 { sigma, theta, .. } => {
             let src = if which == Which::Nngp { sigma } else { theta };
-            dense.copy_from_slice(&src[..n]);
+            &mut src[..n]
         }
         Values::F32 { sigma, theta, .. } => {
             let src = if which == Which::Nngp { sigma } else { theta };
+            let dense = &mut dense[..n];
             for (d, s) in dense.iter_mut().zip(&src[..n]) {
                 *d = *s as f64;
             }
+            dense
         }
     }
-    dense
 }
 
 /// A diagonal tile of K(X, X) as the stored kernel has it: the exact

@@ -6,7 +6,10 @@ use super::runtime::run_interruptible;
 use super::to_py;
 use crate::error::Error;
 use crate::{Activation, LimitKernel, Outputs, Pointwise, Real, Report, Sigma, Which};
-use numpy::{Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
+use numpy::{
+    Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Mutex;
@@ -166,6 +169,27 @@ impl PyLimitKernel {
 
 type ArrayPair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
 
+/// x1 (of dtype T) and x2 (of x1's dtype) borrowed for reading.
+fn inputs<'py, T: Element>(
+    x1: &Bound<'py, PyAny>,
+    x2: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(PyReadonlyArray2<'py, T>, Option<PyReadonlyArray2<'py, T>>)> {
+    let x1 = arrays::readonly_as::<T>(x1, "x1", "float32 or float64")?;
+    let x2 = x2
+        .map(|x| {
+            x.downcast::<PyArray2<T>>()
+                .map_err(|_| PyTypeError::new_err("x2 must have the dtype of x1"))?
+                .try_readonly()
+                .map_err(|e| {
+                    PyValueError::new_err(format!(
+                        "x2 cannot be read (written by another call?): {e}"
+                    ))
+                })
+        })
+        .transpose()?;
+    Ok((x1, x2))
+}
+
 /// [`PyLimitKernel::compute`] in one dtype.
 struct Compute<'a, 'py> {
     py: Python<'py>,
@@ -180,20 +204,7 @@ impl Generic for Compute<'_, '_> {
     type Output = crate::Result<Report>;
 
     fn run<T: Real + Element>(self) -> PyResult<Self::Output> {
-        let x1 = arrays::readonly_as::<T>(self.x1, "x1", "float32 or float64")?;
-        let x2 = self
-            .x2
-            .map(|x| {
-                x.downcast::<PyArray2<T>>()
-                    .map_err(|_| PyTypeError::new_err("x2 must have the dtype of x1"))?
-                    .try_readonly()
-                    .map_err(|e| {
-                        PyValueError::new_err(format!(
-                            "x2 cannot be read (written by another call?): {e}"
-                        ))
-                    })
-            })
-            .transpose()?;
+        let (x1, x2) = inputs::<T>(self.x1, self.x2)?;
         let mut nngp = writable::<T>(self.out_nngp, "out nngp")?;
         let mut ntk = writable::<T>(self.out_ntk, "out ntk")?;
         let s1 = samples(&x1, "x1")?;
@@ -222,11 +233,7 @@ impl Generic for Product<'_, '_> {
     type Output = crate::Result<Report>;
 
     fn run<T: Real + Element>(self) -> PyResult<Self::Output> {
-        let x1 = arrays::readonly_as::<T>(self.x1, "x1", "float32 or float64")?;
-        let x2 = self
-            .x2
-            .map(|x| arrays::readonly_as::<T>(x, "x2", "the dtype of x1"))
-            .transpose()?;
+        let (x1, x2) = inputs::<T>(self.x1, self.x2)?;
         let s1 = samples(&x1, "x1")?;
         let s2 = x2.as_ref().map(|x| samples(x, "x2")).transpose()?;
         let v = arrays::readonly_as::<f64>(self.v, "v", "float64")?;
