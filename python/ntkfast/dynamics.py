@@ -26,8 +26,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.integrate import solve_ivp
 from scipy.special import log_softmax, softmax
 
-from . import _ntkfast
-from ._validation import as_finite_array, check_memory
+from ._linalg import eigh, solve_spd
+from ._validation import as_finite_array
 
 __all__ = [
     "MSE",
@@ -92,29 +92,9 @@ def _times(t: ArrayLike, *, increasing: bool) -> tuple[np.ndarray, bool]:
     return arr, scalar
 
 
-def _eigh(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (ascending) and eigenvectors of the symmetric ``k``, by faer in the Rust
-    core (the OpenBLAS in NumPy's and SciPy's wheels has crashed in dense factorisations on
-    some CPUs at the sizes kernels have)."""
-    n = k.shape[0]
-    check_memory(16.0 * n * n, f"the eigendecomposition of a {n} x {n} kernel")
-    lam, v = np.empty(n), np.empty((n, n))
-    _ntkfast.eigh(np.ascontiguousarray(k, dtype=np.float64), lam, v)
-    return lam, v
-
-
-def _solve_spd(k: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """k⁻¹ r for a symmetric positive-definite ``k`` by the core's Cholesky (ValueError if
-    ``k`` is not positive definite)."""
-    factor = np.array(k, dtype=np.float64, order="C")
-    solution = np.array(r, dtype=np.float64, order="C").reshape(len(k), -1)
-    _ntkfast.solve_spd(factor, solution)
-    return solution.reshape(np.shape(r))
-
-
 def _eigh_psd(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigendecomposition with eigenvalues clipped at 0 (warning if clearly negative)."""
-    lam, v = _eigh(k)
+    lam, v = eigh(k)
     scale = max(abs(lam).max(), np.finfo(float).tiny)
     if lam.min() < -EIG_TOL * scale:
         warnings.warn(
@@ -217,7 +197,7 @@ class MSEFlow:
         cutoff = self.n * np.finfo(float).eps * max(float(self.lam[-1]), np.finfo(float).tiny)
         if self.lam[0] > cutoff:
             try:
-                return _solve_spd(self.k, r)
+                return solve_spd(self.k, r)
             except ValueError:
                 pass
         warnings.warn(
@@ -459,7 +439,7 @@ def gaussian_limit(
     lam, v = _eigh_psd(theta)
     if np.isinf(time):
         # A = Θ(x, X) Θ̃⁻¹, by a solve: Aᵀ = Θ̃⁻¹ Θ(X, x).
-        a = _solve_spd(theta, theta_x.T).T
+        a = solve_spd(theta, theta_x.T).T
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             gain = -np.expm1(-time * lam / n) / lam

@@ -27,17 +27,19 @@ the steps shared by all times) and stops when the approximation of every time ha
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import warnings
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _ntkfast
 from . import activations as _activations
+from ._linalg import solve_spd
 from ._validation import (
     as_finite_array,
     as_finite_float,
@@ -68,14 +70,20 @@ except ImportError:  # pragma: no cover - exercised without the sklearn extra
         """get_params/set_params as scikit-learn's BaseEstimator provides them."""
 
         def get_params(self, deep: bool = True) -> dict[str, Any]:
-            return {name: getattr(self, name) for name in _PARAMS}
+            return {name: getattr(self, name) for name in self._param_names()}
 
         def set_params(self, **params: Any) -> _Base:
             for name, value in params.items():
-                if name not in _PARAMS:
+                if name not in self._param_names():
                     raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}")
                 setattr(self, name, value)
             return self
+
+        @classmethod
+        def _param_names(cls) -> list[str]:
+            """The constructor's parameters, as scikit-learn reads them."""
+            names = inspect.signature(cls.__init__).parameters
+            return [name for name in names if name != "self"]
 
     class _Mixin:  # type: ignore[no-redef]
         """score as scikit-learn's RegressorMixin gives it: R² of the t = ∞ predictions."""
@@ -114,21 +122,6 @@ def _inputs(x: ArrayLike, dtype: np.dtype) -> np.ndarray:
         )
     return np.ascontiguousarray(as_samples(arr, "X"), dtype=dtype)
 
-
-_PARAMS = (
-    "depth",
-    "activation",
-    "beta",
-    "kernel",
-    "ridge",
-    "dtype",
-    "solver",
-    "tol",
-    "max_iter",
-    "preconditioner_size",
-    "random_state",
-    "progress",
-)
 
 #: Largest N that "auto" solves directly (beyond, O(N³) takes minutes even when N² fits).
 DIRECT_MAX = 20_000
@@ -318,9 +311,7 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         )
         k = np.ascontiguousarray(k, dtype=np.float64)
         k[np.diag_indices(n)] += s["ridge"]
-        alpha = y.copy()
-        _ntkfast.solve_spd(k, alpha)
-        return alpha
+        return solve_spd(k, y, overwrite_k=True)
 
     def _fit_cg(self, x: np.ndarray, y: np.ndarray, s: dict[str, Any]) -> tuple[np.ndarray, int]:
         n = x.shape[0]
@@ -444,10 +435,7 @@ def _nystrom_preconditioner(
     system = lam * kmm + knm.T @ knm
     # A little jitter keeps the factorisation defined for nearly duplicate centres.
     system[np.diag_indices(size)] += 1e-12 * float(np.trace(system)) / size
-    factor = np.ascontiguousarray(system)
-    eye = np.eye(size)
-    inverse = np.ascontiguousarray(eye.copy())
-    _ntkfast.solve_spd(factor, inverse)
+    inverse = solve_spd(system, np.eye(size), overwrite_k=True)
 
     def apply(r: np.ndarray) -> np.ndarray:
         return np.asarray((r - knm @ (inverse @ (knm.T @ r))) / lam)
@@ -549,7 +537,7 @@ def _lanczos_flow(
     basis = [y / np.where(beta0 > 0, beta0, 1.0)]
     alphas: list[np.ndarray] = []
     betas: list[np.ndarray] = []
-    history: list[np.ndarray] = []
+    history: deque[np.ndarray] = deque(maxlen=5)  # the last five estimates, (T, N, k) each
     for j in range(max_steps):
         w = matmat(np.ascontiguousarray(basis[j]))
         alphas.append(np.einsum("ij,ij->j", basis[j], w))
@@ -562,7 +550,7 @@ def _lanczos_flow(
         if len(history) >= 5:
             current = history[-1]
             scale = np.maximum(np.abs(current).max(axis=1, keepdims=True), 1e-300)
-            change = max(float(np.max(np.abs(current - h) / scale)) for h in history[-5:-1])
+            change = max(float(np.max(np.abs(current - h) / scale)) for h in list(history)[:-1])
             if change <= tol:
                 break
         if np.all(betas[j] <= 1e-14 * np.maximum(np.abs(np.stack(alphas)).max(axis=0), 1e-300)):
