@@ -8,17 +8,9 @@ from scipy.sparse.linalg import LinearOperator, aslinearoperator, cg, eigsh
 import ntkfast as nk
 from ntkfast.activations import Custom, LeakyReLU
 
+from conftest import correlated_inputs
+
 ACTIVATIONS = ["relu", LeakyReLU(0.2), "abs", "erf", "gelu", "sin", "tanh", Custom(np.arctan)]
-
-
-def correlated_inputs(n, n0, seed):
-    """Image-like rows: smooth random profiles plus a little noise, strongly correlated (their
-    kernels are ill-conditioned, as users' data makes them)."""
-    rng = np.random.default_rng(seed)
-    t = np.linspace(0, 1, n0)
-    centres, widths = rng.uniform(0.2, 0.8, (n, 1)), rng.uniform(0.05, 0.3, (n, 1))
-    bumps = np.exp(-((t - centres) ** 2) / (2 * widths**2))
-    return bumps + 0.05 * rng.standard_normal((n, n0))
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=repr)
