@@ -393,7 +393,8 @@ def regression_section(args) -> None:
     nt_s = f"{nt:.1f} s" if nt is not None else "n/a"
     ratio = f"{nt / seconds:.1f}×" if nt is not None else "n/a"
     agree = f"{agreement:.1e}" if agreement is not None else "n/a"
-    print(f"| {seconds:.1f} s ({reg.solver_}) | {nt_s} | {ratio} | {agree} |")
+    how = f"{reg.solver_}, {reg.n_iter_} iterations, kernel kept in {reg.storage_}"
+    print(f"| {seconds:.1f} s ({how}) | {nt_s} | {ratio} | {agree} |")
 
 
 def main() -> None:

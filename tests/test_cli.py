@@ -102,6 +102,20 @@ def test_regress_writes_the_regressors_predictions(regression_data, capsys):
     args = ["regress", paths["x"], paths["y"], "--test", paths["t"], *common, "--times", "1,inf"]
     assert main([*args, "-o", out]) == 0
     np.testing.assert_array_equal(np.load(out), reg.predict(x_test, t=[1.0, np.inf]))
+    # The CG options reach the estimator.
+    cg = ["--depth", "3", "--ridge", "0.01", "--solver", "cg", "--tol", "1e-10"]
+    cg += ["--preconditioner-size", "20", "--kernel-storage", "float32"]
+    assert main(["regress", paths["x"], paths["y"], "--test", paths["t"], *cg, "-o", out]) == 0
+    refined = nk.KernelRegressor(
+        depth=3,
+        ridge=0.01,
+        solver="cg",
+        tol=1e-10,
+        preconditioner_size=20,
+        kernel_storage="float32",
+    ).fit(x, y)
+    assert refined.storage_ == "float32"
+    np.testing.assert_array_equal(np.load(out), refined.predict(x_test))
 
 
 @pytest.mark.parametrize(
@@ -110,6 +124,7 @@ def test_regress_writes_the_regressors_predictions(regression_data, capsys):
         (["--times", "1,soon"], "--times"),
         (["--ridge", "-1"], "ridge"),
         (["--solver", "qr"], "solver"),
+        (["--kernel-storage", "half"], "kernel_storage"),
     ],
 )
 def test_regress_errors_leave_no_file(regression_data, capsys, extra, message):

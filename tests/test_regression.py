@@ -14,14 +14,7 @@ import ntkfast as nk
 from ntkfast import dynamics
 from ntkfast.regression import ConvergenceWarning, NotFittedError
 
-
-def correlated_inputs(n, n0, seed):
-    """Image-like rows (smooth bumps plus noise): strongly correlated, an ill-conditioned
-    kernel, as users' data gives."""
-    rng = np.random.default_rng(seed)
-    t = np.linspace(0, 1, n0)
-    centres, widths = rng.uniform(0.2, 0.8, (n, 1)), rng.uniform(0.05, 0.3, (n, 1))
-    return np.exp(-((t - centres) ** 2) / (2 * widths**2)) + 0.05 * rng.standard_normal((n, n0))
+from conftest import correlated_inputs
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +29,10 @@ def problem():
     return x, xt, y, k, kt, ridge
 
 
+#: A preconditioner far smaller than N = 900, so CG has work to do (M = N is exact).
+SMALL = dict(preconditioner_size=60)
+
+
 def dense_prediction(k, kt, y, ridge):
     return kt @ np.linalg.solve(k + ridge * np.eye(len(k)), y)
 
@@ -43,7 +40,7 @@ def dense_prediction(k, kt, y, ridge):
 @pytest.mark.parametrize("solver", ["direct", "cg", "auto"])
 def test_predictions_match_a_dense_solve(problem, solver):
     x, xt, y, k, kt, ridge = problem
-    reg = nk.KernelRegressor(depth=4, ridge=ridge, solver=solver, tol=1e-10).fit(x, y)
+    reg = nk.KernelRegressor(depth=4, ridge=ridge, solver=solver, tol=1e-10, **SMALL).fit(x, y)
     want = dense_prediction(k, kt, y, ridge)
     got = reg.predict(xt)
     assert got.shape == want.shape
@@ -53,16 +50,60 @@ def test_predictions_match_a_dense_solve(problem, solver):
     if solver == "cg":
         assert 1 <= reg.n_iter_ <= 200  # preconditioned: tens of iterations
     # One output column: the shape of y.
-    one = nk.KernelRegressor(depth=4, ridge=ridge, solver=solver, tol=1e-10).fit(x, y[:, 0])
+    one = nk.KernelRegressor(depth=4, ridge=ridge, solver=solver, tol=1e-10, **SMALL)
+    one.fit(x, y[:, 0])
     assert one.predict(xt).shape == (120,)
     np.testing.assert_allclose(one.predict(xt), got[:, 0], rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("storage", ["none", "float64", "float32"])
+def test_every_kernel_storage_meets_the_tolerance(problem, storage, dtype):
+    """The kernel kept in float64 (plain CG), in float32 (refined by matrix-free products in
+    the requested precision) or not at all (matrix-free CG) give the same fit."""
+    if storage == "float64" and dtype == "float32":
+        pytest.skip("refused: tested in test_bad_parameters")
+    x, xt, y, k, kt, ridge = problem
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    reg = nk.KernelRegressor(
+        depth=4, ridge=ridge, solver="cg", tol=tol, dtype=dtype, kernel_storage=storage, **SMALL
+    ).fit(x, y)
+    assert reg.storage_ == storage
+    assert reg.residual_ <= tol
+    # The residual is the exact one: recomputed here with the dense float64 kernel.
+    a = k.astype(dtype).astype(np.float64) + ridge * np.eye(len(k))
+    r = y - a @ reg.dual_coef_
+    assert np.linalg.norm(r, axis=0).max() / np.linalg.norm(y, axis=0).min() <= 3 * tol
+    want = dense_prediction(k, kt, y, ridge)
+    bound = 1e-7 if dtype == "float64" else 1e-3
+    assert np.abs(reg.predict(xt) - want).max() <= bound * np.abs(want).max()
+
+
+def test_float32_refinement_of_a_float64_fit_takes_few_exact_products(problem, monkeypatch):
+    """Mixed precision: the float32 copy drives the iterations; only a few rounds (one
+    matrix-free float64 product each) reach 1e-10."""
+    x, _, y, _, _, ridge = problem
+    calls = []
+    original = nk.KernelOperator.matmat
+
+    def counting(self, v):
+        calls.append(v.shape)
+        return original(self, v)
+
+    monkeypatch.setattr(nk.KernelOperator, "matmat", counting)
+    reg = nk.KernelRegressor(
+        depth=4, ridge=ridge, solver="cg", tol=1e-10, kernel_storage="float32", **SMALL
+    ).fit(x, y)
+    assert reg.residual_ <= 1e-10
+    assert 1 <= len(calls) <= 6, len(calls)
 
 
 def test_cg_matches_scipys_cg_on_the_dense_matrix(problem):
     from scipy.sparse.linalg import cg
 
     x, _, y, k, _, ridge = problem
-    reg = nk.KernelRegressor(depth=4, ridge=ridge, solver="cg", tol=1e-10).fit(x, y[:, 0])
+    reg = nk.KernelRegressor(depth=4, ridge=ridge, solver="cg", tol=1e-10, **SMALL)
+    reg.fit(x, y[:, 0])
     alpha, info = cg(k + ridge * np.eye(len(k)), y[:, 0], rtol=1e-12, maxiter=20000)
     assert info == 0
     assert np.abs(reg.dual_coef_ - alpha).max() <= 1e-6 * np.abs(alpha).max()
@@ -70,16 +111,19 @@ def test_cg_matches_scipys_cg_on_the_dense_matrix(problem):
 
 def test_float32_products_meet_the_tolerance_they_can(problem):
     x, xt, y, k, kt, ridge = problem
-    reg = nk.KernelRegressor(depth=4, ridge=ridge, solver="cg", dtype="float32", tol=1e-5)
+    reg = nk.KernelRegressor(depth=4, ridge=ridge, solver="cg", dtype="float32", tol=1e-5, **SMALL)
     reg.fit(x, y)
     assert reg.residual_ <= 1e-5
     want = dense_prediction(k, kt, y, ridge)
     assert np.abs(reg.predict(xt) - want).max() <= 1e-3 * np.abs(want).max()
 
 
-def test_the_flow_matches_mse_flow_and_ends_at_predict(problem):
+@pytest.mark.parametrize("storage", ["float64", "none"])
+def test_the_flow_matches_mse_flow_and_ends_at_predict(problem, storage):
     x, xt, y, k, kt, ridge = problem
-    reg = nk.KernelRegressor(depth=4, ridge=ridge, solver="direct", tol=1e-10).fit(x, y)
+    reg = nk.KernelRegressor(
+        depth=4, ridge=ridge, solver="direct", tol=1e-10, kernel_storage=storage
+    ).fit(x, y)
     n = len(x)
     eig = np.linalg.eigvalsh(k + ridge * np.eye(n))
     # From f_t still near f_0 (t λ_max / N small) to near the t = ∞ limit.
@@ -119,7 +163,8 @@ def test_clone_and_params():
 def test_convergence_warning_names_the_residual(problem):
     x, _, y, _, _, ridge = problem
     with pytest.warns(ConvergenceWarning, match="relative residual"):
-        reg = nk.KernelRegressor(depth=4, ridge=ridge, solver="cg", max_iter=1).fit(x, y)
+        reg = nk.KernelRegressor(depth=4, ridge=ridge, solver="cg", max_iter=1, **SMALL)
+        reg.fit(x, y)
     assert reg.n_iter_ == 1 and reg.residual_ > 1e-8
 
 
@@ -133,6 +178,9 @@ def test_convergence_warning_names_the_residual(problem):
         (dict(dtype="int32"), TypeError, "float32 or float64"),
         (dict(depth=0), ValueError, "depth"),
         (dict(max_iter=0), ValueError, "max_iter"),
+        (dict(kernel_storage="float16"), ValueError, "kernel_storage"),
+        (dict(kernel_storage="float64", dtype="float32"), ValueError, "float64"),
+        (dict(preconditioner_size=0), ValueError, "preconditioner_size"),
     ],
 )
 def test_bad_parameters(params, error, match):

@@ -126,6 +126,8 @@ def run_regress(args: argparse.Namespace) -> dict[str, Any]:
         solver=args.solver,
         tol=args.tol,
         max_iter=args.max_iter,
+        preconditioner_size=args.preconditioner_size,
+        kernel_storage=args.kernel_storage,
         progress=None if not args.quiet else False,
     )
     t0 = time.perf_counter()
@@ -210,6 +212,14 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("--solver", default="auto", help="auto, direct or cg")
     reg.add_argument("--tol", type=float, default=1e-8, help="relative residual of CG")
     reg.add_argument("--max-iter", type=int, default=None, help="most CG iterations")
+    reg.add_argument(
+        "--preconditioner-size", type=int, default=None, help="Nyström centres M (default 1000)"
+    )
+    reg.add_argument(
+        "--kernel-storage",
+        default="auto",
+        help="CG's products: auto, float64, float32 (refined in float64) or none (matrix-free)",
+    )
     reg.add_argument("--times", default=None, help="times of the MSE flow, e.g. 1,10,inf")
     reg.add_argument("--float32", action="store_true", help="float32 kernel products")
     reg.add_argument("--quiet", action="store_true", help="no progress bar")

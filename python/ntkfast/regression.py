@@ -13,12 +13,14 @@ Solvers (``solver=``):
 
 - ``"direct"``: the kernel in memory (float64) and a Cholesky factorisation in the Rust core
   (faer), O(N³) time and N² memory. Exact to rounding.
-- ``"cg"``: conjugate gradients on the exact system with matrix-free products
-  (:class:`ntkfast.KernelOperator`, the kernel never stored), preconditioned by a Nyström
-  approximation on a uniform sample of M centres (Falkon's construction): O(N² (n0 + L)) per
-  iteration, O(N·M) memory, tens of iterations on typical data.
+- ``"cg"``: conjugate gradients on the exact system, preconditioned by a
+  Nyström approximation of rank M (centres by randomly pivoted Cholesky): tens of
+  iterations on typical data. Its products (``kernel_storage=``) use the kernel kept in
+  memory in float64 when it fits, else a float32 copy whose solution is refined to float64
+  accuracy by a few matrix-free float64 products (:class:`ntkfast.KernelOperator`), else
+  matrix-free products alone (the kernel never stored, one kernel pass per iteration).
 - ``"auto"`` (default): ``"direct"`` while the N × N kernel takes at most a quarter of the
-  available memory and N ≤ 20,000, else ``"cg"``.
+  available memory and N ≤ 8,000 (``DIRECT_MAX``), else ``"cg"``.
 
 ``predict(x, t=times)`` uses the Lanczos process on Θ̃ (one product with the kernel per step,
 the steps shared by all times) and stops when the approximation of every time has settled to
@@ -31,7 +33,6 @@ import inspect
 import math
 import sys
 import warnings
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import activations as _activations
+from ._krylov import Progress, lanczos_flow, pcg, refine, relative_residual
 from ._linalg import solve_spd
+from ._nystrom import NystromPreconditioner, pivoted_cholesky
 from ._validation import (
     as_finite_array,
     as_finite_float,
@@ -123,8 +126,9 @@ def _inputs(x: ArrayLike, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(as_samples(arr, "X"), dtype=dtype)
 
 
-#: Largest N that "auto" solves directly (beyond, O(N³) takes minutes even when N² fits).
-DIRECT_MAX = 20_000
+#: Largest N that "auto" solves directly: beyond, CG on the kept kernel is faster than the
+#: O(N³) factorisation (docs/regression.md has the measurements).
+DIRECT_MAX = 8_000
 
 
 class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
@@ -151,9 +155,16 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
     max_iter : int or None
         Most CG iterations (default 10 N^{1/2} + 100) and Lanczos steps (default 500).
     preconditioner_size : int or None
-        Nyström centres M of the CG preconditioner (default min(N, 1000)).
+        Rank M of the CG preconditioner's Nyström approximation (default min(N, 1000)).
+    kernel_storage : "auto", "float64", "float32" or "none"
+        CG's products: the kernel kept in memory in float64 (N² × 8 bytes); in float32
+        (N² × 4 bytes) driving the iterations, with the float64 residual recomputed and the
+        solution refined by one matrix-free product per round (a few rounds); or "none",
+        matrix-free products only (one kernel pass per iteration, O(N (n0 + M)) memory).
+        "auto" takes float64 if it fits in half the available memory, else float32 (float64
+        requested) if it fits in three quarters, else "none".
     random_state : int
-        Seed of the centres' uniform sample.
+        Seed of the centres' random draws.
     progress : bool or None
         Show iterations and residual while solving (tqdm when installed, else a line on
         stderr); None shows it for N ≥ 20,000 when stderr is a terminal.
@@ -169,6 +180,9 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         product at the end (not the recurrence's estimate).
     solver_ : str
         The solver used.
+    storage_ : str
+        Where the products came from ("float64", "float32" or "none"; "float64" for the
+        direct solver).
     X_fit_ : array (N, n0)
         The training inputs (in ``dtype``).
 
@@ -193,6 +207,7 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         tol: float = 1e-8,
         max_iter: int | None = None,
         preconditioner_size: int | None = None,
+        kernel_storage: str = "auto",
         random_state: int = 0,
         progress: bool | None = None,
     ) -> None:
@@ -206,6 +221,7 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         self.tol = tol
         self.max_iter = max_iter
         self.preconditioner_size = preconditioner_size
+        self.kernel_storage = kernel_storage
         self.random_state = random_state
         self.progress = progress
 
@@ -239,6 +255,13 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         size = self.preconditioner_size
         size = None if size is None else as_positive_int(size, "preconditioner_size")
         seed = as_positive_int(self.random_state, "random_state", minimum=0)
+        if self.kernel_storage not in ("auto", "float64", "float32", "none"):
+            raise ValueError(
+                'kernel_storage must be "auto", "float64", "float32" or "none", '
+                f"got {self.kernel_storage!r}"
+            )
+        if self.kernel_storage == "float64" and dtype == np.float32:
+            raise ValueError('kernel_storage="float64" needs dtype="float64"')
         return dict(
             depth=depth,
             activation=act,
@@ -248,6 +271,7 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
             tol=tol,
             max_iter=max_iter,
             size=size,
+            storage=self.kernel_storage,
             seed=seed,
         )
 
@@ -279,11 +303,19 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
             raise ValueError("y must have at least one column")
         solver = self._choose_solver(n)
         if solver == "direct":
-            alpha, iterations = self._fit_direct(x, y2, s), 1
+            alpha, iterations, residual = self._fit_direct(x, y2, s)
+            storage = "float64"
         else:
-            alpha, iterations = self._fit_cg(x, y2, s)
-        op = self._operator(x, None, s)
-        residual = _relative_residual(op.matmat(alpha) + s["ridge"] * alpha, y2)
+            storage = self._storage(n, s)
+            alpha, iterations, residual = self._fit_cg(x, y2, s, storage)
+        if residual > s["tol"] and solver == "cg":
+            warnings.warn(
+                f"conjugate gradients stopped after {iterations} iterations at relative "
+                f"residual {residual:.2e} > tol = {s['tol']:.1e}; raise max_iter, "
+                "preconditioner_size or the ridge",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         # Attributes only once everything succeeded: an interrupted fit leaves none.
         self.X_fit_ = x
         self._y_fit = y2
@@ -291,6 +323,7 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         self.n_iter_ = iterations
         self.residual_ = residual
         self.solver_ = solver
+        self.storage_ = storage
         self._y_shape = targets.shape[1:]
         self.n_features_in_ = x.shape[1]
         return self
@@ -302,37 +335,105 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         fits = available is None or 8.0 * n * n <= available / 4
         return "direct" if n <= DIRECT_MAX and fits else "cg"
 
-    def _fit_direct(self, x: np.ndarray, y: np.ndarray, s: dict[str, Any]) -> np.ndarray:
-        """Dense kernel in float64 plus ridge, Cholesky solve in the core (faer)."""
+    def _storage(self, n: int, s: dict[str, Any]) -> str:
+        """Where CG's products come from: "float64"/"float32" (the kernel kept in memory in
+        that precision) or "none" (matrix-free). "auto" keeps it in the requested precision
+        when that takes at most half the available memory, else (float64 requested) in
+        float32 when that takes at most three quarters, else matrix-free."""
+        storage = s["storage"]
+        if storage != "auto":
+            return str(storage)
+        available = available_memory()
+        if available is None or s["dtype"].itemsize * float(n) ** 2 <= available / 2:
+            return str(s["dtype"])
+        if s["dtype"] == np.float64 and 4.0 * n * n <= 0.75 * available:
+            return "float32"
+        return "none"
+
+    def _stored_kernel(self, x: np.ndarray, s: dict[str, Any], storage: str) -> np.ndarray:
+        """The (N, N) kernel in ``storage`` precision (MemoryError before work if it cannot
+        fit)."""
+        xs = x.astype(storage, copy=False)
+        return np.asarray(
+            limit_kernel(
+                xs, depth=s["depth"], activation=s["activation"], beta=s["beta"], get=self.kernel
+            )
+        )
+
+    def _fit_direct(
+        self, x: np.ndarray, y: np.ndarray, s: dict[str, Any]
+    ) -> tuple[np.ndarray, int, float]:
+        """Dense kernel in float64 plus ridge, Cholesky solve in the core (faer). The residual
+        comes from a kept copy of the kernel when two fit in memory, else from one
+        matrix-free product."""
         n = x.shape[0]
         check_memory(8.0 * n * n, f"the {n} x {n} float64 kernel of the direct solver")
-        k = limit_kernel(
-            x, depth=s["depth"], activation=s["activation"], beta=s["beta"], get=self.kernel
-        )
-        k = np.ascontiguousarray(k, dtype=np.float64)
-        k[np.diag_indices(n)] += s["ridge"]
-        return solve_spd(k, y, overwrite_k=True)
+        k = self._stored_kernel(x, s, "float64")
+        available = available_memory()
+        keep = available is None or 8.0 * n * n <= available / 2
+        factor = k.copy() if keep else k
+        factor[np.diag_indices(n)] += s["ridge"]
+        alpha = solve_spd(factor, y, overwrite_k=True)
+        del factor
+        if keep:
+            product = k @ alpha + s["ridge"] * alpha
+        else:
+            del k
+            product = self._operator(x, None, s).matmat(alpha) + s["ridge"] * alpha
+        return alpha, 1, relative_residual(y - product, y)
 
-    def _fit_cg(self, x: np.ndarray, y: np.ndarray, s: dict[str, Any]) -> tuple[np.ndarray, int]:
+    def _preconditioner(
+        self, x: np.ndarray, s: dict[str, Any], diagonal: np.ndarray
+    ) -> NystromPreconditioner:
+        """The Nyström preconditioner of K + ridge·I on M centres drawn by randomly pivoted
+        Cholesky, its kernel columns computed in float64 (the shift is the ridge, at least
+        1e-10 of the mean diagonal)."""
         n = x.shape[0]
-        op = self._operator(x, None, s)
-        ridge = s["ridge"]
         size = min(n, s["size"] or 1000)
-        precondition = _nystrom_preconditioner(self, x, s, size, op.diagonal())
+        check_memory(3 * 8.0 * n * size, f"the preconditioner's {size} centres")
+        x64 = x.astype(np.float64, copy=False)
+
+        def columns(chosen: np.ndarray) -> np.ndarray:
+            kernel = limit_kernel(
+                x64,
+                x64[chosen],
+                depth=s["depth"],
+                activation=s["activation"],
+                beta=s["beta"],
+                get=self.kernel,
+            )
+            return np.asarray(kernel, dtype=np.float64)
+
+        rng = np.random.default_rng(s["seed"])
+        factor, _ = pivoted_cholesky(columns, diagonal.astype(np.float64), size, rng)
+        mu = max(s["ridge"], 1e-10 * float(np.mean(diagonal)))
+        return NystromPreconditioner(factor, mu)
+
+    def _fit_cg(
+        self, x: np.ndarray, y: np.ndarray, s: dict[str, Any], storage: str
+    ) -> tuple[np.ndarray, int, float]:
+        """Preconditioned CG with the products ``storage`` names (see ``_storage``)."""
+        n = x.shape[0]
+        ridge = s["ridge"]
+        op = self._operator(x, None, s)
+        precondition = self._preconditioner(x, s, op.diagonal())
         max_iter = s["max_iter"] or int(10 * math.sqrt(n)) + 100
         show = self.progress if self.progress is not None else n >= 20_000 and sys.stderr.isatty()
-        with _Progress(show, max_iter) as progress:
-            alpha, iterations, estimate = _pcg(
-                lambda v: op.matmat(v) + ridge * v, precondition, y, s["tol"], max_iter, progress
-            )
-        if estimate > s["tol"]:
-            warnings.warn(
-                f"conjugate gradients stopped after {iterations} iterations at relative "
-                f"residual {estimate:.2e} > tol = {s['tol']:.1e}; raise max_iter or the ridge",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return alpha, iterations
+
+        def exact(v: np.ndarray) -> np.ndarray:
+            return np.asarray(op.matmat(v) + ridge * v)
+
+        with Progress(show, max_iter) as progress:
+            if storage == "none":
+                alpha, iterations, _ = pcg(exact, precondition, y, s["tol"], max_iter, progress)
+                return alpha, iterations, relative_residual(y - exact(alpha), y)
+            stored = _stored_product(self._stored_kernel(x, s, storage), ridge)
+            if storage == "float64":
+                alpha, iterations, _ = pcg(stored, precondition, y, s["tol"], max_iter, progress)
+                return alpha, iterations, relative_residual(y - stored(alpha), y)
+            # float32 products sum in float32 (a relative error of about 1e-7 √N): they drive
+            # the iterations, and matrix-free products (float64 sums) measure and correct.
+            return refine(exact, stored, precondition, y, s["tol"], max_iter, progress)
 
     # ----------------------------------------------------------------- predict
 
@@ -375,19 +476,29 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         return np.asarray(out[0] if times.ndim == 0 else out)
 
     def _flow_coefficients(self, times: np.ndarray, s: dict[str, Any]) -> np.ndarray:
-        """Θ̃⁻¹ (I − exp(−t Θ̃ / N)) y for each time, (T, N, k), by Lanczos on Θ̃."""
+        """Θ̃⁻¹ (I − exp(−t Θ̃ / N)) y for each time, (T, N, k), by Lanczos on Θ̃: on the
+        float64 kernel kept in memory when it fits (as for the fit), else with matrix-free
+        products (a float32 copy would cost the flow its accuracy: it has no refinement)."""
         x = self.X_fit_
         n = x.shape[0]
-        op = self._operator(x, None, s)
         ridge = s["ridge"]
+        storage = self._storage(n, s)
+        if storage == "float64":
+            product = _stored_product(self._stored_kernel(x, s, storage), ridge)
+        else:
+            op = self._operator(x, None, s)
+
+            def product(v: np.ndarray) -> np.ndarray:
+                return np.asarray(op.matmat(v) + ridge * v)
+
         alpha = self.dual_coef_.reshape(n, -1)
         out = np.empty((len(times), n, alpha.shape[1]))
         finite = np.isfinite(times)
         out[~finite] = alpha  # t = ∞: Θ̃⁻¹ y, which the fit solved already
         if finite.any():
             max_steps = min(n, s["max_iter"] or 500)
-            out[finite] = _lanczos_flow(
-                lambda v: op.matmat(v) + ridge * v,
+            out[finite] = lanczos_flow(
+                product,
                 self._y_fit,
                 times[finite],
                 n,
@@ -397,188 +508,12 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         return out
 
 
-# --------------------------------------------------------------------- numerical pieces
+def _stored_product(k: np.ndarray, ridge: float) -> Callable[[np.ndarray], np.ndarray]:
+    """V ↦ (K + ridge·I) V in float64 for a kernel K kept in memory (a float32 K multiplies a
+    float32 copy of V: the product of the inner solve of mixed-precision refinement)."""
 
+    def product(v: np.ndarray) -> np.ndarray:
+        kv = k @ v.astype(k.dtype, copy=False)
+        return np.asarray(kv, dtype=np.float64) + ridge * v
 
-def _relative_residual(product: np.ndarray, y: np.ndarray) -> float:
-    """max over columns of ‖y − product‖ / ‖y‖ (columns of y = 0 count the absolute norm)."""
-    norms = np.linalg.norm(y, axis=0)
-    return float(np.max(np.linalg.norm(y - product, axis=0) / np.where(norms > 0, norms, 1.0)))
-
-
-def _nystrom_preconditioner(
-    reg: KernelRegressor, x: np.ndarray, s: dict[str, Any], size: int, diagonal: np.ndarray
-) -> Callable[[np.ndarray], np.ndarray]:
-    """r ↦ (K_nys + λI)⁻¹ r for the Nyström approximation K_nys = K_NM K_MM⁻¹ K_MN on M
-    uniformly sampled centres (Falkon's preconditioner), λ = the ridge (at least 1e-10 of the
-    mean diagonal), applied by the Woodbury identity:
-
-        (λI + K_NM K_MM⁻¹ K_MN)⁻¹ r = (r − K_NM (λ K_MM + K_MN K_NM)⁻¹ K_MN r) / λ.
-
-    K_NM is kept in memory (N × M float64) and the M × M system factorised once in the core.
-    """
-    n = x.shape[0]
-    rng = np.random.default_rng(s["seed"])
-    centres = np.sort(rng.choice(n, size=size, replace=False))
-    check_memory(8.0 * n * size + 24.0 * size * size, f"the preconditioner's {size} centres")
-    kernel = limit_kernel(
-        x,
-        x[centres],
-        depth=s["depth"],
-        activation=s["activation"],
-        beta=s["beta"],
-        get=reg.kernel,
-    )
-    knm = np.asarray(kernel, dtype=np.float64)  # (N, M), K(x, centres)
-    kmm = np.ascontiguousarray(knm[centres])
-    lam = max(s["ridge"], 1e-10 * float(np.mean(diagonal)))
-    system = lam * kmm + knm.T @ knm
-    # A little jitter keeps the factorisation defined for nearly duplicate centres.
-    system[np.diag_indices(size)] += 1e-12 * float(np.trace(system)) / size
-    inverse = solve_spd(system, np.eye(size), overwrite_k=True)
-
-    def apply(r: np.ndarray) -> np.ndarray:
-        return np.asarray((r - knm @ (inverse @ (knm.T @ r))) / lam)
-
-    return apply
-
-
-class _Progress:
-    """Iterations and residual: a tqdm bar when installed, else a line on stderr."""
-
-    def __init__(self, show: bool, total: int) -> None:
-        self.show, self.total = show, total
-        self.bar: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.show:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=self.total, desc="cg", unit="it", leave=False)
-            except ImportError:
-                self.bar = None
-        return self
-
-    def update(self, iteration: int, residual: float) -> None:
-        if not self.show:
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(residual=f"{residual:.2e}")
-        elif iteration % 10 == 0:
-            print(f"cg: iteration {iteration}, residual {residual:.2e}", file=sys.stderr)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _pcg(
-    matmat: Callable[[np.ndarray], np.ndarray],
-    precondition: Callable[[np.ndarray], np.ndarray],
-    b: np.ndarray,
-    tol: float,
-    max_iter: int,
-    progress: _Progress,
-) -> tuple[np.ndarray, int, float]:
-    """Preconditioned conjugate gradients for A X = B, one independent recurrence per column
-    of B sharing each product with A. Returns (X, iterations, the recurrence's largest
-    relative residual)."""
-    x = np.zeros_like(b)
-    r = b.copy()
-    norms = np.linalg.norm(b, axis=0)
-    norms[norms == 0] = 1.0
-    z = precondition(r)
-    p = z.copy()
-    rz = np.einsum("ij,ij->j", r, z)
-    residual = float(np.max(np.linalg.norm(r, axis=0) / norms))
-    iterations = 0
-    while residual > tol and iterations < max_iter:
-        ap = matmat(p)
-        pap = np.einsum("ij,ij->j", p, ap)
-        step = np.where(pap > 0, rz / np.where(pap > 0, pap, 1.0), 0.0)
-        x += p * step
-        r -= ap * step
-        iterations += 1
-        residual = float(np.max(np.linalg.norm(r, axis=0) / norms))
-        progress.update(iterations, residual)
-        if residual <= tol:
-            break
-        z = precondition(r)
-        rz_next = np.einsum("ij,ij->j", r, z)
-        p = z + p * np.where(rz > 0, rz_next / np.where(rz > 0, rz, 1.0), 0.0)
-        rz = rz_next
-    return x, iterations, residual
-
-
-def _flow_weights(theta: np.ndarray, t: float, n: int) -> np.ndarray:
-    """g_t(θ) = (1 − e^{−tθ/N}) / θ, with its limit t/N at θ = 0; 1/θ at t = ∞."""
-    if math.isinf(t):
-        return np.asarray(1.0 / theta)
-    a = t * theta / n
-    return np.where(np.abs(a) > 1e-8, -np.expm1(-a) / np.where(theta != 0, theta, 1.0), t / n)
-
-
-def _lanczos_flow(
-    matmat: Callable[[np.ndarray], np.ndarray],
-    y: np.ndarray,
-    times: np.ndarray,
-    n: int,
-    tol: float,
-    max_steps: int,
-) -> np.ndarray:
-    """g_t(A) y for every time t and column of y, (T, N, k), by the Lanczos process on the
-    symmetric positive-definite A (full reorthogonalisation; the k columns run in lockstep,
-    sharing each product). Stops once every approximation changed by at most ``tol``
-    (relative to its largest entry) over the last five steps, at an invariant subspace, or
-    after ``max_steps``."""
-    beta0 = np.linalg.norm(y, axis=0)
-    basis = [y / np.where(beta0 > 0, beta0, 1.0)]
-    alphas: list[np.ndarray] = []
-    betas: list[np.ndarray] = []
-    history: deque[np.ndarray] = deque(maxlen=5)  # the last five estimates, (T, N, k) each
-    for j in range(max_steps):
-        w = matmat(np.ascontiguousarray(basis[j]))
-        alphas.append(np.einsum("ij,ij->j", basis[j], w))
-        stacked = np.stack(basis)
-        # Full reorthogonalisation against every earlier vector (twice, for safety).
-        for _ in range(2):
-            w -= np.einsum("sij,sj->ij", stacked, np.einsum("sij,ij->sj", stacked, w))
-        betas.append(np.linalg.norm(w, axis=0))
-        history.append(_lanczos_estimate(stacked, alphas, betas, beta0, times, n))
-        if len(history) >= 5:
-            current = history[-1]
-            scale = np.maximum(np.abs(current).max(axis=1, keepdims=True), 1e-300)
-            change = max(float(np.max(np.abs(current - h) / scale)) for h in list(history)[:-1])
-            if change <= tol:
-                break
-        if np.all(betas[j] <= 1e-14 * np.maximum(np.abs(np.stack(alphas)).max(axis=0), 1e-300)):
-            break  # an invariant subspace: the approximation is exact
-        basis.append(w / np.where(betas[j] > 0, betas[j], 1.0))
-    return history[-1]
-
-
-def _lanczos_estimate(
-    basis: np.ndarray,
-    alphas: list[np.ndarray],
-    betas: list[np.ndarray],
-    beta0: np.ndarray,
-    times: np.ndarray,
-    n: int,
-) -> np.ndarray:
-    """‖y‖ V_m g_t(T_m) e₁ per column and time, (T, N, k), from the m Lanczos steps so far."""
-    steps, n_rows, k = basis.shape
-    a, b = np.stack(alphas), np.stack(betas)
-    result = np.empty((len(times), n_rows, k))
-    for c in range(k):
-        tri = np.diag(a[:, c])
-        if steps > 1:
-            off = b[: steps - 1, c]
-            tri += np.diag(off, 1) + np.diag(off, -1)
-        theta, q = np.linalg.eigh(tri)
-        theta = np.maximum(theta, 1e-300)
-        for i, t in enumerate(times):
-            g = _flow_weights(theta, float(t), n)
-            result[i, :, c] = beta0[c] * (basis[:, :, c].T @ (q @ (g * q[0])))
-    return result
+    return product
