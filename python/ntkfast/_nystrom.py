@@ -37,8 +37,8 @@ def pivoted_cholesky(
     diagonal: np.ndarray,
     rank: int,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """F (N, r) with K ≈ F Fᵀ, r ≤ ``rank``, and the pivots used.
+) -> np.ndarray:
+    """F (N, r) with K ≈ F Fᵀ, r ≤ ``rank``.
 
     ``columns(S)`` gives K(X, X_S) of shape (N, len(S)) in float64 for sorted indices S;
     ``diagonal`` is diag K (N,). Each block of pivots (``rank`` / 20, at most ``BLOCK``) is
@@ -52,7 +52,6 @@ def pivoted_cholesky(
     factor = np.empty((n, rank))
     residual = np.array(diagonal, dtype=np.float64)
     trace = float(residual.sum())
-    pivots: list[np.ndarray] = []
     filled = 0
     # A block can add fewer columns than pivots; the round cap keeps a degenerate kernel
     # (rank far below ``rank``) from looping.
@@ -74,9 +73,7 @@ def pivoted_cholesky(
         residual -= np.einsum("ij,ij->i", new[:, :width], new[:, :width])
         residual[chosen] = 0.0
         np.maximum(residual, 0.0, out=residual)
-        pivots.append(chosen)
-    used = np.unique(np.concatenate(pivots)) if pivots else np.zeros(0, np.int64)
-    return factor[:, :filled], used
+    return factor[:, :filled]
 
 
 class NystromPreconditioner:
@@ -103,7 +100,6 @@ class NystromPreconditioner:
         s, q = eigh(c @ c.T)
         self.basis = np.ascontiguousarray(factor @ (t @ q))
         self.eigenvalues = np.maximum(s, 0.0)
-        self.mu = mu
         floor = float(self.eigenvalues[0]) if len(s) else 0.0
         self._scale = (floor + mu) / (self.eigenvalues + mu) - 1.0
 

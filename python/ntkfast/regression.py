@@ -376,11 +376,11 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         alpha = solve_spd(factor, y, overwrite_k=True)
         del factor
         if keep:
-            product = k @ alpha + s["ridge"] * alpha
+            system = _shifted(k, s["ridge"])
         else:
-            del k
-            product = self._operator(x, None, s).matmat(alpha) + s["ridge"] * alpha
-        return alpha, 1, relative_residual(y - product, y)
+            del k  # factorised in place: the residual takes a matrix-free product
+            system = _shifted(self._operator(x, None, s), s["ridge"])
+        return alpha, 1, relative_residual(y - system(alpha), y)
 
     def _preconditioner(
         self, x: np.ndarray, s: dict[str, Any], diagonal: np.ndarray
@@ -405,7 +405,7 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
             return np.asarray(kernel, dtype=np.float64)
 
         rng = np.random.default_rng(s["seed"])
-        factor, _ = pivoted_cholesky(columns, diagonal.astype(np.float64), size, rng)
+        factor = pivoted_cholesky(columns, diagonal.astype(np.float64), size, rng)
         mu = max(s["ridge"], 1e-10 * float(np.mean(diagonal)))
         return NystromPreconditioner(factor, mu)
 
@@ -417,17 +417,15 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         ridge = s["ridge"]
         op = self._operator(x, None, s)
         precondition = self._preconditioner(x, s, op.diagonal())
+        exact = _shifted(op, ridge)
         max_iter = s["max_iter"] or int(10 * math.sqrt(n)) + 100
         show = self.progress if self.progress is not None else n >= 20_000 and sys.stderr.isatty()
-
-        def exact(v: np.ndarray) -> np.ndarray:
-            return np.asarray(op.matmat(v) + ridge * v)
 
         with Progress(show, max_iter) as progress:
             if storage == "none":
                 alpha, iterations, _ = pcg(exact, precondition, y, s["tol"], max_iter, progress)
                 return alpha, iterations, relative_residual(y - exact(alpha), y)
-            stored = _stored_product(self._stored_kernel(x, s, storage), ridge)
+            stored = _shifted(self._stored_kernel(x, s, storage), ridge)
             if storage == "float64":
                 alpha, iterations, _ = pcg(stored, precondition, y, s["tol"], max_iter, progress)
                 return alpha, iterations, relative_residual(y - stored(alpha), y)
@@ -483,13 +481,9 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         n = x.shape[0]
         ridge = s["ridge"]
         storage = self._storage(n, s)
-        if storage == "float64":
-            product = _stored_product(self._stored_kernel(x, s, storage), ridge)
-        else:
-            op = self._operator(x, None, s)
-
-            def product(v: np.ndarray) -> np.ndarray:
-                return np.asarray(op.matmat(v) + ridge * v)
+        kept = storage == "float64"
+        k = self._stored_kernel(x, s, storage) if kept else self._operator(x, None, s)
+        product = _shifted(k, ridge)
 
         alpha = self.dual_coef_.reshape(n, -1)
         out = np.empty((len(times), n, alpha.shape[1]))
@@ -508,12 +502,16 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         return out
 
 
-def _stored_product(k: np.ndarray, ridge: float) -> Callable[[np.ndarray], np.ndarray]:
-    """V ↦ (K + ridge·I) V in float64 for a kernel K kept in memory (a float32 K multiplies a
-    float32 copy of V: the product of the inner solve of mixed-precision refinement)."""
+def _shifted(k: np.ndarray | KernelOperator, ridge: float) -> Callable[[np.ndarray], np.ndarray]:
+    """V ↦ (K + ridge·I) V in float64, for a kernel kept in memory or a matrix-free
+    :class:`KernelOperator`. A kept float32 K multiplies a float32 copy of V (its sums run in
+    float32: the product of the inner solve of mixed-precision refinement)."""
 
     def product(v: np.ndarray) -> np.ndarray:
-        kv = k @ v.astype(k.dtype, copy=False)
+        if isinstance(k, np.ndarray):
+            kv = k @ v.astype(k.dtype, copy=False)
+        else:
+            kv = k.matmat(v)
         return np.asarray(kv, dtype=np.float64) + ridge * v
 
     return product
