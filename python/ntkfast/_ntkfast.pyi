@@ -69,6 +69,31 @@ class LimitKernel:
     ) -> tuple[float, int]:
         """out (N1, k) = K(x1, x2) v (N2, k), float64, K ("nngp" or "ntk") made tile by tile and
         never stored; x2 None: x1, one triangle of tiles. Returns as :meth:`compute`."""
+    def normal_product(
+        self,
+        x: np.ndarray,
+        c: np.ndarray,
+        kernel: str,
+        v: NDArray[np.float64],
+        out: NDArray[np.float64],
+    ) -> tuple[float, int]:
+        """out (M, k) = K(x, c)ᵀ K(x, c) v (M, k), float64, K(x, c) (N, M) made one row block at
+        a time and never stored. Returns as :meth:`compute`."""
+    def product_pair(
+        self,
+        x1: np.ndarray,
+        x2: np.ndarray,
+        kernel: str,
+        v: NDArray[np.float64],
+        v_t: NDArray[np.float64],
+        out: NDArray[np.float64],
+        out_t: NDArray[np.float64],
+    ) -> tuple[float, int]:
+        """out (N1, k) = K(x1, x2) v (N2, k) and out_t (N2, k) = K(x1, x2)ᵀ v_t (N1, k), each
+        tile made once. Returns as :meth:`compute`."""
+    def normal_product_memory(self, rows: int, centres: int, k: int) -> int:
+        """Bytes :meth:`normal_product` allocates besides v and out for N + M = ``rows``,
+        M = ``centres``, k columns."""
     def product_memory(self, rows: int, k: int, symmetric: bool) -> int:
         """Bytes :meth:`product` allocates besides v and out for N1 = ``rows``, k columns."""
     def working_memory(self, rows: int) -> int:

@@ -15,10 +15,13 @@
 //!
 //! The steps, one file each: `diagonal` (the per-sample recursion), `tile`
 //! (one panel: Gram block, first layer, layers, write), `layers` (layers 2 … L
-//! in f64, closed form or series) and `layers_f32` (the same in f32).
+//! in f64, closed form or series) and `layers_f32` (the same in f32); the
+//! products with a vector without storing the kernel are `product` (K·V) and
+//! `normal` (K(X, C)ᵀ K(X, C)·V).
 mod diagonal;
 mod layers;
 mod layers_f32;
+mod normal;
 mod product;
 #[cfg(test)]
 mod tests;

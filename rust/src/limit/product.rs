@@ -12,7 +12,10 @@
 //! count. For K(X, X) only tiles on and below the diagonal are made, each used
 //! twice: K_rc V_c goes to the stripe's own rows, K_rcᵀ V_r to a per-stripe
 //! buffer of all rows, and the buffers are added in stripe order at the end.
-//! Sums run in f64 (V and the result are f64) for either input dtype.
+//! [`LimitKernel::product_pair`] does the same for a rectangular K: both
+//! K V₂ and Kᵀ V₁ from each tile made once (the blocks of a symmetric product
+//! split among the tasks of a cluster). Sums run in f64 (V and the result are
+//! f64) for either input dtype.
 
 use super::tile::{Scratch, Values};
 use super::{check_features, LimitKernel};
@@ -28,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Stripes of row blocks: enough to share among many cores, few enough that
 /// their buffers (one N × k each, for K(X, X)) stay small.
-const STRIPES: usize = 32;
+pub(super) const STRIPES: usize = 32;
 
 /// Which kernel multiplies V.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +53,8 @@ impl Which {
 }
 
 /// What one stripe owns: its row blocks' rows of the result, and (for
-/// K(X, X)) its buffer of the transposed tiles' contributions to all rows.
+/// K(X, X) or a pair of products) its buffer of the transposed tiles'
+/// contributions to all columns.
 struct Stripe<'o> {
     blocks: Vec<(usize, &'o mut [f64])>,
     mirror: Vec<f64>,
@@ -58,9 +62,11 @@ struct Stripe<'o> {
 
 impl LimitKernel<'_> {
     /// Bytes [`LimitKernel::product`] allocates besides V and the result, for
-    /// N₁ = `rows` and k columns on `threads` threads: the diagonal recursion
-    /// and per-thread tiles (as [`LimitKernel::working_memory`]), one f64 copy
-    /// of a tile, and for K(X, X) one N × k buffer per stripe.
+    /// `rows` samples (N₁ + N₂) and k columns on `threads` threads: the
+    /// diagonal recursion and per-thread tiles (as
+    /// [`LimitKernel::working_memory`]), one f64 copy of a tile, and for K(X, X)
+    /// (`symmetric`) or [`LimitKernel::product_pair`] one `rows` × k buffer per
+    /// stripe.
     pub fn product_memory(
         depth: usize,
         rows: usize,
@@ -94,6 +100,49 @@ impl LimitKernel<'_> {
         v: &[f64],
         k: usize,
         out: &mut [f64],
+        cancel: &AtomicBool,
+    ) -> Result<super::Report> {
+        self.products(x1, x2, which, v, k, out, None, cancel)
+    }
+
+    /// Both products of the rectangular K = K(x1, x2) from each tile made once:
+    /// out (N₁ × k) = K · v (N₂ × k) and out_t (N₂ × k) = Kᵀ · v_t (N₁ × k), all
+    /// row-major. Same bits for any thread count.
+    #[allow(clippy::too_many_arguments)]
+    pub fn product_pair<T: Real>(
+        &self,
+        x1: Samples<'_, T>,
+        x2: Samples<'_, T>,
+        which: Which,
+        (v, v_t): (&[f64], &[f64]),
+        k: usize,
+        (out, out_t): (&mut [f64], &mut [f64]),
+        cancel: &AtomicBool,
+    ) -> Result<super::Report> {
+        if x1.rows.checked_mul(k) != Some(v_t.len()) || x2.rows.checked_mul(k) != Some(out_t.len())
+        {
+            return invalid(format!(
+                "the transposed product takes {} x {k} values to {} x {k}, has {} and {}",
+                x1.rows,
+                x2.rows,
+                v_t.len(),
+                out_t.len()
+            ));
+        }
+        self.products(x1, Some(x2), which, v, k, out, Some((v_t, out_t)), cancel)
+    }
+
+    /// K V into `out`, and with `transposed` = (V_t, out_t) also Kᵀ V_t.
+    #[allow(clippy::too_many_arguments)]
+    fn products<T: Real>(
+        &self,
+        x1: Samples<'_, T>,
+        x2: Option<Samples<'_, T>>,
+        which: Which,
+        v: &[f64],
+        k: usize,
+        out: &mut [f64],
+        transposed: Option<(&[f64], &mut [f64])>,
         cancel: &AtomicBool,
     ) -> Result<super::Report> {
         let symmetric = x2.is_none();
@@ -130,9 +179,14 @@ impl LimitKernel<'_> {
             work[b % stripes].blocks.push((b, rows));
         }
         let diagonal = &d1;
+        // The transposed tiles multiply V's own rows (K(X, X)) or V_t's.
+        let (v_t, out_t) = match transposed {
+            Some((v_t, out_t)) => (Some(v_t), Some(out_t)),
+            None => (symmetric.then_some(v), None),
+        };
         let one_stripe = |stripe: &mut Stripe<'_>| {
-            if symmetric {
-                stripe.mirror = vec![0.0; n1 * k];
+            if v_t.is_some() {
+                stripe.mirror = vec![0.0; n2 * k];
             }
             let mut scratch = Scratch::<T>::new(edge);
             let dense = RefCell::new(vec![0.0f64; edge * edge]);
@@ -166,10 +220,11 @@ impl LimitKernel<'_> {
                         let vc = MatRef::from_row_major_slice(&v[tile.c0 * k..tile.c1 * k], w, k);
                         let dst = MatMut::from_row_major_slice_mut(&mut rows[..h * k], h, k);
                         f64::product_into(dst, Accum::Add, kernel, vc, 1.0);
-                        if symmetric && !tile.is_diagonal() {
+                        let skip = symmetric && tile.is_diagonal();
+                        if let (Some(v_t), false) = (v_t, skip) {
                             let mut mirror = mirror.borrow_mut();
                             let vr =
-                                MatRef::from_row_major_slice(&v[tile.r0 * k..tile.r1 * k], h, k);
+                                MatRef::from_row_major_slice(&v_t[tile.r0 * k..tile.r1 * k], h, k);
                             let dst = MatMut::from_row_major_slice_mut(
                                 &mut mirror[tile.c0 * k..tile.c1 * k],
                                 w,
@@ -187,11 +242,18 @@ impl LimitKernel<'_> {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }
-        if symmetric {
+        if v_t.is_some() {
             // The transposed tiles' contributions, in stripe order.
             let mirrors: Vec<Vec<f64>> = work.into_iter().map(|s| s.mirror).collect();
+            let target = match out_t {
+                Some(out_t) => {
+                    out_t.fill(0.0);
+                    out_t
+                }
+                None => out,
+            };
             for m in &mirrors {
-                for (o, a) in out.iter_mut().zip(m) {
+                for (o, a) in target.iter_mut().zip(m) {
                     *o += a;
                 }
             }
@@ -202,7 +264,7 @@ impl LimitKernel<'_> {
 
 /// The tile of the requested kernel (h × w) as f64 values: the layers' own
 /// buffer when they ran in f64, else converted into `dense`.
-fn kernel_values<'a>(
+pub(super) fn kernel_values<'a>(
     tile: Tile,
     values: Values<'a>,
     which: Which,

@@ -425,3 +425,152 @@ fn products_check_their_shapes_and_stop_when_cancelled() {
     assert_eq!(Which::from_name("ntk").unwrap(), Which::Ntk);
     assert!(Which::from_name("theta").is_err());
 }
+
+/// K(x, c)ᵀ K(x, c) V against the stored K(x, c), for f64 and f32 inputs, a
+/// series activation, and with the same bits for any thread count.
+#[test]
+fn normal_products_match_the_stored_kernel_for_any_thread_count() {
+    let (n, m, n0, k) = (530, 170, 6, 2);
+    let x = inputs(n, n0);
+    let c: Vec<f64> = inputs(m + 11, n0)[11 * n0..].to_vec();
+    let v: Vec<f64> = (0..m * k)
+        .map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0)
+        .collect();
+    let x32: Vec<f32> = x.iter().map(|&a| a as f32).collect();
+    let c32: Vec<f32> = c.iter().map(|&a| a as f32).collect();
+    let default_threads = crate::pool::num_threads().unwrap();
+    for act in [Activation::Relu, Activation::Tanh] {
+        let kernel = LimitKernel::new(3, act, 0.2).unwrap();
+        for which in [Which::Nngp, Which::Ntk] {
+            let stored = {
+                let xs = Samples::new(&x, n, n0).unwrap();
+                let cs = Samples::new(&c, m, n0).unwrap();
+                let mut eye = vec![0.0; m * m];
+                (0..m).for_each(|i| eye[i * m + i] = 1.0);
+                let mut knm = vec![0.0; n * m];
+                let go = AtomicBool::new(false);
+                kernel
+                    .product(xs, Some(cs), which, &eye, m, &mut knm, &go)
+                    .unwrap();
+                knm
+            };
+            let want: Vec<f64> = (0..m * k)
+                .map(|ic| {
+                    let (i, col) = (ic / k, ic % k);
+                    (0..n)
+                        .map(|r| {
+                            let row = &stored[r * m..(r + 1) * m];
+                            let kv: f64 = (0..m).map(|j| row[j] * v[j * k + col]).sum();
+                            row[i] * kv
+                        })
+                        .sum()
+                })
+                .collect();
+            let mut bits = Vec::new();
+            for threads in [1, 2, 3] {
+                crate::pool::set_num_threads(threads).unwrap();
+                let go = AtomicBool::new(false);
+                let mut out = vec![0.0; m * k];
+                let xs = Samples::new(&x, n, n0).unwrap();
+                let cs = Samples::new(&c, m, n0).unwrap();
+                kernel
+                    .normal_product(xs, cs, which, &v, k, &mut out, &go)
+                    .unwrap();
+                bits.push(out);
+            }
+            crate::pool::set_num_threads(default_threads).unwrap();
+            assert_eq!(bits[0], bits[1], "{act:?} {which:?}");
+            assert_eq!(bits[0], bits[2], "{act:?} {which:?}");
+            let scale = want.iter().fold(0.0f64, |a, w| a.max(w.abs()));
+            for (got, want) in bits[0].iter().zip(&want) {
+                assert!((got - want).abs() <= 1e-12 * scale, "{got} vs {want}");
+            }
+            // float32 tiles: the stored f64 kernel's products to f32 rounding.
+            let mut out = vec![0.0; m * k];
+            let xs = Samples::new(&x32, n, n0).unwrap();
+            let cs = Samples::new(&c32, m, n0).unwrap();
+            kernel
+                .normal_product(xs, cs, which, &v, k, &mut out, &AtomicBool::new(false))
+                .unwrap();
+            for (got, want) in out.iter().zip(&want) {
+                assert!((got - want).abs() <= 1e-5 * scale, "{got} vs {want}");
+            }
+        }
+    }
+}
+
+#[test]
+fn normal_products_check_their_shapes_and_stop_when_cancelled() {
+    let x = inputs(10, 3);
+    let c = inputs(4, 3);
+    let c2 = inputs(4, 2);
+    let xs = Samples::new(&x, 10, 3).unwrap();
+    let cs = Samples::new(&c, 4, 3).unwrap();
+    let k = LimitKernel::new(2, Activation::Relu, 0.0).unwrap();
+    let go = AtomicBool::new(false);
+    let mut out = vec![0.0; 8];
+    let normal = |c, v: &[f64], kk, out: &mut [f64], cancel| {
+        k.normal_product(xs, c, Which::Ntk, v, kk, out, cancel)
+    };
+    assert!(normal(cs, &[0.0; 7], 2, &mut out, &go).is_err());
+    assert!(normal(cs, &[0.0; 8], 2, &mut out[..6], &go).is_err());
+    assert!(normal(cs, &[], 0, &mut [], &go).is_err());
+    let narrow = Samples::new(&c2, 4, 2).unwrap();
+    assert!(normal(narrow, &[0.0; 8], 2, &mut out, &go).is_err());
+    let stop = AtomicBool::new(true);
+    assert_eq!(
+        normal(cs, &[0.0; 8], 2, &mut out, &stop),
+        Err(Error::Cancelled)
+    );
+}
+
+/// Both products of a rectangular kernel from one pass equal two passes.
+#[test]
+fn product_pairs_are_two_products() {
+    let (n1, n2, n0, k) = (260, 190, 4, 2);
+    let x1 = inputs(n1, n0);
+    let x2: Vec<f64> = inputs(n2 + 5, n0)[5 * n0..].to_vec();
+    let (s1, s2) = (
+        Samples::new(&x1, n1, n0).unwrap(),
+        Samples::new(&x2, n2, n0).unwrap(),
+    );
+    let v: Vec<f64> = (0..n2 * k).map(|i| (i as f64 * 0.37).sin()).collect();
+    let v_t: Vec<f64> = (0..n1 * k).map(|i| (i as f64 * 0.21).cos()).collect();
+    let kernel = LimitKernel::new(3, Activation::Erf, 0.3).unwrap();
+    let go = AtomicBool::new(false);
+    let (mut out, mut out_t) = (vec![0.0; n1 * k], vec![1.0; n2 * k]);
+    kernel
+        .product_pair(
+            s1,
+            s2,
+            Which::Ntk,
+            (&v, &v_t),
+            k,
+            (&mut out, &mut out_t),
+            &go,
+        )
+        .unwrap();
+    let (mut want, mut want_t) = (vec![0.0; n1 * k], vec![0.0; n2 * k]);
+    kernel
+        .product(s1, Some(s2), Which::Ntk, &v, k, &mut want, &go)
+        .unwrap();
+    kernel
+        .product(s2, Some(s1), Which::Ntk, &v_t, k, &mut want_t, &go)
+        .unwrap();
+    assert_eq!(out, want);
+    for (a, b) in out_t.iter().zip(&want_t) {
+        assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    let mut short = vec![0.0; n2 * k - 1];
+    assert!(kernel
+        .product_pair(
+            s1,
+            s2,
+            Which::Ntk,
+            (&v, &v_t),
+            k,
+            (&mut out, &mut short),
+            &go
+        )
+        .is_err());
+}

@@ -144,10 +144,86 @@ impl PyLimitKernel {
                 x2,
                 v,
                 out,
+                mode: Mode::Plain,
             };
             arrays::dispatch(x1, "x1", call)
         })?;
         Ok((report.series_error, report.series_terms))
+    }
+
+    /// normal_product(x, c, kernel, v, out) -> (series error, series terms)
+    ///
+    /// out (M, k) = K(x, c)ᵀ K(x, c) · v (M, k), both float64 and C-contiguous,
+    /// K(x, c) (N × M) made one row block at a time and never stored. Same
+    /// bits for any number of threads.
+    #[pyo3(signature = (x, c, kernel, v, out))]
+    fn normal_product(
+        &self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        c: &Bound<'_, PyAny>,
+        kernel: &str,
+        v: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyAny>,
+    ) -> PyResult<(f64, usize)> {
+        let which = Which::from_name(kernel).map_err(to_py)?;
+        let report = self.with_kernel(py, |limit| {
+            let call = Product {
+                py,
+                kernel: limit,
+                which,
+                x1: x,
+                x2: Some(c),
+                v,
+                out,
+                mode: Mode::Normal,
+            };
+            arrays::dispatch(x, "x", call)
+        })?;
+        Ok((report.series_error, report.series_terms))
+    }
+
+    /// product_pair(x1, x2, kernel, v, v_t, out, out_t) -> (series error, series terms)
+    ///
+    /// out (N1, k) = K(x1, x2) · v (N2, k) and out_t (N2, k) = K(x1, x2)ᵀ · v_t
+    /// (N1, k), all float64 and C-contiguous, from each tile made once.
+    #[pyo3(signature = (x1, x2, kernel, v, v_t, out, out_t))]
+    #[allow(clippy::too_many_arguments)]
+    fn product_pair(
+        &self,
+        py: Python<'_>,
+        x1: &Bound<'_, PyAny>,
+        x2: &Bound<'_, PyAny>,
+        kernel: &str,
+        v: &Bound<'_, PyAny>,
+        v_t: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyAny>,
+        out_t: &Bound<'_, PyAny>,
+    ) -> PyResult<(f64, usize)> {
+        let which = Which::from_name(kernel).map_err(to_py)?;
+        let report = self.with_kernel(py, |limit| {
+            let call = Product {
+                py,
+                kernel: limit,
+                which,
+                x1,
+                x2: Some(x2),
+                v,
+                out,
+                mode: Mode::Pair(v_t, out_t),
+            };
+            arrays::dispatch(x1, "x1", call)
+        })?;
+        Ok((report.series_error, report.series_terms))
+    }
+
+    /// normal_product_memory(rows, centres, k) -> bytes `normal_product`
+    /// allocates besides v and out for N + M = rows, M = centres, k columns.
+    fn normal_product_memory(&self, rows: usize, centres: usize, k: usize) -> PyResult<usize> {
+        let threads = crate::pool::num_threads().map_err(to_py)?;
+        Ok(LimitKernel::normal_product_memory(
+            self.depth, rows, centres, k, threads,
+        ))
     }
 
     /// product_memory(rows, k, symmetric) -> bytes `product` allocates besides v
@@ -218,7 +294,18 @@ impl Generic for Compute<'_, '_> {
     }
 }
 
-/// [`PyLimitKernel::product`] in the dtype of x1.
+/// Which of the products [`Product`] makes.
+enum Mode<'a, 'py> {
+    /// K(x1, x2) · v.
+    Plain,
+    /// K(x1, x2)ᵀ K(x1, x2) · v.
+    Normal,
+    /// K(x1, x2) · v and K(x1, x2)ᵀ · v_t (v_t, out_t).
+    Pair(&'a Bound<'py, PyAny>, &'a Bound<'py, PyAny>),
+}
+
+/// [`PyLimitKernel::product`], `normal_product` or `product_pair` in the
+/// dtype of x1.
 struct Product<'a, 'py> {
     py: Python<'py>,
     kernel: LimitKernel<'a>,
@@ -227,6 +314,7 @@ struct Product<'a, 'py> {
     x2: Option<&'a Bound<'py, PyAny>>,
     v: &'a Bound<'py, PyAny>,
     out: &'a Bound<'py, PyAny>,
+    mode: Mode<'a, 'py>,
 }
 
 impl Generic for Product<'_, '_> {
@@ -242,9 +330,23 @@ impl Generic for Product<'_, '_> {
         let mut out = writable::<f64>(Some(self.out), "out")?;
         let out = contiguous_mut(&mut out, "out")?.expect("given");
         let (kernel, which) = (self.kernel, self.which);
-        run_interruptible(self.py, |cancel| {
-            kernel.product(s1, s2, which, v, k, out, cancel)
-        })
+        match (self.mode, s2) {
+            (Mode::Normal, Some(c)) => run_interruptible(self.py, |cancel| {
+                kernel.normal_product(s1, c, which, v, k, out, cancel)
+            }),
+            (Mode::Pair(v_t, out_t), Some(x2)) => {
+                let v_t = arrays::readonly_as::<f64>(v_t, "v_t", "float64")?;
+                let v_t = arrays::slice(&v_t, "v_t")?;
+                let mut out_t = writable::<f64>(Some(out_t), "out_t")?;
+                let out_t = contiguous_mut(&mut out_t, "out_t")?.expect("given");
+                run_interruptible(self.py, |cancel| {
+                    kernel.product_pair(s1, x2, which, (v, v_t), k, (out, out_t), cancel)
+                })
+            }
+            _ => run_interruptible(self.py, |cancel| {
+                kernel.product(s1, s2, which, v, k, out, cancel)
+            }),
+        }
     }
 }
 
