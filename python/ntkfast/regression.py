@@ -19,12 +19,18 @@ Solvers (``solver=``):
   memory in float64 when it fits, else a float32 copy whose solution is refined to float64
   accuracy by a few matrix-free float64 products (:class:`ntkfast.KernelOperator`), else
   matrix-free products alone (the kernel never stored, one kernel pass per iteration).
-- ``"auto"`` (default): ``"direct"`` while the N × N kernel takes at most a quarter of the
-  available memory and N ≤ 8,000 (``DIRECT_MAX``), else ``"cg"``.
+- ``"nystrom"``: the Nyström approximation on M centres (``centers=``), an approximate
+  solution at O(N M (n0 + L)) cost per iteration (Falkon's preconditioner, tens of
+  iterations): K(X, C) is kept in memory when it fits, else streamed through the core, one row
+  block at a time, and X may be a ``.npy`` memmap or a Dask array larger than memory.
+- ``"auto"`` (default): ``"nystrom"`` when ``centers`` or an array of centres is given; else
+  ``"direct"`` while the N × N kernel takes at most a quarter of the available memory and
+  N ≤ 8,000 (``DIRECT_MAX``), else ``"cg"``.
 
 ``predict(x, t=times)`` uses the Lanczos process on Θ̃ (one product with the kernel per step,
 the steps shared by all times) and stops when the approximation of every time has settled to
-``tol``.
+``tol``; for ``"nystrom"`` it is the flow of the Nyström kernel K(X, C) K(C, C)⁻¹ K(C, X),
+which stays in the span of the centres' kernel functions.
 """
 
 from __future__ import annotations
@@ -40,9 +46,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import activations as _activations
+from ._falkon import Falkon
 from ._krylov import Progress, lanczos_flow, pcg, refine, relative_residual
 from ._linalg import solve_spd
 from ._nystrom import NystromPreconditioner, pivoted_cholesky
+from ._rows import Rows
 from ._validation import (
     as_finite_array,
     as_finite_float,
@@ -52,7 +60,7 @@ from ._validation import (
     check_memory,
 )
 from .kernel_operator import KernelOperator
-from .kernels import limit_kernel
+from .kernels import core_kernel, limit_kernel, warn_series
 
 __all__ = ["ConvergenceWarning", "KernelRegressor", "NotFittedError"]
 
@@ -108,10 +116,8 @@ class NotFittedError(_SkNotFittedError):  # type: ignore[misc]
     ValueError and an AttributeError either way)."""
 
 
-def _inputs(x: ArrayLike, dtype: np.dtype) -> np.ndarray:
-    """X as a C-contiguous (N, n0) array of ``dtype``, with scikit-learn's wording for the
-    shapes its estimators refuse."""
-    arr = np.asarray(x) if not hasattr(x, "toarray") else x
+def _check_shape(arr: Any) -> None:
+    """scikit-learn's wording for the shapes of X its estimators refuse."""
     shape: tuple[int, ...] = tuple(getattr(arr, "shape", ()))
     if len(shape) == 1:
         raise ValueError(
@@ -123,6 +129,13 @@ def _inputs(x: ArrayLike, dtype: np.dtype) -> np.ndarray:
         raise ValueError(
             f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is required."
         )
+
+
+def _inputs(x: ArrayLike, dtype: np.dtype) -> np.ndarray:
+    """X as a C-contiguous (N, n0) array of ``dtype``, with scikit-learn's wording for the
+    shapes its estimators refuse."""
+    arr = np.asarray(x) if not hasattr(x, "toarray") else x
+    _check_shape(arr)
     return np.ascontiguousarray(as_samples(arr, "X"), dtype=dtype)
 
 
@@ -148,12 +161,15 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         Precision of the kernel's tiles. float32 products take about half the time; the
         solve itself (CG recurrences, the Cholesky factor) runs in float64, and ``residual_``
         is measured with the float32 operator.
-    solver : "auto", "direct" or "cg"
+    solver : "auto", "direct", "cg" or "nystrom"
+        See the module docstring.
     tol : float
-        Relative residual ‖y − (K + ridge·I) α‖ / ‖y‖ at which CG stops (per output column),
-        and the relative change at which the Lanczos flow stops.
+        Relative residual ‖y − (K + ridge·I) α‖ / ‖y‖ at which CG stops (per output column;
+        for "nystrom" that of Falkon's preconditioned system), and the relative change at
+        which the Lanczos flow stops.
     max_iter : int or None
-        Most CG iterations (default 10 N^{1/2} + 100) and Lanczos steps (default 500).
+        Most CG iterations (default 10 N^{1/2} + 100; 10 M^{1/2} + 100 for "nystrom") and
+        Lanczos steps (default 500).
     preconditioner_size : int or None
         Rank M of the CG preconditioner's Nyström approximation (default min(N, 1000)).
     kernel_storage : "auto", "float64", "float32" or "none"
@@ -162,17 +178,26 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         solution refined by one matrix-free product per round (a few rounds); or "none",
         matrix-free products only (one kernel pass per iteration, O(N (n0 + M)) memory).
         "auto" takes float64 if it fits in half the available memory, else float32 (float64
-        requested) if it fits in three quarters, else "none".
+        requested) if it fits in three quarters, else "none". For "nystrom" it is about
+        K(X, C): "float64" keeps it (N M × 8 bytes), "none" streams it; "auto" keeps it if it
+        fits in half the available memory.
+    centers : int or None
+        M, the number of Nyström centres ("nystrom"; default min(N, 10 ⌈N^{1/2}⌉)).
+    center_selection : "uniform" or array (M, n0)
+        How the centres are chosen: M distinct rows of X drawn uniformly without replacement,
+        or the given points (distinct rows, finite, n0 features).
     random_state : int
-        Seed of the centres' random draws.
+        Seed of the centres' random draws (the CG preconditioner's and Nyström's).
     progress : bool or None
         Show iterations and residual while solving (tqdm when installed, else a line on
         stderr); None shows it for N ≥ 20,000 when stderr is a terminal.
 
     Attributes
     ----------
-    dual_coef_ : array (N,) or (N, k)
-        α, float64.
+    dual_coef_ : array (N,) or (N, k); (M,) or (M, k) for "nystrom"
+        α, float64: predictions are K(x, X) α (K(x, C) α for "nystrom").
+    centers_ : array (M, n0)
+        The Nyström centres C ("nystrom" only).
     n_iter_ : int
         CG iterations (1 for the direct solver: one factorisation).
     residual_ : float
@@ -184,7 +209,8 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         Where the products came from ("float64", "float32" or "none"; "float64" for the
         direct solver).
     X_fit_ : array (N, n0)
-        The training inputs (in ``dtype``).
+        The training inputs (in ``dtype``; for "nystrom" the array as given, not copied:
+        a memmap stays a memmap).
 
     >>> import numpy as np, ntkfast as nk
     >>> x = np.random.default_rng(0).standard_normal((300, 5))
@@ -208,6 +234,8 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         max_iter: int | None = None,
         preconditioner_size: int | None = None,
         kernel_storage: str = "auto",
+        centers: int | None = None,
+        center_selection: str | ArrayLike = "uniform",
         random_state: int = 0,
         progress: bool | None = None,
     ) -> None:
@@ -222,6 +250,8 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         self.max_iter = max_iter
         self.preconditioner_size = preconditioner_size
         self.kernel_storage = kernel_storage
+        self.centers = centers
+        self.center_selection = center_selection
         self.random_state = random_state
         self.progress = progress
 
@@ -246,8 +276,10 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         dtype = np.dtype(self.dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        if self.solver not in ("auto", "direct", "cg"):
-            raise ValueError(f'solver must be "auto", "direct" or "cg", got {self.solver!r}')
+        if self.solver not in ("auto", "direct", "cg", "nystrom"):
+            raise ValueError(
+                f'solver must be "auto", "direct", "cg" or "nystrom", got {self.solver!r}'
+            )
         tol = as_finite_float(self.tol, "tol")
         if not 0 < tol < 1:
             raise ValueError(f"tol must be in (0, 1), got {tol}")
@@ -260,8 +292,23 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
                 'kernel_storage must be "auto", "float64", "float32" or "none", '
                 f"got {self.kernel_storage!r}"
             )
-        if self.kernel_storage == "float64" and dtype == np.float32:
+        if self.kernel_storage == "float64" and dtype == np.float32 and self.solver != "nystrom":
             raise ValueError('kernel_storage="float64" needs dtype="float64"')
+        centers = None if self.centers is None else as_positive_int(self.centers, "centers")
+        selection = self.center_selection
+        given = not isinstance(selection, str)
+        if not given and selection != "uniform":
+            raise ValueError(
+                f'center_selection must be "uniform" or an array of centres, got {selection!r}'
+            )
+        nystrom = self.solver == "nystrom" or (
+            self.solver == "auto" and (centers is not None or given)
+        )
+        if nystrom and self.kernel_storage == "float32":
+            raise ValueError(
+                "the Nyström solver keeps K(X, C) in float64 or streams it: kernel_storage must "
+                'be "auto", "float64" or "none"'
+            )
         return dict(
             depth=depth,
             activation=act,
@@ -273,6 +320,8 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
             size=size,
             storage=self.kernel_storage,
             seed=seed,
+            centers=centers,
+            nystrom=nystrom,
         )
 
     def _operator(self, x: np.ndarray, x2: np.ndarray | None, s: dict[str, Any]) -> KernelOperator:
@@ -293,7 +342,8 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         s = self._settings()
         if y is None:
             raise ValueError("KernelRegressor requires y to be passed, but the target y is None")
-        x = _inputs(X, s["dtype"])
+        _check_shape(X)
+        x = self._training_inputs(X, s)
         n = x.shape[0]
         targets = as_finite_array(y, "y", (1, 2))
         if targets.shape[0] != n:
@@ -301,32 +351,46 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         y2 = np.ascontiguousarray(targets.reshape(n, -1))
         if y2.shape[1] == 0:
             raise ValueError("y must have at least one column")
-        solver = self._choose_solver(n)
-        if solver == "direct":
+        solver = "nystrom" if s["nystrom"] else self._choose_solver(n)
+        if solver == "nystrom":
+            alpha, iterations, residual, centres, storage = self._fit_nystrom(x, y2, s)
+        elif solver == "direct":
             alpha, iterations, residual = self._fit_direct(x, y2, s)
             storage = "float64"
         else:
             storage = self._storage(n, s)
             alpha, iterations, residual = self._fit_cg(x, y2, s, storage)
-        if residual > s["tol"] and solver == "cg":
+        if residual > s["tol"] and solver != "direct":
+            more = "centers" if solver == "nystrom" else "preconditioner_size"
             warnings.warn(
                 f"conjugate gradients stopped after {iterations} iterations at relative "
                 f"residual {residual:.2e} > tol = {s['tol']:.1e}; raise max_iter, "
-                "preconditioner_size or the ridge",
+                f"{more} or the ridge",
                 ConvergenceWarning,
                 stacklevel=2,
             )
         # Attributes only once everything succeeded: an interrupted fit leaves none.
-        self.X_fit_ = x
+        self.X_fit_ = getattr(x, "source", x)
+        self._train = x
         self._y_fit = y2
-        self.dual_coef_ = alpha.reshape(targets.shape)
+        if solver == "nystrom":
+            self.centers_ = centres
+            self.dual_coef_ = alpha.reshape((len(centres), *targets.shape[1:]))
+        else:
+            self.__dict__.pop("centers_", None)
+            self.dual_coef_ = alpha.reshape(targets.shape)
         self.n_iter_ = iterations
         self.residual_ = residual
         self.solver_ = solver
         self.storage_ = storage
         self._y_shape = targets.shape[1:]
-        self.n_features_in_ = x.shape[1]
+        self.n_features_in_ = int(x.shape[1])
         return self
+
+    def _training_inputs(self, X: Any, s: dict[str, Any]) -> Any:
+        """X for the solver: row chunks (:class:`ntkfast._rows.Rows`, never all converted at
+        once) for "nystrom", else one C-contiguous array of ``dtype``."""
+        return Rows(X, s["dtype"]) if s["nystrom"] else _inputs(X, s["dtype"])
 
     def _choose_solver(self, n: int) -> str:
         if self.solver != "auto":
@@ -391,23 +455,15 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         n = x.shape[0]
         size = min(n, s["size"] or 1000)
         check_memory(3 * 8.0 * n * size, f"the preconditioner's {size} centres")
-        x64 = x.astype(np.float64, copy=False)
-
-        def columns(chosen: np.ndarray) -> np.ndarray:
-            kernel = limit_kernel(
-                x64,
-                x64[chosen],
-                depth=s["depth"],
-                activation=s["activation"],
-                beta=s["beta"],
-                get=self.kernel,
-            )
-            return np.asarray(kernel, dtype=np.float64)
-
         rng = np.random.default_rng(s["seed"])
-        factor = pivoted_cholesky(columns, diagonal.astype(np.float64), size, rng)
+        factor = pivoted_cholesky(self._columns(x, s), diagonal.astype(np.float64), size, rng)
         mu = max(s["ridge"], 1e-10 * float(np.mean(diagonal)))
         return NystromPreconditioner(factor, mu)
+
+    def _columns(self, x: np.ndarray, s: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+        """S ↦ K(X, X_S) in float64 (the preconditioner's kernel columns)."""
+        x64 = x.astype(np.float64, copy=False)
+        return lambda chosen: self._kernel_block(x64, x64[chosen], s)
 
     def _fit_cg(
         self, x: np.ndarray, y: np.ndarray, s: dict[str, Any], storage: str
@@ -433,6 +489,111 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
             # the iterations, and matrix-free products (float64 sums) measure and correct.
             return refine(exact, stored, precondition, y, s["tol"], max_iter, progress)
 
+    # ----------------------------------------------------------------- Nyström
+
+    def _centres(self, rows: Rows, s: dict[str, Any]) -> np.ndarray:
+        """C (M, n0) in ``dtype``: the given centres (checked), or M distinct rows of X drawn
+        uniformly without replacement (repeated rows of X are drawn again)."""
+        n, n0 = rows.shape
+        selection = self.center_selection
+        if not isinstance(selection, str):
+            centres = as_samples(selection, "center_selection")
+            if centres.shape[1] != n0:
+                raise ValueError(f"the centres have {centres.shape[1]} features but X has {n0}")
+            if s["centers"] is not None and s["centers"] != len(centres):
+                raise ValueError(f"centers={s['centers']} but {len(centres)} centres were given")
+            if len(np.unique(centres, axis=0)) < len(centres):
+                raise ValueError("the centres have repeated rows: K(C, C) would be singular")
+            return np.ascontiguousarray(centres, dtype=s["dtype"])
+        m = s["centers"] if s["centers"] is not None else min(n, 10 * math.isqrt(n - 1) + 10)
+        if m > n:
+            raise ValueError(f"centers must be at most N = {n}, got {m}")
+        order = np.random.default_rng(s["seed"]).permutation(n)
+        chosen = np.sort(order[:m])
+        centres = rows.take(chosen)
+        distinct = np.unique(centres, axis=0, return_index=True)[1]
+        taken = m
+        while len(distinct) < m and taken < n:  # repeated rows: draw replacements
+            extra = np.sort(order[taken : taken + m - len(distinct)])
+            taken += len(extra)
+            centres = np.concatenate([centres[np.sort(distinct)], rows.take(extra)])
+            distinct = np.unique(centres, axis=0, return_index=True)[1]
+        if len(distinct) < m:
+            raise ValueError(
+                f"X has only {len(distinct)} distinct rows: centers must be at most that"
+            )
+        return np.ascontiguousarray(centres[np.sort(distinct)])
+
+    def _nystrom_products(
+        self, rows: Rows, centres: np.ndarray, s: dict[str, Any], storage: str
+    ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+        """(V ↦ K_nmᵀ K_nm V, Y ↦ K_nmᵀ Y) for K_nm = K(X, C): on K_nm kept in memory
+        (float64), or streamed through the core one chunk of X at a time."""
+        n, m = len(rows), len(centres)
+        if storage == "float64":
+            check_memory(8.0 * n * m, f"K(X, C) of {n} x {m} kept in float64")
+            knm = np.empty((n, m))
+            for start, stop, block in rows.chunks():
+                knm[start:stop] = self._kernel_block(block, centres, s)
+            return (lambda v: knm.T @ (knm @ v)), (lambda y: knm.T @ y)
+
+        core = core_kernel(s["depth"], s["activation"], s["beta"])
+        act = s["activation"]
+
+        def normal(v: np.ndarray) -> np.ndarray:
+            v = np.ascontiguousarray(v, dtype=np.float64)
+            needed = core.normal_product_memory(rows.step + m, m, v.shape[1])
+            check_memory(needed, "a streamed product with K(X, C)")
+            out, part = np.zeros_like(v), np.empty_like(v)
+            for _, _, block in rows.chunks():
+                warn_series(act, *core.normal_product(block, centres, self.kernel, v, part))
+                out += part
+            return out
+
+        def transposed(y: np.ndarray) -> np.ndarray:
+            out, part = np.zeros((m, y.shape[1])), np.empty((m, y.shape[1]))
+            for start, stop, block in rows.chunks():
+                chunk = np.ascontiguousarray(y[start:stop])
+                warn_series(act, *core.product(centres, block, self.kernel, chunk, part))
+                out += part
+            return out
+
+        return normal, transposed
+
+    def _kernel_block(self, a: np.ndarray, b: np.ndarray, s: dict[str, Any]) -> np.ndarray:
+        """K(a, b) in float64."""
+        k = limit_kernel(
+            a, b, depth=s["depth"], activation=s["activation"], beta=s["beta"], get=self.kernel
+        )
+        return np.asarray(k, dtype=np.float64)
+
+    def _nystrom_storage(self, n: int, m: int, s: dict[str, Any]) -> str:
+        """Where K(X, C) lives: "float64" (kept) or "none" (streamed); "auto" keeps it
+        within half the available memory."""
+        if s["storage"] != "auto":
+            return str(s["storage"])
+        available = available_memory()
+        return "float64" if available is None or 8.0 * n * m <= available / 2 else "none"
+
+    def _fit_nystrom(
+        self, rows: Rows, y: np.ndarray, s: dict[str, Any]
+    ) -> tuple[np.ndarray, int, float, np.ndarray, str]:
+        """Falkon-preconditioned CG on the Nyström system (see ``ntkfast._falkon``)."""
+        centres = self._centres(rows, s)
+        n, m = len(rows), len(centres)
+        storage = self._nystrom_storage(n, m, s)
+        c64 = centres.astype(np.float64)
+        falkon = Falkon(self._kernel_block(c64, c64, s), n, s["ridge"])
+        normal, transposed = self._nystrom_products(rows, centres, s, storage)
+        max_iter = s["max_iter"] or int(10 * math.sqrt(m)) + 100
+        show = self.progress if self.progress is not None else n >= 20_000 and sys.stderr.isatty()
+        with Progress(show, max_iter) as progress:
+            alpha, iterations, residual = falkon.solve(
+                normal, transposed(y), s["tol"], max_iter, progress
+            )
+        self._falkon = falkon
+        return alpha, iterations, residual, centres, storage
+
     # ----------------------------------------------------------------- predict
 
     def predict(self, X: ArrayLike, t: ArrayLike | None = None) -> NDArray[np.float64]:
@@ -454,8 +615,9 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
                 f"X has {x.shape[1]} features, but KernelRegressor is expecting "
                 f"{self.n_features_in_} features as input"
             )
-        cross = self._operator(x, self.X_fit_, s)
-        alpha = self.dual_coef_.reshape(self.X_fit_.shape[0], -1)
+        basis = self.centers_ if self.solver_ == "nystrom" else self._train
+        cross = self._operator(x, basis, s)
+        alpha = self.dual_coef_.reshape(basis.shape[0], -1)
         if t is None:
             return np.asarray(cross.matmat(alpha).reshape((x.shape[0], *self._y_shape)))
         times = np.asarray(t)
@@ -477,7 +639,9 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         """Θ̃⁻¹ (I − exp(−t Θ̃ / N)) y for each time, (T, N, k), by Lanczos on Θ̃: on the
         float64 kernel kept in memory when it fits (as for the fit), else with matrix-free
         products (a float32 copy would cost the flow its accuracy: it has no refinement)."""
-        x = self.X_fit_
+        if self.solver_ == "nystrom":
+            return self._nystrom_flow(times, s)
+        x = self._train
         n = x.shape[0]
         ridge = s["ridge"]
         storage = self._storage(n, s)
@@ -501,11 +665,28 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
             )
         return out
 
+    def _nystrom_flow(self, times: np.ndarray, s: dict[str, Any]) -> np.ndarray:
+        """The coefficients on K(x, C) of the flow of the Nyström kernel, (T, M, k)."""
+        alpha = self.dual_coef_.reshape(len(self.centers_), -1)
+        out = np.empty((len(times), *alpha.shape))
+        finite = np.isfinite(times)
+        out[~finite] = alpha
+        if finite.any():
+            rows, centres = self._train, self.centers_
+            storage = self._nystrom_storage(len(rows), len(centres), s)
+            normal, transposed = self._nystrom_products(rows, centres, s, storage)
+            max_steps = min(len(centres), s["max_iter"] or 500)
+            out[finite] = self._falkon.flow(
+                normal, transposed(self._y_fit), times[finite], s["tol"], max_steps
+            )
+        return out
 
-def _shifted(k: np.ndarray | KernelOperator, ridge: float) -> Callable[[np.ndarray], np.ndarray]:
-    """V ↦ (K + ridge·I) V in float64, for a kernel kept in memory or a matrix-free
-    :class:`KernelOperator`. A kept float32 K multiplies a float32 copy of V (its sums run in
-    float32: the product of the inner solve of mixed-precision refinement)."""
+
+def _shifted(k: Any, ridge: float) -> Callable[[np.ndarray], np.ndarray]:
+    """V ↦ (K + ridge·I) V in float64, for a kernel kept in memory or a matrix-free operator
+    (anything with ``matmat``: :class:`KernelOperator`, or products on a cluster). A kept
+    float32 K multiplies a float32 copy of V (its sums run in float32: the product of the inner
+    solve of mixed-precision refinement)."""
 
     def product(v: np.ndarray) -> np.ndarray:
         if isinstance(k, np.ndarray):

@@ -1,0 +1,131 @@
+"""Nyström kernel regression on M centres C, preconditioned as in Falkon.
+
+The Nyström approximation of the kernel on the centres, K̃ = K_nm K_mm⁻¹ K_mn (K_nm = K(X, C),
+N × M; K_mm = K(C, C)), turns kernel ridge regression with ridge λ into the M × M system
+
+    H α = K_nmᵀ y,    H = K_nmᵀ K_nm + λ K_mm,    f(x) = K(x, C) α,
+
+which is ridge regression with K̃ exactly (Williams & Seeger 2001; the "subset of
+regressors"). Each product with H costs one pass over K(X, C), O(N M (n0 + L)) time.
+
+The preconditioner is Falkon's (Rudi, Carratino & Rosasco, NeurIPS 2017): for centres drawn
+uniformly from the data K_nmᵀ K_nm ≈ (N/M) K_mm², so with K_mm + δI = Tᵀ T and
+(N/M) T Tᵀ + λ I = Aᵀ A (Cholesky factors, upper triangular), B = T⁻¹ A⁻¹ makes
+
+    W = Bᵀ H B  (H with K_mm + δI in its ridge term)
+
+close to the identity, and conjugate gradients on W β = Bᵀ K_nmᵀ y, α = B β, converge in tens
+of iterations. δ (the jitter) is M·ε·mean diag K_mm, raised until the factorisation succeeds.
+
+The MSE flow in the Nyström subspace is that of K̃ (SPEC §1's flow with K̃ for the kernel):
+
+    f_t(x) = K(x, C) T⁻¹ g_t(G + λI) T⁻ᵀ K_nmᵀ y,    G = T⁻ᵀ K_nmᵀ K_nm T⁻¹ (M × M),
+    g_t(θ) = (1 − e^{−tθ/N}) / θ,
+
+computed by the Lanczos process on G + λI (one pass over K(X, C) per step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+from . import _ntkfast
+from ._krylov import Progress, lanczos_flow, pcg, relative_residual
+
+__all__ = ["Falkon"]
+
+Product = Callable[[np.ndarray], np.ndarray]
+
+
+def _upper_cholesky(a: np.ndarray) -> np.ndarray:
+    """U upper triangular with Uᵀ U = a, in the core (faer); ValueError if a is not positive
+    definite."""
+    factor = np.array(a, dtype=np.float64, order="C")
+    _ntkfast.solve_spd(factor, np.zeros((len(factor), 0)))
+    return np.triu(factor)
+
+
+class Falkon:
+    """The factors T, A of the preconditioner for centres with kernel ``kmm`` (M, M), N
+    training points and ridge λ ≥ 0 (module docstring), and the solves that use them.
+
+    ``normal(V)`` gives K_nmᵀ K_nm V for V (M, k), float64.
+    """
+
+    def __init__(self, kmm: np.ndarray, n: int, ridge: float) -> None:
+        m = len(kmm)
+        self.n, self.ridge = n, ridge
+        scale = max(float(np.mean(np.diag(kmm))), np.finfo(np.float64).tiny)
+        jitter = m * np.finfo(np.float64).eps * scale
+        while True:
+            shifted = kmm + jitter * np.eye(m)
+            try:
+                self.t = _upper_cholesky(shifted)
+                break
+            except ValueError:
+                if jitter > 1e-4 * scale:
+                    raise ValueError(
+                        "K(C, C) is singular to working precision: the centres hold nearly "
+                        "repeated points (choose fewer or more distinct centres)"
+                    ) from None
+                jitter *= 100.0
+        self.jitter = jitter
+        inner = (n / m) * (self.t @ self.t.T) + ridge * np.eye(m)
+        self.a = _upper_cholesky(inner)
+
+    def _b(self, v: np.ndarray) -> np.ndarray:
+        """B v = T⁻¹ A⁻¹ v."""
+        return np.asarray(solve_triangular(self.t, solve_triangular(self.a, v)))
+
+    def _bt(self, v: np.ndarray) -> np.ndarray:
+        """Bᵀ v = A⁻ᵀ T⁻ᵀ v."""
+        inner = solve_triangular(self.t, v, trans="T")
+        return np.asarray(solve_triangular(self.a, inner, trans="T"))
+
+    def _w(self, normal: Product) -> Product:
+        """β ↦ W β = Bᵀ K_nmᵀ K_nm B β + λ A⁻ᵀ A⁻¹ β."""
+
+        def product(beta: np.ndarray) -> np.ndarray:
+            out = self._bt(normal(self._b(beta)))
+            if self.ridge:
+                inner = solve_triangular(self.a, beta)
+                out += self.ridge * solve_triangular(self.a, inner, trans="T")
+            return np.asarray(out)
+
+        return product
+
+    def solve(
+        self, normal: Product, rhs: np.ndarray, tol: float, max_iter: int, progress: Progress
+    ) -> tuple[np.ndarray, int, float]:
+        """α (M, k) from K_nmᵀ y = ``rhs`` (M, k): CG on W β = Bᵀ rhs to relative residual
+        ``tol``. Returns (α, iterations, the relative residual ‖Bᵀ rhs − W β‖ / ‖Bᵀ rhs‖
+        recomputed with one more product)."""
+        w = self._w(normal)
+        b = self._bt(rhs)
+        beta, iterations, _ = pcg(w, lambda r: r, b, tol, max_iter, progress)
+        return self._b(beta), iterations, relative_residual(b - w(beta), b)
+
+    def flow(
+        self,
+        normal: Product,
+        rhs: np.ndarray,
+        times: np.ndarray,
+        tol: float,
+        max_steps: int,
+    ) -> np.ndarray:
+        """a_t = T⁻¹ g_t(G + λI) T⁻ᵀ ``rhs`` for each time, (T, M, k): the coefficients on
+        K(x, C) of the flow in the Nyström subspace (module docstring)."""
+
+        def shifted(u: np.ndarray) -> np.ndarray:
+            v = solve_triangular(self.t, u)
+            return np.asarray(solve_triangular(self.t, normal(v), trans="T") + self.ridge * u)
+
+        start = np.asarray(solve_triangular(self.t, rhs, trans="T"))
+        coef = lanczos_flow(shifted, start, times, self.n, tol, max_steps)
+        m, k = rhs.shape
+        flat = coef.transpose(1, 0, 2).reshape(m, -1)
+        out = solve_triangular(self.t, flat).reshape(m, len(times), k)
+        return np.asarray(out.transpose(1, 0, 2))
