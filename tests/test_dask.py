@@ -99,3 +99,71 @@ def test_bad_inputs(client):
     net = nk.MLP([3, 4, 1])
     with pytest.raises(ValueError, match="3 features"):
         nkd.ntk(net, net.init(seed=0), x)
+
+
+# ----------------------------------------------------------------- KernelRegressor
+
+
+@pytest.fixture(scope="module")
+def regression():
+    from conftest import correlated_inputs
+
+    x, xt = correlated_inputs(1300, 16, seed=31), correlated_inputs(70, 16, seed=32)
+    rng = np.random.default_rng(33)
+    y = np.stack([np.sin(4 * x[:, 2]), np.cos(3 * x[:, 7])], axis=1)
+    return x, xt, y + 0.05 * rng.standard_normal(y.shape)
+
+
+REGRESSION = dict(depth=3, ridge=1e-2, tol=1e-10, preconditioner_size=80, max_iter=400)
+
+
+@pytest.mark.parametrize("solver", ["cg", "nystrom"])
+def test_regression_on_the_cluster_equals_the_local_one(client, regression, solver):
+    x, xt, y = regression
+    extra = dict(centers=90) if solver == "nystrom" else {}
+    settings = dict(REGRESSION, solver=solver, **extra)
+    local = nk.KernelRegressor(kernel_storage="none", **settings).fit(x, y)
+    lazy = da.from_array(x, chunks=(300, -1))
+    remote = nkd.KernelRegressor(**settings).fit(lazy, y)
+    assert remote.solver_ == solver and remote.storage_ == "none"
+    want = local.predict(xt)
+    scale = np.abs(want).max()
+    assert np.abs(remote.predict(xt) - want).max() <= 1e-8 * scale
+    assert remote.residual_ <= 1e-10 and abs(remote.n_iter_ - local.n_iter_) <= 2
+    times = [1.0, 100.0, np.inf]
+    flow, local_flow = remote.predict(xt, t=times), local.predict(xt, t=times)
+    assert np.abs(flow - local_flow).max() <= 1e-7 * scale
+    # The same fit again: the same bits, wherever the tasks ran.
+    again = nkd.KernelRegressor(**settings).fit(lazy, y)
+    np.testing.assert_array_equal(again.dual_coef_, remote.dual_coef_)
+    if solver == "nystrom":
+        np.testing.assert_array_equal(remote.centers_, local.centers_)
+
+
+def test_cluster_products_match_the_local_operator(client, regression):
+    x = regression[0][:500]
+    rows = nkd._ClusterRows(
+        da.from_array(x, chunks=(130, -1)),
+        np.dtype(np.float64),
+        nkd._Spec(3, nk.activations.get("erf"), 0.2, "ntk"),
+        client,
+    )
+    v = np.random.default_rng(1).standard_normal((500, 2))
+    op = nk.KernelOperator(x, depth=3, activation="erf", beta=0.2)
+    want = op @ v
+    assert np.abs(rows.matmat(v) - want).max() <= 1e-12 * np.abs(want).max()
+    np.testing.assert_allclose(rows.diagonal(), op.diagonal(), rtol=1e-14)
+
+
+def test_regression_on_the_cluster_rejects_bad_input(client, regression):
+    x, _, y = regression
+    bad = x.copy()
+    bad[777, 3] = np.nan
+    with pytest.raises(ValueError, match="row 777"):
+        nkd.KernelRegressor(depth=3).fit(da.from_array(bad, chunks=(300, -1)), y)
+    with pytest.raises(ValueError, match="direct"):
+        nkd.KernelRegressor(depth=3, solver="direct").fit(x, y)
+    with pytest.raises(ValueError, match="kernel_storage"):
+        nkd.KernelRegressor(depth=3, kernel_storage="float64").fit(x, y)
+    with pytest.raises(ValueError, match="rows"):
+        nkd.KernelRegressor(depth=3).fit(x, y[:-1])

@@ -36,8 +36,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import activations as _activations
+from . import regression as _regression
 from ._optional import missing_extra
-from .kernels import Kernel, _parse_get
+from .kernels import Kernel, _parse_get, core_kernel, limit_kernel_diagonal, warn_series
 from .kernels import limit_kernel as _limit_kernel
 
 try:
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
     from .network import MLP
 
-__all__ = ["limit_kernel", "ntk"]
+__all__ = ["KernelRegressor", "limit_kernel", "ntk"]
 
 
 def _as_rows(x: ArrayLike | da.Array, name: str) -> da.Array:
@@ -232,3 +233,269 @@ def ntk(
     token = tokenize(x1, x2, net.widths, net.activation, net.beta, params, output)
     block = _EmpiricalBlock(net, params, output)
     return _blocks(f"ntkfast-ntk-{token}", x1, x2, block, _transpose_empirical, extra, dtype)
+
+
+# ----------------------------------------------------------------- regression on a cluster
+
+
+class _Spec:
+    """The kernel's settings, sent to the workers (the core's objects are made there)."""
+
+    def __init__(self, depth: int, activation: _activations.Activation, beta: float, kernel: str):
+        self.depth, self.activation, self.beta, self.kernel = depth, activation, beta, kernel
+
+    def core(self) -> Any:
+        return core_kernel(self.depth, self.activation, self.beta)
+
+
+Report = tuple[float, int]
+
+
+def _normal_task(block: np.ndarray, centres: np.ndarray, v: np.ndarray, spec: _Spec) -> Any:
+    """K(X_b, C)ᵀ K(X_b, C) V for one row block."""
+    out = np.empty_like(v)
+    report = spec.core().normal_product(block, centres, spec.kernel, v, out)
+    return out, report
+
+
+def _transposed_task(block: np.ndarray, y: np.ndarray, centres: np.ndarray, spec: _Spec) -> Any:
+    """K(C, X_b) Y_b for one row block (Y_b its rows of Y)."""
+    out = np.empty((len(centres), y.shape[1]))
+    report = spec.core().product(centres, block, spec.kernel, np.ascontiguousarray(y), out)
+    return out, report
+
+
+def _row_task(blocks: list[np.ndarray], v: np.ndarray, spec: _Spec) -> Any:
+    """Row block i = len(blocks) − 1 of K(X, X) V from the tiles on and left of the diagonal
+    block: (K_ii V_i + K(X_i, X_<i) V_<i, K(X_<i, X_i) V_i), each tile made once."""
+    core, x = spec.core(), blocks[-1]
+    start = sum(len(b) for b in blocks[:-1])
+    own = np.ascontiguousarray(v[start : start + len(x)])
+    out = np.empty_like(own)
+    report = core.product(x, None, spec.kernel, own, out)
+    lower = np.empty((start, v.shape[1]))
+    if start:
+        before = np.concatenate(blocks[:-1])
+        left = np.empty_like(own)
+        pair = core.product_pair(
+            x, before, spec.kernel, np.ascontiguousarray(v[:start]), own, left, lower
+        )
+        out += left
+        report = max(report, pair)
+    return out, lower, report
+
+
+def _columns_task(block: np.ndarray, other: np.ndarray, spec: _Spec) -> Any:
+    """K(X_b, other) in float64 (limit_kernel reports the series itself)."""
+    k = _limit_kernel(
+        block.astype(np.float64),
+        other.astype(np.float64),
+        depth=spec.depth,
+        activation=spec.activation,
+        beta=spec.beta,
+        get=spec.kernel,
+    )
+    return np.asarray(k, dtype=np.float64), (0.0, 0)
+
+
+def _predict_task(block: np.ndarray, coef: np.ndarray, test: np.ndarray, spec: _Spec) -> Any:
+    """K(test, X_b) coef_b."""
+    out = np.empty((len(test), coef.shape[1]))
+    report = spec.core().product(test.astype(block.dtype), block, spec.kernel, coef, out)
+    return out, report
+
+
+def _diagonal_task(block: np.ndarray, spec: _Spec) -> np.ndarray:
+    d = limit_kernel_diagonal(
+        block, depth=spec.depth, activation=spec.activation, beta=spec.beta, get=spec.kernel
+    )
+    return np.asarray(d, dtype=np.float64)
+
+
+class _ClusterRows:
+    """X persisted on the cluster's workers in row blocks (scattered once, kept there), and
+    the kernel products as one task per block, the small operands broadcast each time and
+    the results summed here in block order (the same bits for any placement of the tasks).
+    """
+
+    def __init__(self, x: Any, dtype: np.dtype, spec: _Spec, client: Any) -> None:
+        from dask.distributed import futures_of, wait
+
+        self.client, self.spec = client, spec
+        x = _as_rows(x, "X").astype(dtype)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"X must be non-empty, got shape {x.shape}")
+        self.source = client.persist(x)
+        wait(self.source)  # type: ignore[no-untyped-call]
+        by_key = {f.key: f for f in futures_of(self.source)}  # type: ignore[no-untyped-call]
+        self.blocks = [by_key[(self.source.name, i, 0)] for i in range(self.source.numblocks[0])]
+        sizes = self.source.chunks[0]
+        self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.shape = (int(x.shape[0]), int(x.shape[1]))
+        finite = client.compute(da.isfinite(self.source).all(axis=1), sync=True)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise ValueError(f"X has non-finite values (NaN or inf) in row {row}")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        rows = self.client.compute(self.source[np.asarray(indices)], sync=True)
+        return np.ascontiguousarray(rows)
+
+    def _run(
+        self, task: Callable[..., Any], args: list[tuple[Any, ...]], *shared: Any
+    ) -> list[Any]:
+        """task(*args[i], *shared) for each block i on the cluster, results in block order;
+        ``shared`` operands are sent to every worker once per call."""
+        spread = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
+        futures = [self.client.submit(task, *a, *spread, pure=False) for a in args]
+        try:
+            results = self.client.gather(futures)
+        except Exception as err:
+            if type(err).__name__ in ("CancelledError", "FutureCancelledError", "KilledWorker"):
+                raise RuntimeError(
+                    f"the cluster lost data or workers during a kernel product ({err!r}); "
+                    "the fit was stopped: restart the failed workers and fit again"
+                ) from err
+            raise
+        finally:
+            del futures, spread
+        for result in results:
+            warn_series(self.spec.activation, *result[-1])
+        return list(results)
+
+    def normal(self, centres: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """K(X, C)ᵀ K(X, C) V, one task per block."""
+        v = np.ascontiguousarray(v, dtype=np.float64)
+        results = self._run(_normal_task, [(b,) for b in self.blocks], centres, v, self.spec)
+        return np.asarray(sum(out for out, _ in results))
+
+    def transposed(self, centres: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """K(C, X) Y, one task per block."""
+        args = [(b, y[s:e]) for b, s, e in zip(self.blocks, self.starts, self.starts[1:])]
+        results = self._run(_transposed_task, args, centres, self.spec)
+        return np.asarray(sum(out for out, _ in results))
+
+    def matmat(self, v: np.ndarray) -> np.ndarray:
+        """K(X, X) V, block row i from the tiles on and left of its diagonal block."""
+        v = np.ascontiguousarray(v, dtype=np.float64)
+        args = [(self.blocks[: i + 1],) for i in range(len(self.blocks))]
+        results = self._run(_row_task, args, v, self.spec)
+        out = np.zeros_like(v)
+        for (own, lower, _), s, e in zip(results, self.starts, self.starts[1:]):
+            out[s:e] += own
+            out[:s] += lower
+        return out
+
+    def columns(self, other: np.ndarray) -> np.ndarray:
+        """K(X, other) (N, len(other)) in float64."""
+        results = self._run(_columns_task, [(b,) for b in self.blocks], other, self.spec)
+        return np.concatenate([k for k, _ in results])
+
+    def cross(self, test: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        """K(test, X) coef (coef (N, k)): one task per block of X, summed in order."""
+        coef = np.ascontiguousarray(coef, dtype=np.float64)
+        args = [
+            (b, np.ascontiguousarray(coef[s:e]))
+            for b, s, e in zip(self.blocks, self.starts, self.starts[1:])
+        ]
+        results = self._run(_predict_task, args, test, self.spec)
+        return np.asarray(sum(out for out, _ in results))
+
+    def diagonal(self) -> np.ndarray:
+        futures = [
+            self.client.submit(_diagonal_task, b, self.spec, pure=False) for b in self.blocks
+        ]
+        return np.concatenate(self.client.gather(futures))
+
+
+class _ClusterOperator:
+    """K(X, X) (x2 None) or K(test, X) on the cluster, with ``matmat`` and ``diagonal`` as
+    :class:`ntkfast.KernelOperator` has them."""
+
+    def __init__(self, rows: _ClusterRows, test: np.ndarray | None = None) -> None:
+        self.rows, self.test = rows, test
+
+    def matmat(self, v: np.ndarray) -> np.ndarray:
+        if self.test is None:
+            return self.rows.matmat(v)
+        return self.rows.cross(self.test, v)
+
+    def diagonal(self) -> np.ndarray:
+        return self.rows.diagonal()
+
+
+class KernelRegressor(_regression.KernelRegressor):
+    """:class:`ntkfast.KernelRegressor` whose kernel products run as tasks on a
+    ``dask.distributed`` cluster (the current client's).
+
+    X (a Dask array with its rows in chunks, or a NumPy array, cut into chunks of 4096 rows)
+    is persisted on the workers once, one task per row chunk; each product of the solver
+    sends its small operands to every worker and sums the chunks' results on the client in
+    chunk order, so a fit gives the same result wherever the tasks run. Solvers:
+
+    - ``"cg"``: exact conjugate gradients (the randomly pivoted Cholesky preconditioner of
+      :class:`ntkfast.KernelRegressor`), one pass over K(X, X) per iteration: the task of
+      row chunk i makes the tiles of chunks j ≤ i once and uses each twice.
+    - ``"nystrom"``: the Nyström solver on M centres, one pass over K(X, C) per iteration.
+    - ``"auto"``: ``"nystrom"`` when centres are asked for, else ``"cg"``. (There is no
+      ``"direct"``: the N × N kernel is what a cluster is for avoiding.)
+
+    The parameters, attributes and ``predict`` are those of :class:`ntkfast.KernelRegressor`
+    (``kernel_storage`` is always "none": nothing N × N or N × M is kept). Kernel products
+    that lose their data with a worker are recomputed by Dask; if that cannot be done the fit
+    stops with a RuntimeError rather than return a wrong result.
+    """
+
+    def _settings(self) -> dict[str, Any]:
+        if self.solver == "direct":
+            raise ValueError('ntkfast.dask.KernelRegressor has no "direct" solver: use "cg"')
+        if self.kernel_storage not in ("auto", "none"):
+            raise ValueError(
+                'ntkfast.dask.KernelRegressor keeps no kernel: kernel_storage must be "auto" '
+                'or "none"'
+            )
+        return super()._settings()
+
+    def _client(self) -> Any:
+        from dask.distributed import get_client
+
+        try:
+            return get_client()
+        except ValueError as err:
+            raise ValueError(
+                "ntkfast.dask.KernelRegressor needs a dask.distributed Client: create one "
+                "first (Client(address), or Client(LocalCluster()) on one machine)"
+            ) from err
+
+    def _spec(self, s: dict[str, Any]) -> _Spec:
+        return _Spec(s["depth"], s["activation"], s["beta"], self.kernel)
+
+    def _training_inputs(self, X: Any, s: dict[str, Any]) -> Any:
+        return _ClusterRows(X, s["dtype"], self._spec(s), self._client())
+
+    def _choose_solver(self, n: int) -> str:
+        return "cg"
+
+    def _storage(self, n: int, s: dict[str, Any]) -> str:
+        return "none"
+
+    def _nystrom_storage(self, n: int, m: int, s: dict[str, Any]) -> str:
+        return "none"
+
+    def _operator(self, x: Any, x2: Any, s: dict[str, Any]) -> Any:
+        if isinstance(x, _ClusterRows):
+            return _ClusterOperator(x)
+        if isinstance(x2, _ClusterRows):
+            return _ClusterOperator(x2, np.ascontiguousarray(x, dtype=s["dtype"]))
+        return super()._operator(x, x2, s)
+
+    def _columns(self, x: Any, s: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda chosen: x.columns(x.take(chosen))
+
+    def _nystrom_products(
+        self, rows: Any, centres: np.ndarray, s: dict[str, Any], storage: str
+    ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+        return (lambda v: rows.normal(centres, v)), (lambda y: rows.transposed(centres, y))
