@@ -167,3 +167,50 @@ def test_regression_on_the_cluster_rejects_bad_input(client, regression):
         nkd.KernelRegressor(depth=3, kernel_storage="float64").fit(x, y)
     with pytest.raises(ValueError, match="rows"):
         nkd.KernelRegressor(depth=3).fit(x, y[:-1])
+
+
+def test_a_worker_lost_mid_fit_never_gives_a_wrong_fit(regression):
+    """One of two worker processes dies during the fit: Dask recomputes its chunks and
+    reruns its tasks (the fit equals an undisturbed one, bit for bit), or the fit raises."""
+    import os
+    import signal
+    import threading
+
+    x, xt, y = regression
+    settings = dict(REGRESSION, solver="cg", tol=1e-12, max_iter=2000)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with cluster, distributed.Client(cluster) as c:
+        lazy = da.from_array(x, chunks=(300, -1))
+        calm = nkd.KernelRegressor(**settings).fit(lazy, y)  # about 3 s on 2 cores
+        outcome = {}
+
+        def fit():
+            try:
+                outcome["fit"] = nkd.KernelRegressor(**settings).fit(lazy, y)
+            except RuntimeError as err:
+                outcome["error"] = err
+
+        worker = threading.Thread(target=fit)
+        worker.start()
+        victim = min(c.run(os.getpid).values())
+        threading.Event().wait(0.5)
+        os.kill(victim, signal.SIGKILL)
+        worker.join(timeout=600)
+        assert not worker.is_alive()
+    if "fit" in outcome:
+        np.testing.assert_array_equal(outcome["fit"].dual_coef_, calm.dual_coef_)
+    else:
+        assert "lost" in str(outcome["error"])
+
+
+def test_data_dask_cannot_recover_is_a_clear_error():
+    from distributed.scheduler import KilledWorker
+
+    with pytest.raises(RuntimeError, match="lost data or workers"):
+        with nkd._lost_data():
+            raise KilledWorker("ntkfast-task", None, 3)
+    with pytest.raises(ZeroDivisionError):  # other errors pass through unchanged
+        with nkd._lost_data():
+            raise ZeroDivisionError

@@ -29,7 +29,8 @@ workers with one thread per process and ``NTKFAST_NUM_THREADS=1`` suit many smal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -305,11 +306,27 @@ def _predict_task(block: np.ndarray, coef: np.ndarray, test: np.ndarray, spec: _
     return out, report
 
 
-def _diagonal_task(block: np.ndarray, spec: _Spec) -> np.ndarray:
+def _diagonal_task(block: np.ndarray, spec: _Spec) -> Any:
     d = limit_kernel_diagonal(
         block, depth=spec.depth, activation=spec.activation, beta=spec.beta, get=spec.kernel
     )
-    return np.asarray(d, dtype=np.float64)
+    return np.asarray(d, dtype=np.float64), (0.0, 0)
+
+
+@contextlib.contextmanager
+def _lost_data() -> Iterator[None]:
+    """A RuntimeError naming the cause when the cluster lost data that Dask could not
+    recompute (a task's worker died too often, a scattered operand's every holder died)."""
+    try:
+        yield
+    except Exception as err:
+        lost = ("CancelledError", "FutureCancelledError", "KilledWorker", "CommClosedError")
+        if type(err).__name__ in lost:
+            raise RuntimeError(
+                f"the cluster lost data or workers during a kernel product ({err!r}); the fit "
+                "was stopped: restart the failed workers and fit again"
+            ) from err
+        raise
 
 
 class _ClusterRows:
@@ -326,7 +343,8 @@ class _ClusterRows:
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"X must be non-empty, got shape {x.shape}")
         self.source = client.persist(x)
-        wait(self.source)  # type: ignore[no-untyped-call]
+        with _lost_data():
+            wait(self.source)  # type: ignore[no-untyped-call]
         by_key = {f.key: f for f in futures_of(self.source)}  # type: ignore[no-untyped-call]
         self.blocks = [by_key[(self.source.name, i, 0)] for i in range(self.source.numblocks[0])]
         sizes = self.source.chunks[0]
@@ -341,7 +359,8 @@ class _ClusterRows:
         return self.shape[0]
 
     def take(self, indices: np.ndarray) -> np.ndarray:
-        rows = self.client.compute(self.source[np.asarray(indices)], sync=True)
+        with _lost_data():
+            rows = self.client.compute(self.source[np.asarray(indices)], sync=True)
         return np.ascontiguousarray(rows)
 
     def _run(
@@ -351,17 +370,8 @@ class _ClusterRows:
         ``shared`` operands are sent to every worker once per call."""
         spread = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
         futures = [self.client.submit(task, *a, *spread, pure=False) for a in args]
-        try:
+        with _lost_data():
             results = self.client.gather(futures)
-        except Exception as err:
-            if type(err).__name__ in ("CancelledError", "FutureCancelledError", "KilledWorker"):
-                raise RuntimeError(
-                    f"the cluster lost data or workers during a kernel product ({err!r}); "
-                    "the fit was stopped: restart the failed workers and fit again"
-                ) from err
-            raise
-        finally:
-            del futures, spread
         for result in results:
             warn_series(self.spec.activation, *result[-1])
         return list(results)
@@ -405,10 +415,8 @@ class _ClusterRows:
         return np.asarray(sum(out for out, _ in results))
 
     def diagonal(self) -> np.ndarray:
-        futures = [
-            self.client.submit(_diagonal_task, b, self.spec, pure=False) for b in self.blocks
-        ]
-        return np.concatenate(self.client.gather(futures))
+        results = self._run(_diagonal_task, [(b,) for b in self.blocks], self.spec)
+        return np.concatenate([d for d, _ in results])
 
 
 class _ClusterOperator:
