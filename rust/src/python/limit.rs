@@ -28,6 +28,34 @@ pub(super) struct PyLimitKernel {
 }
 
 impl PyLimitKernel {
+    /// One of the products (`mode`) of the named kernel between the rows of
+    /// x1 and x2, in the dtype of x1.
+    fn products(
+        &self,
+        py: Python<'_>,
+        (x1, x2): (&Bound<'_, PyAny>, Option<&Bound<'_, PyAny>>),
+        kernel: &str,
+        v: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyAny>,
+        mode: Mode<'_, '_>,
+    ) -> PyResult<(f64, usize)> {
+        let which = Which::from_name(kernel).map_err(to_py)?;
+        let report = self.with_kernel(py, |limit| {
+            let call = Product {
+                py,
+                kernel: limit,
+                which,
+                x1,
+                x2,
+                v,
+                out,
+                mode,
+            };
+            arrays::dispatch(x1, "x1", call)
+        })?;
+        Ok((report.series_error, report.series_terms))
+    }
+
     /// Runs `job` with the core's kernel; a Python error raised by the user's
     /// activation takes precedence over the core's error it caused.
     fn with_kernel<R>(
@@ -134,21 +162,7 @@ impl PyLimitKernel {
         v: &Bound<'_, PyAny>,
         out: &Bound<'_, PyAny>,
     ) -> PyResult<(f64, usize)> {
-        let which = Which::from_name(kernel).map_err(to_py)?;
-        let report = self.with_kernel(py, |limit| {
-            let call = Product {
-                py,
-                kernel: limit,
-                which,
-                x1,
-                x2,
-                v,
-                out,
-                mode: Mode::Plain,
-            };
-            arrays::dispatch(x1, "x1", call)
-        })?;
-        Ok((report.series_error, report.series_terms))
+        self.products(py, (x1, x2), kernel, v, out, Mode::Plain)
     }
 
     /// normal_product(x, c, kernel, v, out) -> (series error, series terms)
@@ -166,21 +180,7 @@ impl PyLimitKernel {
         v: &Bound<'_, PyAny>,
         out: &Bound<'_, PyAny>,
     ) -> PyResult<(f64, usize)> {
-        let which = Which::from_name(kernel).map_err(to_py)?;
-        let report = self.with_kernel(py, |limit| {
-            let call = Product {
-                py,
-                kernel: limit,
-                which,
-                x1: x,
-                x2: Some(c),
-                v,
-                out,
-                mode: Mode::Normal,
-            };
-            arrays::dispatch(x, "x", call)
-        })?;
-        Ok((report.series_error, report.series_terms))
+        self.products(py, (x, Some(c)), kernel, v, out, Mode::Normal)
     }
 
     /// product_pair(x1, x2, kernel, v, v_t, out, out_t) -> (series error, series terms)
@@ -200,21 +200,7 @@ impl PyLimitKernel {
         out: &Bound<'_, PyAny>,
         out_t: &Bound<'_, PyAny>,
     ) -> PyResult<(f64, usize)> {
-        let which = Which::from_name(kernel).map_err(to_py)?;
-        let report = self.with_kernel(py, |limit| {
-            let call = Product {
-                py,
-                kernel: limit,
-                which,
-                x1,
-                x2: Some(x2),
-                v,
-                out,
-                mode: Mode::Pair(v_t, out_t),
-            };
-            arrays::dispatch(x1, "x1", call)
-        })?;
-        Ok((report.series_error, report.series_terms))
+        self.products(py, (x1, Some(x2)), kernel, v, out, Mode::Pair(v_t, out_t))
     }
 
     /// normal_product_memory(rows, centres, k) -> bytes `normal_product`
