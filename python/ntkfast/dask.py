@@ -30,6 +30,7 @@ workers with one thread per process and ``NTKFAST_NUM_THREADS=1`` suit many smal
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -313,6 +314,13 @@ def _diagonal_task(block: np.ndarray, spec: _Spec) -> Any:
     return np.asarray(d, dtype=np.float64), (0.0, 0)
 
 
+#: Errors of a cluster that lost a worker or data (by class name: some are private).
+_LOST = ("CancelledError", "FutureCancelledError", "KilledWorker", "CommClosedError")
+
+#: Attempts of one cluster call before a lost worker stops the fit.
+ATTEMPTS = 3
+
+
 @contextlib.contextmanager
 def _lost_data() -> Iterator[None]:
     """A RuntimeError naming the cause when the cluster lost data that Dask could not
@@ -320,13 +328,27 @@ def _lost_data() -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        lost = ("CancelledError", "FutureCancelledError", "KilledWorker", "CommClosedError")
-        if type(err).__name__ in lost:
+        if type(err).__name__ in _LOST:
             raise RuntimeError(
                 f"the cluster lost data or workers during a kernel product ({err!r}); the fit "
                 "was stopped: restart the failed workers and fit again"
             ) from err
         raise
+
+
+def _retrying(call: Callable[[], Any]) -> Any:
+    """``call()``, repeated (up to ATTEMPTS times in all, a second apart) when a worker died
+    under it: each call is a pure function of data the client holds or Dask can recompute,
+    so a repeat gives the same result. The last failure raises as :func:`_lost_data` says."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return call()
+        except Exception as err:
+            if type(err).__name__ not in _LOST or attempt == ATTEMPTS - 1:
+                with _lost_data():
+                    raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 class _ClusterRows:
@@ -359,8 +381,8 @@ class _ClusterRows:
         return self.shape[0]
 
     def take(self, indices: np.ndarray) -> np.ndarray:
-        with _lost_data():
-            rows = self.client.compute(self.source[np.asarray(indices)], sync=True)
+        chosen = self.source[np.asarray(indices)]
+        rows = _retrying(lambda: self.client.compute(chosen, sync=True))
         return np.ascontiguousarray(rows)
 
     def _run(
@@ -368,10 +390,13 @@ class _ClusterRows:
     ) -> list[Any]:
         """task(*args[i], *shared) for each block i on the cluster, results in block order;
         ``shared`` operands are sent to every worker once per call."""
-        spread = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
-        futures = [self.client.submit(task, *a, *spread, pure=False) for a in args]
-        with _lost_data():
-            results = self.client.gather(futures)
+
+        def attempt() -> list[Any]:
+            spread = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
+            futures = [self.client.submit(task, *a, *spread, pure=False) for a in args]
+            return list(self.client.gather(futures))
+
+        results = _retrying(attempt)
         for result in results:
             warn_series(self.spec.activation, *result[-1])
         return list(results)
