@@ -116,6 +116,12 @@ def test_regress_writes_the_regressors_predictions(regression_data, capsys):
     ).fit(x, y)
     assert refined.storage_ == "float32"
     np.testing.assert_array_equal(np.load(out), refined.predict(x_test))
+    # The Nyström solver, X streamed from its memmap.
+    args = ["regress", paths["x"], paths["y"], "--test", paths["t"], "--depth", "3"]
+    assert main([*args, "--ridge", "0.01", "--centers", "25", "--times", "2,inf", "-o", out]) == 0
+    assert "nystrom" in capsys.readouterr().out
+    nystrom = nk.KernelRegressor(depth=3, ridge=0.01, centers=25).fit(x, y)
+    np.testing.assert_array_equal(np.load(out), nystrom.predict(x_test, t=[2.0, np.inf]))
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,9 @@ def run_regress(args: argparse.Namespace) -> dict[str, Any]:
     if output.suffix != ".npy":
         raise ValueError(f"{output}: the output must end in .npy")
     _refuse_overwriting_inputs(output, [args.x, args.y, args.test])
-    x = as_samples(_load(args.x), "X")
+    # The Nyström solver streams X from the memmap; the others need it in memory.
+    nystrom = args.solver == "nystrom" or (args.solver == "auto" and args.centers is not None)
+    x = _load(args.x) if nystrom else as_samples(_load(args.x), "X")
     y = np.asarray(_load(args.y))
     x_test = as_samples(_load(args.test), "the test inputs")
     times = None
@@ -128,6 +130,7 @@ def run_regress(args: argparse.Namespace) -> dict[str, Any]:
         max_iter=args.max_iter,
         preconditioner_size=args.preconditioner_size,
         kernel_storage=args.kernel_storage,
+        centers=args.centers,
         progress=None if not args.quiet else False,
     )
     t0 = time.perf_counter()
@@ -209,16 +212,23 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("--beta", type=float, default=0.1, help="bias scale β (default 0.1)")
     reg.add_argument("--kernel", default="ntk", help="ntk (default) or nngp")
     reg.add_argument("--ridge", type=float, default=0.0, help="added to the kernel's diagonal")
-    reg.add_argument("--solver", default="auto", help="auto, direct or cg")
+    reg.add_argument("--solver", default="auto", help="auto, direct, cg or nystrom")
     reg.add_argument("--tol", type=float, default=1e-8, help="relative residual of CG")
     reg.add_argument("--max-iter", type=int, default=None, help="most CG iterations")
     reg.add_argument(
-        "--preconditioner-size", type=int, default=None, help="Nyström centres M (default 1000)"
+        "--preconditioner-size", type=int, default=None, help="rank of CG's preconditioner"
+    )
+    reg.add_argument(
+        "--centers",
+        type=int,
+        default=None,
+        help="Nyström solver: number of centres M (default 10 √N; implies --solver nystrom)",
     )
     reg.add_argument(
         "--kernel-storage",
         default="auto",
-        help="CG's products: auto, float64, float32 (refined in float64) or none (matrix-free)",
+        help="CG's products: auto, float64, float32 (refined in float64) or none (matrix-free); "
+        "Nyström's K(X, C): auto, float64 or none",
     )
     reg.add_argument("--times", default=None, help="times of the MSE flow, e.g. 1,10,inf")
     reg.add_argument("--float32", action="store_true", help="float32 kernel products")
