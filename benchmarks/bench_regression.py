@@ -35,9 +35,10 @@ class KernelProduct:
 class Regression:
     """KernelRegressor fit at N = 4096 (n0 = 784, depth 4, ridge 1e-3 × mean diagonal, 500
     Nyström centres so that CG has work to do): the direct solve, and CG with the kernel kept
-    in float64, kept in float32 (refined in float64), or not kept (matrix-free)."""
+    in float64, kept in float32 (refined in float64), or not kept (matrix-free); and the
+    (approximate) Nyström solver on 500 centres with K(X, C) kept or streamed."""
 
-    params = ["direct", "cg-float64", "cg-float32", "cg-none"]
+    params = ["direct", "cg-float64", "cg-float32", "cg-none", "nystrom-float64", "nystrom-none"]
     param_names = ["solver"]
     timeout = 900
 
@@ -55,6 +56,7 @@ class Regression:
             solver=name,
             kernel_storage=storage or "auto",
             preconditioner_size=500,
+            centers=500 if name == "nystrom" else None,
             progress=False,
         )
 
@@ -66,3 +68,27 @@ class Regression:
 
     def track_iterations(self, solver):
         return self._regressor(solver).fit(self.x, self.y).n_iter_
+
+
+class NormalProduct:
+    """One streamed product K(X, C)ᵀ K(X, C) v of the Nyström solver, N = 20,000, M = 2,000,
+    n0 = 100, depth 4 (K(X, C) never stored)."""
+
+    params = ["float64", "float32"]
+    param_names = ["dtype"]
+    timeout = 300
+
+    def setup(self, dtype):
+        from ntkfast import _ntkfast
+
+        self.core = _ntkfast.LimitKernel(4, "relu", 0.0, 0.1)
+        self.x = correlated_inputs(20_000, 100, 3).astype(dtype)
+        self.c = np.ascontiguousarray(self.x[::10])
+        self.v = np.random.default_rng(4).standard_normal((len(self.c), 1))
+        self.out = np.empty_like(self.v)
+
+    def time_normal_product(self, dtype):
+        self.core.normal_product(self.x, self.c, "ntk", self.v, self.out)
+
+    def peakmem_normal_product(self, dtype):
+        self.core.normal_product(self.x, self.c, "ntk", self.v, self.out)
