@@ -32,7 +32,7 @@ def test_examples_run(tmp_path):
     pytest.importorskip("sklearn", reason="docs/examples.md uses scikit-learn (sklearn extra)")
     pytest.importorskip("dask.distributed", reason="docs/examples.md uses Dask (dask extra)")
     blocks = python_blocks(ROOT / "docs" / "examples.md")
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     for i, block in enumerate(blocks):
         script = tmp_path / f"example_{i}.py"
         script.write_text(block)
