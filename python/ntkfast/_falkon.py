@@ -41,11 +41,12 @@ Product = Callable[[np.ndarray], np.ndarray]
 
 
 def _upper_cholesky(a: np.ndarray) -> np.ndarray:
-    """U upper triangular with Uᵀ U = a, in the core (faer); ValueError if a is not positive
-    definite."""
-    factor = np.array(a, dtype=np.float64, order="C")
-    _ntkfast.solve_spd(factor, np.zeros((len(factor), 0)))
-    return np.triu(factor)
+    """U upper triangular with Uᵀ U = a, in the core (faer), in place of the C-contiguous
+    float64 ``a`` (no M × M copy); ValueError if a is not positive definite."""
+    _ntkfast.solve_spd(a, np.zeros((len(a), 0)))
+    for i in range(1, len(a)):  # the strict lower triangle still holds a's entries
+        a[i, :i] = 0.0
+    return a
 
 
 class Falkon:
@@ -60,8 +61,10 @@ class Falkon:
         self.n, self.ridge = n, ridge
         scale = max(float(np.mean(np.diag(kmm))), np.finfo(np.float64).tiny)
         jitter = m * np.finfo(np.float64).eps * scale
+        diagonal = np.diag(kmm).copy()
         while True:
-            shifted = kmm + jitter * np.eye(m)
+            shifted = np.array(kmm, dtype=np.float64, order="C")
+            shifted[np.diag_indices(m)] = diagonal + jitter
             try:
                 self.t = _upper_cholesky(shifted)
                 break
@@ -73,7 +76,11 @@ class Falkon:
                     ) from None
                 jitter *= 100.0
         self.jitter = jitter
-        inner = (n / m) * (self.t @ self.t.T) + ridge * np.eye(m)
+        # (N/M) T Tᵀ + λ I in place of the product, then factorised in place: memory peaks
+        # at three M × M arrays (K(C, C), T and this one) and keeps two.
+        inner = self.t @ self.t.T
+        inner *= n / m
+        inner[np.diag_indices(m)] += ridge
         self.a = _upper_cholesky(inner)
 
     def _b(self, v: np.ndarray) -> np.ndarray:
