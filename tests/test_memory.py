@@ -311,3 +311,45 @@ def test_working_memory_beyond_a_process_limit_is_a_memory_error(tmp_path, depth
     assert child.returncode == 0, child.stderr[-2000:]
     assert child.stdout.startswith("MemoryError:"), child.stdout
     assert "needs" in child.stdout and "MiB" in child.stdout
+
+
+_FRESH_POOL = r"""
+import resource, sys
+import numpy as np
+import ntkfast as nk
+from ntkfast import _ntkfast
+
+budget = int(sys.argv[1])
+x = np.random.default_rng(0).standard_normal((600, 64))
+a = x @ x.T + 600 * np.eye(600)
+with open("/proc/self/status") as f:
+    data = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData"))
+resource.setrlimit(resource.RLIMIT_DATA, (data + budget, resource.RLIM_INFINITY))
+try:
+    bytearray(2 * budget)
+    print("not enforced")
+except MemoryError:
+    pass
+nk.set_num_threads(2)  # a new pool, whose threads have never multiplied
+k = nk.limit_kernel(x, depth=3)
+_ntkfast.solve_spd(a, np.ones((600, 1)))
+print("computed", float(k.ntk.sum()))
+"""
+
+
+def test_threads_started_under_a_data_limit_compute_kernels_and_solves():
+    """faer's x86 GEMM reserves a packing buffer in each thread on its first product: 4 MiB
+    without its cache-size detection, twice the L3 cache (64 MiB and more) with it, which is
+    an abort, not a MemoryError, under a data-size limit. The pool reserves it when it starts
+    (rust/src/pool.rs); here the threads start under a limit of VmData + 32 MiB and must
+    compute a kernel and a Cholesky solve."""
+    child = subprocess.run(
+        [sys.executable, "-c", _FRESH_POOL, str(BUDGET)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    if "not enforced" in child.stdout:
+        pytest.skip("RLIMIT_DATA is not enforced in this environment")
+    assert "computed" in child.stdout, child.stdout

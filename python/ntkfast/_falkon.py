@@ -44,7 +44,7 @@ def _upper_cholesky(a: np.ndarray) -> np.ndarray:
     """U upper triangular with Uᵀ U = a, in the core (faer), in place of the C-contiguous
     float64 ``a`` (no M × M copy); ValueError if a is not positive definite."""
     _ntkfast.solve_spd(a, np.zeros((len(a), 0)))
-    for i in range(1, len(a)):  # the strict lower triangle still holds a's entries
+    for i in range(1, len(a)):  # the strict lower triangle holds a's entries and workspace
         a[i, :i] = 0.0
     return a
 

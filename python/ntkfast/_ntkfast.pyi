@@ -158,9 +158,10 @@ def init_normal(seed: int, stream: int, out: NDArray[np.float64]) -> None:
 
 def solve_spd(a: NDArray[np.float64], b: NDArray[np.float64]) -> None:
     """Solves a x = b in place for symmetric positive-definite a (n, n; its upper triangle is
-    overwritten by the Cholesky factor U, a = Uᵀ U) and b (n, k; overwritten by x), float64
-    C-contiguous; ValueError when a is not positive definite. Releases the GIL; Ctrl-C takes
-    effect once the factorisation returns."""
+    overwritten by the Cholesky factor U, a = Uᵀ U, its strict lower triangle partly by
+    workspace values) and b (n, k; overwritten by x), float64 C-contiguous; ValueError when a
+    is not positive definite. Releases the GIL; Ctrl-C takes effect between column blocks of
+    the factorisation."""
 
 def eigh(a: NDArray[np.float64], values: NDArray[np.float64], vectors: NDArray[np.float64]) -> None:
     """Eigendecomposition of the symmetric float64 a (n, n): ascending eigenvalues into

@@ -18,12 +18,13 @@ use std::sync::{Arc, Mutex, RwLock};
 static POOL: RwLock<Option<(u32, Arc<ThreadPool>)>> = RwLock::new(None);
 
 fn build_pool(threads: usize) -> Result<Arc<ThreadPool>> {
-    ThreadPoolBuilder::new()
+    let pool = ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("ntkfast-{i}"))
         .build()
-        .map(Arc::new)
-        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))
+        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
+    pool.broadcast(|_| crate::real::reserve_gemm_buffer());
+    Ok(Arc::new(pool))
 }
 
 /// The pool the kernels run on (created on first use with one thread per core,

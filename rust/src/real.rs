@@ -101,6 +101,20 @@ pub trait Real:
 /// docs/performance.md.
 pub const DEPTH_CHUNK: usize = 384;
 
+/// Runs one small GEMM on the calling thread, large enough to take faer's x86
+/// GEMM rather than its tiny-product path: that GEMM reserves a packing buffer
+/// per thread on its first call (twice the L3 size it assumes, 4 MiB on
+/// x86-64, without its cache-size detection; docs/performance.md). The pool
+/// calls this in each new thread, so that the buffer is reserved when the pool
+/// starts rather than in the middle of a computation, under whatever memory
+/// the computation has left.
+pub fn reserve_gemm_buffer() {
+    const EDGE: usize = 32;
+    let a = [0.0f64; EDGE * EDGE];
+    let mut c = [0.0f64; EDGE * EDGE];
+    f64::gram_block(&mut c, &a, &a, EDGE, EDGE, EDGE);
+}
+
 /// [`Real::gemm`] for faer's float types.
 fn in_depth_chunks<T: faer::traits::ComplexField>(
     mut dst: MatMut<'_, T>,

@@ -9,9 +9,9 @@ use pyo3::prelude::*;
 
 /// solve_spd(a, b): solves a x = b in place for a symmetric positive-definite
 /// float64 a (n, n; its upper triangle overwritten by the Cholesky factor U,
-/// a = Uᵀ U) and b (n, k;
+/// a = Uᵀ U, its strict lower triangle partly by workspace values) and b (n, k;
 /// overwritten by x), both C-contiguous. Releases the GIL; Ctrl-C is honoured
-/// once the factorisation returns.
+/// between column blocks of the factorisation.
 #[pyfunction]
 pub(super) fn solve_spd(
     py: Python<'_>,
@@ -28,7 +28,7 @@ pub(super) fn solve_spd(
     };
     let a = contiguous_mut(&mut a, "a")?.expect("given");
     let b = contiguous_mut(&mut b, "b")?.expect("given");
-    run_interruptible(py, |_| crate::solve_spd(a, n, b, k))?.map_err(to_py)
+    run_interruptible(py, |cancel| crate::solve_spd(a, n, b, k, cancel))?.map_err(to_py)
 }
 
 /// eigh(a, values, vectors): the eigendecomposition of the symmetric float64 a
