@@ -9,6 +9,7 @@ The series are summed to about 1e-12 of the kernel's scale (the README's "~1e-12
 ≤ 2.3e-12): the tests hold them to 1e-11 of the scale.
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -161,14 +162,48 @@ def test_custom_is_called_per_layer_not_per_pair():
     assert np.isfinite(k.ntk).all() and np.isfinite(closed.ntk).all()
 
 
-def test_kinks_warn_with_the_estimated_error():
+def test_kinks_miss_the_default_tolerance_with_an_error_that_gives_the_estimate():
+    """A kinked σ (|x| here, whose closed-form kernel is the reference) converges only
+    algebraically: by default the kernel is a ValueError with the estimated error, never a
+    warning; an explicit looser tol returns it, and the estimate is honest."""
     x = make_inputs(30, 4, seed=5)
-    with pytest.warns(RuntimeWarning, match="estimated relative error") as record:
-        got = nk.limit_kernel(x, depth=3, activation=nk.activations.Custom(np.abs), beta=0.1)
-    estimate = float(str(record[0].message).rsplit(" ", 1)[1])
+    with pytest.raises(ValueError, match="above the tolerance 1e-09") as info:
+        nk.limit_kernel(x, depth=3, activation=nk.activations.Custom(np.abs), beta=0.1)
+    estimate = float(re.search(r"error of (\S+) within", str(info.value)).group(1))
+    loose = nk.activations.Custom(np.abs, tol=0.1)
+    got = nk.limit_kernel(x, depth=3, activation=loose, beta=0.1)
     want = nk.limit_kernel(x, depth=3, activation="abs", beta=0.1)
     err = np.abs(got.ntk - want.ntk).max() / np.abs(want.ntk).max()
     assert 1e-6 < estimate and err <= 10 * estimate
+    with pytest.raises(ValueError, match="estimated relative error"):
+        tight = nk.activations.Custom(np.abs, tol=estimate / 10)
+        nk.limit_kernel(x, depth=3, activation=tight, beta=0.1)
+    # The step function of the report: a kernel wrong by 100 % used to come with a warning.
+    with pytest.raises(ValueError, match="estimated relative error"):
+        nk.limit_kernel(x, depth=2, activation=nk.activations.Custom(np.sign))
+
+
+def test_the_matrix_free_product_checks_the_same_tolerance():
+    x = make_inputs(40, 4, seed=6)
+    v = np.ones((40, 1))
+    with pytest.raises(ValueError, match="estimated relative error"):
+        nk.KernelOperator(x, depth=3, activation=nk.activations.Custom(np.abs)) @ v
+    loose = nk.activations.Custom(np.abs, tol=0.1)
+    got = nk.KernelOperator(x, depth=3, activation=loose) @ v
+    want = nk.limit_kernel(x, depth=3, activation=loose, get="ntk") @ v
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_series_tolerances_are_validated_and_part_of_the_activation():
+    assert nk.activations.Tanh().tol == nk.activations.SERIES_TOL == 1e-9
+    assert nk.activations.Tanh(tol=1e-6) != nk.activations.Tanh()
+    assert repr(nk.activations.Tanh(tol=1e-6)) == "Tanh(tol=1e-06)"
+    assert nk.activations.get("tanh") == nk.activations.Tanh()
+    for bad in (0.0, -1e-3, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tol"):
+            nk.activations.Custom(np.abs, tol=bad)
+    with pytest.raises(TypeError, match="tol"):
+        nk.activations.Sigmoid(tol="1e-3")
 
 
 def test_builtin_series_do_not_warn():

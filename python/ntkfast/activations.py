@@ -43,13 +43,24 @@ __all__ = [
     "Custom",
     "get",
     "NAMES",
+    "SERIES_TOL",
 ]
 
 
+#: The default tolerance of the Hermite-series kernels: the largest estimated relative error
+#: of a kernel returned without ``tol=``. A series that cannot reach it is a ValueError.
+SERIES_TOL = 1e-9
+
+
 class Activation:
-    """Base class: an activation known to the Rust core by ``name`` and one parameter."""
+    """Base class: an activation known to the Rust core by ``name`` and one parameter.
+
+    ``tol`` is the estimated relative error a Hermite-series kernel of this activation may
+    have (:data:`SERIES_TOL` unless the activation was made with a looser or tighter
+    ``tol=``); closed-form duals are exact and ignore it."""
 
     name: str = ""
+    tol: float = SERIES_TOL
 
     @property
     def param(self) -> float:
@@ -65,10 +76,37 @@ class Activation:
         return f"{type(self).__name__}()"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.param == other.param
+        return (
+            type(self) is type(other)
+            and self.param == other.param
+            and self.tol == getattr(other, "tol", None)
+        )
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, self.param))
+        return hash((type(self).__name__, self.param, self.tol))
+
+
+def _series_tol(tol: float | None) -> float:
+    """A validated ``tol=`` of a series activation (None: :data:`SERIES_TOL`)."""
+    if tol is None:
+        return SERIES_TOL
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
+        raise TypeError(f"tol must be a number, got {type(tol).__name__}")
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
+    return float(tol)
+
+
+class _Series(Activation):
+    """A built-in activation whose kernels are Hermite series, to an estimated relative error
+    of ``tol`` (default :data:`SERIES_TOL`); beyond it the kernel is a ValueError."""
+
+    def __init__(self, tol: float | None = None) -> None:
+        self.tol = _series_tol(tol)
+
+    def __repr__(self) -> str:
+        extra = "" if self.tol == SERIES_TOL else f"tol={self.tol:g}"
+        return f"{type(self).__name__}({extra})"
 
 
 class ReLU(Activation):
@@ -132,25 +170,25 @@ class Identity(Activation):
     name = "identity"
 
 
-class Tanh(Activation):
+class Tanh(_Series):
     """σ(x) = tanh(x) (Hermite series; no closed-form dual)."""
 
     name = "tanh"
 
 
-class Sigmoid(Activation):
+class Sigmoid(_Series):
     """σ(x) = 1 / (1 + e^{−x}), the logistic function (Hermite series)."""
 
     name = "sigmoid"
 
 
-class Softplus(Activation):
+class Softplus(_Series):
     """σ(x) = log(1 + eˣ) (Hermite series)."""
 
     name = "softplus"
 
 
-class Silu(Activation):
+class Silu(_Series):
     """σ(x) = x / (1 + e^{−x}), also called swish (Hermite series)."""
 
     name = "silu"
@@ -175,9 +213,13 @@ class Custom(Activation):
     quadrature nodes per sample and layer: ``fn`` is called O(layers) times with arrays of
     up to about a million points, never once per pair of samples. The calls come from the
     computation's helper thread (holding the GIL), so NumPy settings such as ``np.errstate``
-    must be made inside ``fn``. A σ with kinks makes the
-    series converge slowly; the kernel then comes with a RuntimeWarning that gives the
-    estimated error. Finite-width networks (:class:`ntkfast.MLP` ``apply``, ``ntk``, ...)
+    must be made inside ``fn``.
+    tol : float or None
+        The estimated relative error the kernels may have (default :data:`SERIES_TOL`,
+        1e-9). A σ with kinks (``np.abs``, ``np.sign``, hard tanh, ReLU6) makes the series
+        converge only algebraically: its kernels then miss the default tolerance and are a
+        ValueError that gives the estimated error; pass a looser ``tol`` to accept them.
+        Finite-width networks (:class:`ntkfast.MLP` ``apply``, ``ntk``, ...)
     accept only the built-in activations.
 
     Errors: a non-callable argument is a TypeError; a callable that raises, returns the wrong
@@ -198,6 +240,7 @@ class Custom(Activation):
         fn: Callable[[NDArray[np.float64]], ArrayLike],
         dfn: Callable[[NDArray[np.float64]], ArrayLike] | None = None,
         name: str | None = None,
+        tol: float | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"Custom activation fn must be callable, got {type(fn).__name__}")
@@ -208,19 +251,25 @@ class Custom(Activation):
         self.fn = fn
         self.dfn = dfn
         self.label = name if name is not None else getattr(fn, "__name__", "custom")
+        self.tol = _series_tol(tol)
 
     @property
     def core_callback(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
         return self.evaluate
 
     def __repr__(self) -> str:
-        return f"Custom(name={self.label!r})"
+        extra = "" if self.tol == SERIES_TOL else f", tol={self.tol:g}"
+        return f"Custom(name={self.label!r}{extra})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Custom) and (self.fn, self.dfn) == (other.fn, other.dfn)
+        return isinstance(other, Custom) and (self.fn, self.dfn, self.tol) == (
+            other.fn,
+            other.dfn,
+            other.tol,
+        )
 
     def __hash__(self) -> int:
-        return hash((Custom, self.fn, self.dfn))
+        return hash((Custom, self.fn, self.dfn, self.tol))
 
     def _call(
         self, f: Callable[[NDArray[np.float64]], ArrayLike], x: NDArray[np.float64], what: str

@@ -40,7 +40,7 @@ from numpy.typing import ArrayLike
 from . import activations as _activations
 from . import regression as _regression
 from ._optional import missing_extra
-from .kernels import Kernel, _parse_get, core_kernel, limit_kernel_diagonal, warn_series
+from .kernels import Kernel, _parse_get, check_series, core_kernel, limit_kernel_diagonal
 from .kernels import limit_kernel as _limit_kernel
 
 try:
@@ -398,7 +398,7 @@ class _ClusterRows:
 
         results = _retrying(attempt)
         for result in results:
-            warn_series(self.spec.activation, *result[-1])
+            check_series(self.spec.activation, *result[-1])
         return list(results)
 
     def normal(self, centres: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from . import activations as _activations
 from ._validation import as_finite_float, as_positive_int, as_samples, check_memory
-from .kernels import core_kernel, limit_kernel_diagonal, warn_series
+from .kernels import check_series, core_kernel, limit_kernel_diagonal
 
 __all__ = ["KernelOperator"]
 
@@ -113,7 +113,7 @@ class KernelOperator(LinearOperator):  # type: ignore[misc]
         check_memory(needed, f"a product with {k} columns (tiles, stripes and the result)")
         out = np.empty((n1, k))
         error, terms = self._core.product(self.x, self.x2, self.kernel, v, out)
-        warn_series(self.activation, error, terms)
+        check_series(self.activation, error, terms)
         return out
 
     def _matvec(self, v: ArrayLike) -> NDArray[np.float64]:

@@ -14,7 +14,6 @@ factor. "nngp" is Σ⁽ᴸ⁾ and "ntk" is Θ∞⁽ᴸ⁾.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import NamedTuple, overload
 
@@ -32,10 +31,12 @@ from ._validation import (
     check_out,
 )
 
-__all__ = ["Kernel", "limit_kernel", "limit_kernel_diagonal", "SERIES_WARNING"]
+__all__ = ["Kernel", "limit_kernel", "limit_kernel_diagonal", "SERIES_TOL", "SERIES_WARNING"]
 
-#: Estimated relative error of a Hermite-series kernel above which limit_kernel warns.
-SERIES_WARNING = 1e-9
+#: The default tolerance of Hermite-series kernels (``ntkfast.activations.SERIES_TOL``).
+SERIES_TOL = _activations.SERIES_TOL
+#: The former name of SERIES_TOL, from when missing it gave only a warning.
+SERIES_WARNING = SERIES_TOL
 
 _KINDS = ("nngp", "ntk")
 
@@ -61,15 +62,17 @@ def _parse_get(get: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
     return kinds, single
 
 
-def warn_series(act: _activations.Activation, error: float, terms: int) -> None:
-    """RuntimeWarning when a Hermite-series kernel's estimated error exceeds SERIES_WARNING."""
-    if error > SERIES_WARNING:
-        warnings.warn(
-            f"the Hermite series of activation {act!r} did not converge within {terms} terms "
-            f"(is σ smooth? are the pre-activation variances very large?): estimated "
-            f"relative error of the kernel {error:.1e}",
-            RuntimeWarning,
-            stacklevel=3,
+def check_series(act: _activations.Activation, error: float, terms: int) -> None:
+    """ValueError when a Hermite-series kernel's estimated relative error exceeds the
+    activation's tolerance (``act.tol``, by default SERIES_TOL): a kernel that misses it is
+    never returned silently."""
+    if error > act.tol:
+        raise ValueError(
+            f"the Hermite series of activation {act!r} reach an estimated relative error of "
+            f"{error:.1e} within {terms} terms, above the tolerance {act.tol:.0e}: σ has "
+            f"kinks, or the pre-activation variances are very large. Use a smooth σ or "
+            f"smaller inputs, or accept the error by making the activation with a looser "
+            f"tol (e.g. Custom(fn, tol=1e-2), Tanh(tol=1e-6))"
         )
 
 
@@ -133,9 +136,9 @@ def limit_kernel(
         "relu", "leaky_relu", "abs", "erf", "gelu", "sin", "cos", "identity" (closed-form
         duals), "tanh", "sigmoid", "softplus", "silu" (Hermite series, about 1e-12 relative),
         or an object such as ``nk.activations.LeakyReLU(0.2)`` or
-        ``nk.activations.Custom(fn, dfn)``. A series that cannot reach its tolerance (a σ
-        with kinks, or variances far beyond 25 for tanh) gives a RuntimeWarning with the
-        estimated error.
+        ``nk.activations.Custom(fn, dfn)``. A series that cannot reach the activation's
+        tolerance (its ``tol``, by default SERIES_TOL = 1e-9; a σ with kinks, or variances
+        far beyond 25 for tanh) is a ValueError with the estimated error.
     beta : float
         Bias scale β (enters as β²).
     get : "nngp", "ntk" or a tuple of them
@@ -205,7 +208,7 @@ def limit_kernel(
     error, terms = core.compute(
         x1, None if symmetric else x2, arrays.get("nngp"), arrays.get("ntk")
     )
-    warn_series(act, error, terms)
+    check_series(act, error, terms)
     if single:
         return arrays[kinds[0]]
     return Kernel(arrays.get("nngp"), arrays.get("ntk"))

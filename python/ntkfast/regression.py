@@ -60,7 +60,7 @@ from ._validation import (
     check_memory,
 )
 from .kernel_operator import KernelOperator
-from .kernels import core_kernel, limit_kernel, warn_series
+from .kernels import check_series, core_kernel, limit_kernel
 
 __all__ = ["ConvergenceWarning", "KernelRegressor", "NotFittedError"]
 
@@ -546,7 +546,7 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
             check_memory(needed, "a streamed product with K(X, C)")
             out, part = np.zeros_like(v), np.empty_like(v)
             for _, _, block in rows.chunks():
-                warn_series(act, *core.normal_product(block, centres, self.kernel, v, part))
+                check_series(act, *core.normal_product(block, centres, self.kernel, v, part))
                 out += part
             return out
 
@@ -554,7 +554,7 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
             out, part = np.zeros((m, y.shape[1])), np.empty((m, y.shape[1]))
             for start, stop, block in rows.chunks():
                 chunk = np.ascontiguousarray(y[start:stop])
-                warn_series(act, *core.product(centres, block, self.kernel, chunk, part))
+                check_series(act, *core.product(centres, block, self.kernel, chunk, part))
                 out += part
             return out
 
