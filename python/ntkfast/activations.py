@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _ntkfast
+from ._validation import as_finite_float
 
 __all__ = [
     "Activation",
@@ -76,11 +77,7 @@ class Activation:
         return f"{type(self).__name__}()"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            type(self) is type(other)
-            and self.param == other.param
-            and self.tol == getattr(other, "tol", None)
-        )
+        return type(self) is type(other) and (self.param, self.tol) == (other.param, other.tol)
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.param, self.tol))
@@ -90,11 +87,10 @@ def _series_tol(tol: float | None) -> float:
     """A validated ``tol=`` of a series activation (None: :data:`SERIES_TOL`)."""
     if tol is None:
         return SERIES_TOL
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
-        raise TypeError(f"tol must be a number, got {type(tol).__name__}")
-    if not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
-    return float(tol)
+    tol = as_finite_float(tol, "tol")
+    if tol <= 0:
+        raise ValueError(f"tol must be positive, got {tol}")
+    return tol
 
 
 class _Series(Activation):

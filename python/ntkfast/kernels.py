@@ -31,12 +31,11 @@ from ._validation import (
     check_out,
 )
 
-__all__ = ["Kernel", "limit_kernel", "limit_kernel_diagonal", "SERIES_TOL", "SERIES_WARNING"]
+__all__ = ["Kernel", "limit_kernel", "limit_kernel_diagonal", "SERIES_WARNING"]
 
-#: The default tolerance of Hermite-series kernels (``ntkfast.activations.SERIES_TOL``).
-SERIES_TOL = _activations.SERIES_TOL
-#: The former name of SERIES_TOL, from when missing it gave only a warning.
-SERIES_WARNING = SERIES_TOL
+#: The former name of ``ntkfast.activations.SERIES_TOL``, from when a series kernel that
+#: missed it came with a warning only.
+SERIES_WARNING = _activations.SERIES_TOL
 
 _KINDS = ("nngp", "ntk")
 
@@ -64,8 +63,8 @@ def _parse_get(get: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
 
 def check_series(act: _activations.Activation, error: float, terms: int) -> None:
     """ValueError when a Hermite-series kernel's estimated relative error exceeds the
-    activation's tolerance (``act.tol``, by default SERIES_TOL): a kernel that misses it is
-    never returned silently."""
+    activation's tolerance (``act.tol``, by default ``activations.SERIES_TOL``): a kernel
+    that misses it is never returned silently."""
     if error > act.tol:
         raise ValueError(
             f"the Hermite series of activation {act!r} reach an estimated relative error of "
@@ -137,8 +136,8 @@ def limit_kernel(
         duals), "tanh", "sigmoid", "softplus", "silu" (Hermite series, about 1e-12 relative),
         or an object such as ``nk.activations.LeakyReLU(0.2)`` or
         ``nk.activations.Custom(fn, dfn)``. A series that cannot reach the activation's
-        tolerance (its ``tol``, by default SERIES_TOL = 1e-9; a σ with kinks, or variances
-        far beyond 25 for tanh) is a ValueError with the estimated error.
+        tolerance (its ``tol``, by default ``activations.SERIES_TOL`` = 1e-9; a σ with
+        kinks, or variances far beyond 25 for tanh) is a ValueError with the estimated error.
     beta : float
         Bias scale β (enters as β²).
     get : "nngp", "ntk" or a tuple of them

@@ -119,13 +119,16 @@ fn factorise(mut a: MatMut<'_, f64>, cancel: &AtomicBool) -> Result<()> {
         row_blocks(panel.rb_mut(), BLOCK)
             .into_par_iter()
             .for_each(|rows| solve_lower_triangular_in_place(l11, rows.transpose_mut(), Par::Seq));
-        // A22 −= L21 L21ᵀ on its lower triangle, column block by column block.
+        // A22 −= L21 L21ᵀ on its lower triangle, in pieces: column blocks (row
+        // blocks of the transpose) cut into row blocks from their diagonal down.
         let l21 = panel.rb();
         let trailing = trailing.subrows_mut(width, rest);
-        let pieces: Vec<_> = column_blocks(trailing, BLOCK)
+        let pieces: Vec<_> = row_blocks(trailing.transpose_mut(), BLOCK)
             .into_iter()
-            .flat_map(|(c0, columns)| {
-                let below = columns.subrows_mut(c0, rest - c0);
+            .enumerate()
+            .flat_map(|(j, columns)| {
+                let c0 = j * BLOCK;
+                let below = columns.transpose_mut().subrows_mut(c0, rest - c0);
                 row_blocks(below, PIECE)
                     .into_iter()
                     .enumerate()
@@ -144,10 +147,11 @@ fn factorise(mut a: MatMut<'_, f64>, cancel: &AtomicBool) -> Result<()> {
 /// The piece at r0 = 0 starts with the w × w block on the diagonal, of which
 /// only the lower triangle is updated.
 fn update(piece: MatMut<'_, f64>, c0: usize, r0: usize, l21: MatRef<'_, f64>) {
-    let (h, w) = (piece.nrows(), piece.ncols());
+    let w = piece.ncols();
     let right = l21.subrows(c0, w).transpose();
-    let below = if r0 == 0 {
-        let (diagonal, below) = piece.split_at_row_mut(w);
+    let top = if r0 == 0 { w } else { 0 };
+    let (diagonal, below) = piece.split_at_row_mut(top);
+    if top > 0 {
         triangular::matmul(
             diagonal,
             BlockStructure::TriangularLower,
@@ -159,12 +163,8 @@ fn update(piece: MatMut<'_, f64>, c0: usize, r0: usize, l21: MatRef<'_, f64>) {
             -1.0,
             Par::Seq,
         );
-        below
-    } else {
-        piece
-    };
-    let rows = below.nrows();
-    let lhs = l21.subrows(c0 + r0 + h - rows, rows);
+    }
+    let lhs = l21.subrows(c0 + r0 + top, below.nrows());
     matmul(below, Accum::Add, lhs, right, -1.0, Par::Seq);
 }
 
@@ -175,20 +175,6 @@ fn row_blocks(mut m: MatMut<'_, f64>, height: usize) -> Vec<MatMut<'_, f64>> {
         let h = height.min(m.nrows());
         let (top, rest) = m.split_at_row_mut(h);
         blocks.push(top);
-        m = rest;
-    }
-    blocks
-}
-
-/// `m` cut into blocks of `width` columns, each with the index of its first column.
-fn column_blocks(mut m: MatMut<'_, f64>, width: usize) -> Vec<(usize, MatMut<'_, f64>)> {
-    let mut blocks = Vec::with_capacity(m.ncols().div_ceil(width));
-    let mut c0 = 0;
-    while m.ncols() > 0 {
-        let w = width.min(m.ncols());
-        let (left, rest) = m.split_at_col_mut(w);
-        blocks.push((c0, left));
-        c0 += w;
         m = rest;
     }
     blocks
