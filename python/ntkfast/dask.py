@@ -353,7 +353,7 @@ def _retrying(call: Callable[[], Any]) -> Any:
 
 class _ClusterRows:
     """X persisted on the cluster's workers in row blocks (scattered once, kept there), and
-    the kernel products as one task per block, the small operands broadcast each time and
+    the kernel products as one task per block, the small operands sent each time and
     the results summed here in block order (the same bits for any placement of the tasks).
     """
 
@@ -389,10 +389,12 @@ class _ClusterRows:
         self, task: Callable[..., Any], args: list[tuple[Any, ...]], *shared: Any
     ) -> list[Any]:
         """task(*args[i], *shared) for each block i on the cluster, results in block order;
-        ``shared`` operands are sent to every worker once per call."""
+        ``shared`` operands are sent to the cluster once per call and fetched from there by
+        the workers that need them. (Not ``broadcast=True``: the scheduler's replication
+        keeps retrying a worker that died during it, so one lost worker hung the fit.)"""
 
         def attempt() -> list[Any]:
-            spread = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
+            spread = [self.client.scatter(s, hash=False) for s in shared]
             futures = [self.client.submit(task, *a, *spread, pure=False) for a in args]
             return list(self.client.gather(futures))
 
