@@ -197,6 +197,9 @@ def sigma(net, z):
     if name in SMOOTH:
         f, df = SMOOTH[name]
         return f(z), df(z)
+    if name == "custom":  # the user's callables themselves; σ' only where dfn is given
+        act = net.activation
+        return np.asarray(act.fn(z)), None if act.dfn is None else np.asarray(act.dfn(z))
     raise ValueError(name)
 
 

@@ -19,10 +19,14 @@ def test_mlp_keeps_one_core_network_per_architecture():
     assert net.apply(params, np.ones((4, 3))).shape == (4, 2)
 
 
-def test_custom_activations_have_no_core_network():
-    net = nk.MLP([3, 4, 1], activation=nk.activations.Custom(np.tanh))
-    with pytest.raises(ValueError, match="built-in activation"):
-        _ = net.core
+def test_custom_activations_run_in_the_numpy_network():
+    from ntkfast._numpy_network import NumpyNetwork
+
+    act = nk.activations.Custom(np.tanh)
+    net = nk.MLP([3, 4, 1], activation=act, beta=0.2)
+    core = net.core
+    assert isinstance(core, NumpyNetwork)
+    assert (core.widths, core.activation, core.beta) == ([3, 4, 1], act, 0.2)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

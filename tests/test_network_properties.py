@@ -168,7 +168,7 @@ BAD_WIDTHS = st.one_of(
     ),
 )
 GOOD_ACTIVATIONS = ["relu", "erf", "tanh", "sin", "leaky_relu", LeakyReLU(0.2)]
-GOOD_ACTIVATIONS += [Custom(np.tanh, name="custom_tanh")]  # apply: ValueError
+GOOD_ACTIVATIONS += [Custom(np.tanh, name="custom_tanh")]  # runs in NumPy
 BAD_ACTIVATIONS = ["RELU", "", "foo", None, 3, np.tanh]
 GOOD_BETAS = st.one_of(
     st.floats(-10, 10, allow_nan=False),
@@ -215,8 +215,8 @@ def constructor_failure(widths, activation, beta):
 def test_mlp_constructor_any_arguments(case, seed, outcomes):
     """MLP(widths, activation, beta) with one faulty argument at a time: a network with the
     documented widths, depth, parameter count and β whose init and apply work (apply giving
-    the NumPy forward pass; ValueError for a Custom activation, MemoryError from init when
-    the parameters cannot fit), or the constructor's TypeError / ValueError."""
+    the NumPy forward pass, a Custom activation's too; MemoryError from init when the
+    parameters cannot fit), or the constructor's TypeError / ValueError."""
     widths, activation, beta = case["widths"], case["activation"], case["beta"]
     failure = constructor_failure(widths, activation, beta)
     net = check(outcomes, "MLP()", lambda: nk.MLP(widths, activation, beta=beta), failure)
@@ -231,13 +231,7 @@ def test_mlp_constructor_any_arguments(case, seed, outcomes):
         return
     params = check(outcomes, "MLP.init", lambda: net.init(seed), None)
     x = np.random.default_rng(seed).standard_normal((3, entries[0]))
-    custom = isinstance(net.activation, Custom)
-    f = check(
-        outcomes,
-        "MLP.apply (new network)",
-        lambda: net.apply(params, x),
-        ValueError if custom else None,
-    )
+    f = check(outcomes, "MLP.apply (new network)", lambda: net.apply(params, x), None, errors=False)
     if f is not None:
         want = reference.forward(net, params, x)
         np.testing.assert_allclose(f, want, rtol=1e-10, atol=1e-12 * (1 + np.abs(want).max()))

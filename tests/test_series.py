@@ -267,7 +267,3 @@ def test_bad_custom_activations():
         nk.limit_kernel(x, depth=2, activation=nk.activations.Custom(in_place))
     with pytest.raises(ValueError, match="variance of sample 1 is 1.0+1e6, beyond"):
         nk.limit_kernel(np.array([[1.0], [1e3]]), depth=2, activation="tanh")
-    net = nk.MLP([3, 4, 1], nk.activations.Custom(np.tanh))
-    params = [(np.zeros((4, 3)), np.zeros(4)), (np.zeros((1, 4)), np.zeros(1))]
-    with pytest.raises(ValueError, match="limit_kernel only"):
-        net.apply(params, x)

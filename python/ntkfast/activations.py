@@ -191,7 +191,7 @@ class Silu(_Series):
 
 
 class Custom(Activation):
-    """A user activation σ from vectorised NumPy callables, for infinite-width kernels.
+    """A user activation σ from vectorised NumPy callables, for kernels and networks.
 
     Parameters
     ----------
@@ -215,8 +215,10 @@ class Custom(Activation):
         1e-9). A σ with kinks (``np.abs``, ``np.sign``, hard tanh, ReLU6) makes the series
         converge only algebraically: its kernels then miss the default tolerance and are a
         ValueError that gives the estimated error; pass a looser ``tol`` to accept them.
-        Finite-width networks (:class:`ntkfast.MLP` ``apply``, ``ntk``, ...)
-    accept only the built-in activations.
+
+    Finite-width networks (:class:`ntkfast.MLP`) with a Custom activation run in NumPy,
+    ``fn`` and ``dfn`` called on whole layers (flattened to 1-D); pass ``dfn`` for a σ with
+    kinks, which the finite difference would smear.
 
     Errors: a non-callable argument is a TypeError; a callable that raises, returns the wrong
     shape or non-finite values is a ValueError naming the activation.
@@ -290,13 +292,16 @@ class Custom(Activation):
             raise ValueError(f"activation {self.label!r}: {what} is not finite at x = {bad!r}")
         return y
 
+    def sigma(self, x: np.ndarray) -> np.ndarray:
+        """σ(x) alone for a 1-D float64 array x, validated as by :meth:`evaluate`."""
+        return self._call(self.fn, _read_only(x), "fn")
+
     def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(σ(x), σ'(x)) for a 1-D float64 array x, validated (see the class docstring).
 
         x is passed read-only, so a function that writes into its argument fails loudly
         instead of changing the points of the next call."""
-        x = np.array(x, dtype=np.float64)
-        x.flags.writeable = False
+        x = _read_only(x)
         sigma = self._call(self.fn, x, "fn")
         if self.dfn is not None:
             return sigma, self._call(self.dfn, x, "dfn")
@@ -312,6 +317,13 @@ class Custom(Activation):
                 f"x = {bad!r}; pass dfn"
             )
         return sigma, dsigma
+
+
+def _read_only(x: ArrayLike) -> NDArray[np.float64]:
+    """A read-only float64 copy of x (the points handed to a user's callables)."""
+    points = np.array(x, dtype=np.float64)
+    points.flags.writeable = False
+    return points
 
 
 def _classes() -> dict[str, type[Activation]]:

@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import _ntkfast
 from . import activations as _activations
+from ._numpy_network import NumpyNetwork
 from ._validation import (
     allocate,
     as_finite_float,
@@ -55,7 +56,10 @@ class MLP:
     widths : sequence of int
         Layer widths n_0 (input dimension) … n_L (number of outputs); at least two entries.
     activation : str or ntkfast.activations.Activation
-        The nonlinearity σ applied after every hidden layer.
+        The nonlinearity σ applied after every hidden layer. Built-in activations run in the
+        Rust core; a :class:`~ntkfast.activations.Custom` one runs in NumPy, its ``fn`` and
+        ``dfn`` called once per layer and pass on the whole layer (σ' by finite differences
+        when ``dfn`` is not given: pass ``dfn`` for a σ with kinks).
     beta : float
         Bias scale β.
 
@@ -216,19 +220,17 @@ class MLP:
         return converted
 
     @property
-    def core(self) -> _ntkfast.Network:
-        """The Rust core's network (``ntkfast._ntkfast.Network``) for the current widths,
-        activation and beta, parsed once and kept. Low-level: its methods take checked,
-        C-contiguous arrays (see :meth:`check_params`, :meth:`check_inputs`) and write into
-        caller-allocated outputs; ``core.step`` updates parameters in place. Built-in
-        activations only (a ValueError for :class:`~ntkfast.activations.Custom`)."""
-        if isinstance(self.activation, _activations.Custom):
-            names = ", ".join(_activations.NAMES)
-            raise ValueError(
-                f"finite-width networks need a built-in activation ({names}); "
-                f"{self.activation!r} works with limit_kernel only"
-            )
+    def core(self) -> _ntkfast.Network | NumpyNetwork:
+        """The network that runs the computations, for the current widths, activation and
+        beta: the Rust core's (``ntkfast._ntkfast.Network``, parsed once and kept) for a
+        built-in activation, a NumPy one for a :class:`~ntkfast.activations.Custom`
+        activation (σ and σ' called on whole layers; see docs/networks.md). Low-level: its
+        methods take checked, C-contiguous arrays (see :meth:`check_params`,
+        :meth:`check_inputs`) and write into caller-allocated outputs; ``core.step`` updates
+        parameters in place."""
         act = self.activation
+        if isinstance(act, _activations.Custom):
+            return NumpyNetwork(self.widths, act, self.beta)
         return _network(tuple(self.widths), act.name, act.param, self.beta)
 
     def _check_work_memory(self, rows: int, dtype: DTypeLike, cotangents: bool, what: str) -> None:
