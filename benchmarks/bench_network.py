@@ -76,3 +76,32 @@ class WideNetwork:
 
     def peakmem_wide_ntk(self):
         self.net.ntk(self.params, self.x)
+
+
+class UserActivation:
+    """tanh as the core's built-in and as a Custom activation (run in NumPy; σ' given or by
+    finite differences), 784-1024-1024-10 at N = 1024: the figures of docs/networks.md."""
+
+    params = (["built-in", "Custom", "Custom without dfn"],)
+    param_names = ["activation"]
+    timeout = 120
+
+    def setup(self, activation):
+        act = {
+            "built-in": "tanh",
+            "Custom": nk.activations.Custom(np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+            "Custom without dfn": nk.activations.Custom(np.tanh),
+        }[activation]
+        self.net = nk.MLP([784, 1024, 1024, 10], act, beta=0.1)
+        self.params = self.net.init(seed=0)
+        self.x = np.random.default_rng(0).standard_normal((1024, 784))
+        self.d = np.ones((1024, 10))
+
+    def time_apply(self, activation):
+        self.net.apply(self.params, self.x)
+
+    def time_vjp(self, activation):
+        self.net.vjp(self.params, self.x, self.d)
+
+    def time_ntk(self, activation):
+        self.net.ntk(self.params, self.x)
