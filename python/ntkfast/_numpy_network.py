@@ -219,10 +219,9 @@ class NumpyNetwork:
     def working_memory(self, rows: int, itemsize: int, cotangents: bool) -> int:
         """Bytes of the per-input intermediates of a pass over ``rows`` inputs: the layers'
         activations and slopes, float64 copies of one layer for the callables, and with
-        ``cotangents`` two layers' cotangents of all n_L outputs."""
-        hidden = self.widths[1:-1]
+        ``cotangents`` the cotangents of all n_L outputs at every layer."""
         widest = max(self.widths)
-        total = rows * itemsize * 2 * sum(hidden) + rows * 8 * 6 * widest
+        total = rows * itemsize * 2 * sum(self.widths[1:-1]) + rows * 8 * 6 * widest
         if cotangents:
-            total += rows * itemsize * 2 * self.widths[-1] * widest
+            total += rows * itemsize * self.widths[-1] * sum(self.widths[1:])
         return int(total)
