@@ -54,19 +54,22 @@ class NumpyNetwork:
         alphas: list[np.ndarray] = [x]
         slopes: list[np.ndarray] = []
         a = x
-        for layer, (w, b) in enumerate(zip(weights, biases)):
-            z = a @ w.T
-            z *= z.dtype.type(1.0 / np.sqrt(w.shape[1]))
-            z += z.dtype.type(self.beta) * b
-            if layer == len(weights) - 1:
-                return z, alphas, slopes
+        for w, b in zip(weights[:-1], biases[:-1]):
+            z = self._dense(a, w, b)
             if keep:
                 a, ds = self._sigma_and_slope(z)
                 alphas.append(a)
                 slopes.append(ds)
             else:
                 a = self._sigma(z)
-        raise AssertionError("a network has at least one layer")
+        return self._dense(a, weights[-1], biases[-1]), alphas, slopes
+
+    def _dense(self, a: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """α̃ = α Wᵀ / √n + β b for one layer, in the parameters' dtype."""
+        z: np.ndarray = a @ w.T
+        z *= z.dtype.type(1.0 / np.sqrt(w.shape[1]))
+        z += z.dtype.type(self.beta) * b
+        return z
 
     def _cotangents(
         self, weights: list[np.ndarray], alphas: list[np.ndarray], slopes: list[np.ndarray]
