@@ -93,19 +93,14 @@ where
     F: Fn(&mut S, Tile) + Sync + Send,
 {
     let pool = pool()?;
-    let scratch: Vec<Mutex<Option<S>>> = (0..pool.current_num_threads())
-        .map(|_| Mutex::new(None))
-        .collect();
+    let scratch = PerThread::new(&pool, init);
     let done = AtomicUsize::new(0);
     pool.install(|| {
         tiles.par_iter().with_max_len(4).for_each(|tile| {
             if cancel.load(Ordering::Relaxed) {
                 return;
             }
-            // Each worker only ever locks its own slot: never contended.
-            let index = rayon::current_thread_index().unwrap_or(0) % scratch.len();
-            let mut slot = scratch[index].lock().unwrap_or_else(|e| e.into_inner());
-            work(slot.get_or_insert_with(&init), *tile);
+            scratch.with(|s| work(s, *tile));
             done.fetch_add(1, Ordering::Relaxed);
         })
     });
@@ -114,6 +109,31 @@ where
         Ok(())
     } else {
         Err(Error::Cancelled)
+    }
+}
+
+/// One value per thread of a pool, made with `init` on the thread's first
+/// use and kept for the rest of the computation (fresh buffers per work item
+/// would cost a page fault per 4 KiB).
+pub struct PerThread<S, I> {
+    slots: Vec<Mutex<Option<S>>>,
+    init: I,
+}
+
+impl<S, I: Fn() -> S> PerThread<S, I> {
+    pub fn new(pool: &ThreadPool, init: I) -> Self {
+        let slots = (0..pool.current_num_threads())
+            .map(|_| Mutex::new(None))
+            .collect();
+        PerThread { slots, init }
+    }
+
+    /// `f` on the calling thread's value.
+    pub fn with<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        // Each worker only ever locks its own slot: never contended.
+        let index = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
+        let mut slot = self.slots[index].lock().unwrap_or_else(|e| e.into_inner());
+        f(slot.get_or_insert_with(&self.init))
     }
 }
 

@@ -5,41 +5,54 @@
 //! ```
 //!
 //! the product a Nyström (Falkon) solver makes once per iteration with X the
-//! training inputs and C its centres. Each row block of K(X, C) (one tile high,
-//! all M columns) is made tile by tile: each tile multiplies its part of V
-//! while it is in cache and is kept in a panel in the precision it was made in
-//! (f32 for float32 kernels: half the memory traffic); once the row block's
-//! W = K_b V is complete, the panel's tiles multiply W transposed. Memory is
-//! one panel per thread (tile edge × M) and one M × k sum per stripe, never
-//! N × M.
+//! training inputs and C its centres. It is made as K(C, X), one block of X
+//! (one tile edge of samples, all M centres) at a time: each tile adds its
+//! part of W = K(C, X_b)ᵀ V while it is in cache and is kept in a panel in the
+//! precision it was made in (f32 for float32 kernels: half the memory
+//! traffic); once the block's W is complete, the panel's rows multiply it.
+//! Both products read the kept f32 or f64 values as they are and sum in f64,
+//! with no converted copy. Memory is one panel per thread (M × tile edge) and
+//! one M × k sum per stripe, never N × M.
 //!
-//! As in [`LimitKernel::product`], row blocks go to a fixed number of stripes
+//! As in [`LimitKernel::product`], blocks of X go to a fixed number of stripes
 //! whatever the number of threads, each stripe sums its blocks in order, and
 //! the stripes' sums are added in stripe order: the same bits for any thread
 //! count. Sums run in f64 for either input dtype.
 
-use super::product::{kernel_values, Which, STRIPES};
+use super::product::{Which, STRIPES};
 use super::tile::{Scratch, Values};
 use super::{check_features, LimitKernel, Report};
 use crate::error::{invalid, Error, Result};
 use crate::pool;
 use crate::real::Real;
 use crate::samples::Samples;
-use crate::tiles::{Tile, TILE, TILE_F32};
-use faer::{Accum, MatMut, MatRef};
+use crate::simd::Simd;
+use crate::tiles::{Tile, PANEL_TILES, TILE, TILE_F32};
 
-/// One row block of K(X, C), in the precision its tiles were made in.
+/// A thread's tile buffers, panel and W.
+type Buffers<T> = (Scratch<T>, RefCell<Panel>, RefCell<Vec<f64>>);
+
+/// One block of K(C, X) (all M rows, the block's h columns, row-major), in
+/// the precision its tiles were made in.
 enum Panel {
     F64(Vec<f64>),
     F32(Vec<f32>),
 }
 
 impl Panel {
-    /// Keeps a finished tile (h × w, row-major) at its columns of the panel
-    /// (rows of `m` entries, `size` entries in all), which is allocated in the
-    /// tile's precision on first use.
-    fn store(&mut self, tile: Tile, values: &Values<'_>, which: Which, m: usize, size: usize) {
-        let (h, w) = (tile.rows(), tile.cols());
+    /// Keeps a finished tile (centres r0 … r1 by the block's h samples,
+    /// row-major) at its rows of the panel (`size` entries, allocated in the
+    /// tile's precision on first use), and adds W += K(C_t, X_b)ᵀ V_t with V_t
+    /// V's rows r0 … r1 (k columns) and W (h × k), while the tile is in cache.
+    fn take(
+        &mut self,
+        tile: Tile,
+        values: &Values<'_>,
+        which: Which,
+        size: usize,
+        (v, w): (&[f64], &mut [f64]),
+        simd: Simd,
+    ) {
         let fits = matches!(
             (&*self, values),
             (Panel::F64(_), Values::F64 { .. }) | (Panel::F32(_), Values::F32 { .. })
@@ -50,40 +63,45 @@ impl Panel {
                 Values::F32 { .. } => Panel::F32(vec![0.0; size]),
             };
         }
+        let nngp = which == Which::Nngp;
+        let k = w.len() / tile.cols();
+        let v = &v[tile.r0 * k..tile.r1 * k];
+        let rows = tile.r0 * tile.cols()..tile.r1 * tile.cols();
         match (self, values) {
             (Panel::F64(panel), Values::F64 { sigma, theta, .. }) => {
-                let src = if which == Which::Nngp {
-                    &**sigma
-                } else {
-                    &**theta
-                };
-                copy_rows(panel, &src[..h * w], tile, m);
+                let src = if nngp { &**sigma } else { &**theta };
+                let kept = &mut panel[rows];
+                kept.copy_from_slice(&src[..kept.len()]);
+                simd.run(
+                    #[inline(always)]
+                    || add_transposed(kept, v, w, k),
+                );
             }
             (Panel::F32(panel), Values::F32 { sigma, theta, .. }) => {
-                let src = if which == Which::Nngp {
-                    &**sigma
-                } else {
-                    &**theta
-                };
-                copy_rows(panel, &src[..h * w], tile, m);
+                let src = if nngp { &**sigma } else { &**theta };
+                let kept = &mut panel[rows];
+                kept.copy_from_slice(&src[..kept.len()]);
+                simd.run(
+                    #[inline(always)]
+                    || add_transposed(kept, v, w, k),
+                );
             }
             _ => unreachable!("allocated for the values' precision above"),
         }
     }
 
-    /// The tile's values back as f64, into `dense` (h × w, row-major).
-    fn load(&self, tile: Tile, m: usize, dense: &mut [f64]) {
-        let w = tile.cols();
-        for (i, row) in dense.chunks_exact_mut(w).take(tile.rows()).enumerate() {
-            let cols = i * m + tile.c0..i * m + tile.c1;
-            match self {
-                Panel::F64(panel) => row.copy_from_slice(&panel[cols]),
-                Panel::F32(panel) => {
-                    for (d, s) in row.iter_mut().zip(&panel[cols]) {
-                        *d = *s as f64;
-                    }
-                }
-            }
+    /// sum (M × k) += K(C, X_b) W for the panel of h = w.len() / k columns.
+    fn add_product(&self, w: &[f64], k: usize, sum: &mut [f64], simd: Simd) {
+        let mh = sum.len() / k * (w.len() / k);
+        match self {
+            Panel::F64(panel) => simd.run(
+                #[inline(always)]
+                || add_product(&panel[..mh], w, sum, k),
+            ),
+            Panel::F32(panel) => simd.run(
+                #[inline(always)]
+                || add_product(&panel[..mh], w, sum, k),
+            ),
         }
     }
 
@@ -95,12 +113,68 @@ impl Panel {
     }
 }
 
-/// Rows of a tile (h × w) into their columns of a panel with rows of `m`.
-fn copy_rows<V: Copy>(panel: &mut [V], src: &[V], tile: Tile, m: usize) {
-    for (i, row) in src.chunks_exact(tile.cols()).enumerate() {
-        panel[i * m + tile.c0..i * m + tile.c1].copy_from_slice(row);
+/// W (h × k) += Aᵀ B for A (r × h) and B (r × k), all row-major: a row of A
+/// at a time, in f64.
+#[inline(always)]
+fn add_transposed<V: Copy + Into<f64>>(a: &[V], b: &[f64], w: &mut [f64], k: usize) {
+    let h = w.len() / k;
+    for (row, bj) in a.chunks_exact(h).zip(b.chunks_exact(k)) {
+        if k == 1 {
+            let bj = bj[0];
+            for (o, x) in w.iter_mut().zip(row) {
+                *o += (*x).into() * bj;
+            }
+        } else {
+            for (wi, x) in w.chunks_exact_mut(k).zip(row) {
+                let x: f64 = (*x).into();
+                for (o, y) in wi.iter_mut().zip(bj) {
+                    *o += x * y;
+                }
+            }
+        }
     }
 }
+
+/// S (r × k) += A W for A (r × h) and W (h × k), all row-major: one dot
+/// product per entry, in f64.
+#[inline(always)]
+fn add_product<V: Copy + Into<f64>>(a: &[V], w: &[f64], sum: &mut [f64], k: usize) {
+    let h = w.len() / k;
+    for (row, sj) in a.chunks_exact(h).zip(sum.chunks_exact_mut(k)) {
+        if k == 1 {
+            sj[0] += dot(row, w);
+        } else {
+            for (c, s) in sj.iter_mut().enumerate() {
+                *s += row
+                    .iter()
+                    .zip(w.iter().skip(c).step_by(k))
+                    .map(|(x, y)| (*x).into() * y)
+                    .sum::<f64>();
+            }
+        }
+    }
+}
+
+/// Σⱼ a[j] · b[j] in f64, in eight running sums (a fixed order: the same bits
+/// on every instruction set) added in order at the end.
+#[inline(always)]
+fn dot<V: Copy + Into<f64>>(a: &[V], b: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| (*x).into() * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            lanes[l] += x[l].into() * y[l];
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,8 +183,8 @@ impl LimitKernel<'_> {
     /// Bytes [`LimitKernel::normal_product`] allocates besides V and the
     /// result, for `rows` samples in all (N + M), M = `centres` and k columns
     /// on `threads` threads: the diagonal recursion and per-thread tiles (as
-    /// [`LimitKernel::working_memory`]), per thread a panel of all M columns,
-    /// an f64 tile and the panel's product, and one M × k sum per stripe.
+    /// [`LimitKernel::working_memory`]), per thread a panel of all M columns
+    /// and the panel's product W, and one M × k sum per stripe.
     pub fn normal_product_memory(
         depth: usize,
         rows: usize,
@@ -120,7 +194,7 @@ impl LimitKernel<'_> {
     ) -> usize {
         let edge = TILE.max(TILE_F32);
         let per_thread = edge
-            .saturating_mul(centres.saturating_add(edge).saturating_add(k))
+            .saturating_mul(centres.saturating_add(k))
             .saturating_mul(8);
         let sums = STRIPES
             .saturating_mul(centres)
@@ -162,62 +236,60 @@ impl LimitKernel<'_> {
         let (dx, dc) = self.diagonals(x, Some(c), cancel)?;
         let dc = dc.expect("two sets of samples");
         let report = Report::of_series(&dx, &dc);
-        let run = self.tile_run(x, c, (&dx, &dc), false, which == Which::Ntk, cancel);
+        // K(C, X) is made, centres down the rows: a GEMM call covers
+        // PANEL_TILES tiles of centres against one block of X, whose packed
+        // copy they share, and each tile is a contiguous piece of the panel.
+        let run = self.tile_run(c, x, (&dc, &dx), false, which == Which::Ntk, cancel);
         let edge = run.edge;
         let blocks = n.div_ceil(edge);
         let stripes = STRIPES.min(blocks);
-        let tiles = |r0: usize, r1: usize| {
-            (0..m).step_by(edge).map(move |c0| Tile {
-                r0,
-                r1,
-                c0,
-                c1: (c0 + edge).min(m),
-            })
-        };
-        let one_stripe = |(s, sum): (usize, &mut Vec<f64>)| {
-            *sum = vec![0.0; m * k];
-            let mut scratch = Scratch::<T>::new(edge);
-            let dense = RefCell::new(vec![0.0f64; edge * edge]);
+        // Per-thread buffers, reused by all the stripes a thread runs: every
+        // block overwrites the panel rows and W entries it reads.
+        let buffers = || {
             let panel = RefCell::new(Panel::F64(Vec::new()));
             let w = RefCell::new(vec![0.0f64; edge * k]);
+            (Scratch::<T>::new(edge), panel, w)
+        };
+        let one_stripe = |(scratch, panel, w): &mut Buffers<T>,
+                          (s, sum): (usize, &mut Vec<f64>)| {
+            *sum = vec![0.0; m * k];
             for b in (s..blocks).step_by(stripes) {
-                let (r0, r1) = (b * edge, ((b + 1) * edge).min(n));
-                let h = r1 - r0;
+                let (c0, c1) = (b * edge, ((b + 1) * edge).min(n));
+                let h = c1 - c0;
                 w.borrow_mut().fill(0.0);
-                // W = K_b V, a tile at a time while it is in cache; the tile is kept.
+                // W = K(C, X_b)ᵀ V, a tile at a time while it is in cache; the tile is kept.
                 let emit = |tile: Tile, values: Values<'_>| {
-                    panel.borrow_mut().store(tile, &values, which, m, edge * m);
-                    let mut dense = dense.borrow_mut();
-                    let kernel = kernel_values(tile, values, which, &mut dense);
-                    let kernel = MatRef::from_row_major_slice(kernel, h, tile.cols());
-                    let vc =
-                        MatRef::from_row_major_slice(&v[tile.c0 * k..tile.c1 * k], tile.cols(), k);
                     let mut w = w.borrow_mut();
-                    let dst = MatMut::from_row_major_slice_mut(&mut w[..h * k], h, k);
-                    f64::product_into(dst, Accum::Add, kernel, vc, 1.0);
+                    let mut panel = panel.borrow_mut();
+                    panel.take(
+                        tile,
+                        &values,
+                        which,
+                        edge * m,
+                        (v, &mut w[..h * k]),
+                        run.simd,
+                    );
                 };
-                for tile in tiles(r0, r1) {
+                for r0 in (0..m).step_by(edge * PANEL_TILES) {
                     if cancel.load(Ordering::Relaxed) {
                         return;
                     }
-                    run.panel(&mut scratch, tile, &emit);
+                    let r1 = (r0 + edge * PANEL_TILES).min(m);
+                    run.panel(scratch, Tile { r0, r1, c0, c1 }, &emit);
                 }
-                // Then K_bᵀ W, the kept tiles in the same order.
-                let (w, panel, mut dense) = (w.borrow(), panel.borrow(), dense.borrow_mut());
-                let wm = MatRef::from_row_major_slice(&w[..h * k], h, k);
-                for tile in tiles(r0, r1) {
-                    let dense = &mut dense[..h * tile.cols()];
-                    panel.load(tile, m, dense);
-                    let kernel = MatRef::from_row_major_slice(dense, h, tile.cols());
-                    let dst = &mut sum[tile.c0 * k..tile.c1 * k];
-                    let dst = MatMut::from_row_major_slice_mut(dst, tile.cols(), k);
-                    f64::product_into(dst, Accum::Add, kernel.transpose(), wm, 1.0);
-                }
+                // Then sum += K(C, X_b) W, the kept rows in order.
+                let w = w.borrow();
+                panel.borrow().add_product(&w[..h * k], k, sum, run.simd);
             }
         };
         let mut sums: Vec<Vec<f64>> = vec![Vec::new(); stripes];
         let pool = pool::pool()?;
-        pool.install(|| sums.par_iter_mut().enumerate().for_each(one_stripe));
+        let buffers = pool::PerThread::new(&pool, buffers);
+        pool.install(|| {
+            sums.par_iter_mut()
+                .enumerate()
+                .for_each(|stripe| buffers.with(|b| one_stripe(b, stripe)))
+        });
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }

@@ -430,16 +430,17 @@ fn products_check_their_shapes_and_stop_when_cancelled() {
 /// series activation, and with the same bits for any thread count.
 #[test]
 fn normal_products_match_the_stored_kernel_for_any_thread_count() {
-    let (n, m, n0, k) = (530, 170, 6, 2);
+    // M = 600 centres: two GEMM panels of centres, the second ending mid-tile.
+    let (n, m, n0) = (530, 600, 6);
     let x = inputs(n, n0);
     let c: Vec<f64> = inputs(m + 11, n0)[11 * n0..].to_vec();
-    let v: Vec<f64> = (0..m * k)
-        .map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0)
-        .collect();
     let x32: Vec<f32> = x.iter().map(|&a| a as f32).collect();
     let c32: Vec<f32> = c.iter().map(|&a| a as f32).collect();
     let default_threads = crate::pool::num_threads().unwrap();
-    for act in [Activation::Relu, Activation::Tanh] {
+    for (act, k) in [(Activation::Relu, 1), (Activation::Tanh, 2)] {
+        let v: Vec<f64> = (0..m * k)
+            .map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0)
+            .collect();
         let kernel = LimitKernel::new(3, act, 0.2).unwrap();
         for which in [Which::Nngp, Which::Ntk] {
             let stored = {
@@ -454,16 +455,18 @@ fn normal_products_match_the_stored_kernel_for_any_thread_count() {
                     .unwrap();
                 knm
             };
+            // Kᵀ (K V), with K V (n × k) first.
+            let kv: Vec<f64> = (0..n * k)
+                .map(|rc| {
+                    let (r, col) = (rc / k, rc % k);
+                    let row = &stored[r * m..(r + 1) * m];
+                    (0..m).map(|j| row[j] * v[j * k + col]).sum()
+                })
+                .collect();
             let want: Vec<f64> = (0..m * k)
                 .map(|ic| {
                     let (i, col) = (ic / k, ic % k);
-                    (0..n)
-                        .map(|r| {
-                            let row = &stored[r * m..(r + 1) * m];
-                            let kv: f64 = (0..m).map(|j| row[j] * v[j * k + col]).sum();
-                            row[i] * kv
-                        })
-                        .sum()
+                    (0..n).map(|r| stored[r * m + i] * kv[r * k + col]).sum()
                 })
                 .collect();
             let mut bits = Vec::new();
