@@ -9,6 +9,7 @@ import pytest
 
 import ntkfast as nk
 from ntkfast import _ntkfast, _rows
+from ntkfast._falkon import Falkon, _triangular_gram
 from ntkfast.regression import ConvergenceWarning
 
 from conftest import correlated_inputs
@@ -173,6 +174,27 @@ def test_float32_nystrom_is_accurate_to_float32(problem):
     reg = fit(x, y, ridge=ridge, center_selection=centres, dtype="float32", tol=1e-8)
     want = kernel(xt, centres) @ dense_nystrom(x, y, centres, ridge)
     assert np.max(np.abs(reg.predict(xt) - want)) <= 1e-4 * np.max(np.abs(want))
+
+
+@pytest.mark.parametrize("m", [1, 2, 511, 512, 513, 1300])
+def test_the_triangular_gram_is_t_times_t_transposed(m):
+    t = np.triu(np.random.default_rng(m).standard_normal((m, m)))
+    got = _triangular_gram(t)
+    assert got.flags.c_contiguous
+    np.testing.assert_allclose(got, t @ t.T, rtol=0, atol=1e-12 * m)
+
+
+def test_falkon_factors_satisfy_their_definitions(problem):
+    """Tᵀ T = K_mm + δI and Aᵀ A = (N/M) T Tᵀ + λ I, with T and A upper triangular."""
+    x, _, _, centres, ridge = problem
+    kmm = kernel(centres, centres)
+    f = Falkon(kmm, len(x), ridge)
+    m = len(centres)
+    assert np.array_equal(f.t, np.triu(f.t)) and np.array_equal(f.a, np.triu(f.a))
+    scale = np.max(np.abs(kmm))
+    np.testing.assert_allclose(f.t.T @ f.t, kmm + f.jitter * np.eye(m), atol=1e-12 * scale)
+    inner = len(x) / m * f.t @ f.t.T + ridge * np.eye(m)
+    np.testing.assert_allclose(f.a.T @ f.a, inner, atol=1e-12 * np.max(np.abs(inner)))
 
 
 def test_falkon_converges_in_tens_of_iterations_on_image_like_data():
