@@ -9,10 +9,10 @@
 //! (one tile edge of samples, all M centres) at a time: each tile adds its
 //! part of W = K(C, X_b)ᵀ V while it is in cache and is kept in a panel in the
 //! precision it was made in (f32 for float32 kernels: half the memory
-//! traffic); once the block's W is complete, the panel's rows multiply it.
-//! Both products read the kept f32 or f64 values as they are and sum in f64,
-//! with no converted copy. Memory is one panel per thread (M × tile edge) and
-//! one M × k sum per stripe, never N × M.
+//! traffic), by swapping buffers rather than copying; once the block's W is
+//! complete, the panel's rows multiply it. Both products read the kept f32 or
+//! f64 values as they are and sum in f64. Memory is one panel per thread
+//! (M × tile edge) and one M × k sum per stripe, never N × M.
 //!
 //! As in [`LimitKernel::product`], blocks of X go to a fixed number of stripes
 //! whatever the number of threads, each stripe sums its blocks in order, and
@@ -32,85 +32,100 @@ use crate::tiles::{Tile, PANEL_TILES, TILE, TILE_F32};
 /// A thread's tile buffers, panel and W.
 type Buffers<T> = (Scratch<T>, RefCell<Panel>, RefCell<Vec<f64>>);
 
-/// One block of K(C, X) (all M rows, the block's h columns, row-major), in
-/// the precision its tiles were made in.
+/// One block of K(C, X): for each tile of centres (`edge` rows; the last may
+/// have fewer) its values against the block's h samples, row-major, in the
+/// precision they were made in. Each is a tile buffer swapped with the
+/// thread's scratch, so no values are copied.
 enum Panel {
-    F64(Vec<f64>),
-    F32(Vec<f32>),
+    F64(Vec<Vec<f64>>),
+    F32(Vec<Vec<f32>>),
 }
 
 impl Panel {
-    /// Keeps a finished tile (centres r0 … r1 by the block's h samples,
-    /// row-major) at its rows of the panel (`size` entries, allocated in the
-    /// tile's precision on first use), and adds W += K(C_t, X_b)ᵀ V_t with V_t
-    /// V's rows r0 … r1 (k columns) and W (h × k), while the tile is in cache.
+    /// Keeps a finished tile (centres r0 … r1 by the block's h samples) by
+    /// swapping its buffer with the panel's, and adds W += K(C_t, X_b)ᵀ V_t
+    /// with V_t V's rows r0 … r1 (k columns) and W (h × k) while the tile is
+    /// in cache.
     fn take(
         &mut self,
         tile: Tile,
-        values: &Values<'_>,
+        values: Values<'_>,
         which: Which,
-        size: usize,
+        edge: usize,
         (v, w): (&[f64], &mut [f64]),
         simd: Simd,
     ) {
-        let fits = matches!(
-            (&*self, values),
-            (Panel::F64(_), Values::F64 { .. }) | (Panel::F32(_), Values::F32 { .. })
-        );
-        if !fits || self.len() < size {
-            *self = match values {
-                Values::F64 { .. } => Panel::F64(vec![0.0; size]),
-                Values::F32 { .. } => Panel::F32(vec![0.0; size]),
-            };
-        }
         let nngp = which == Which::Nngp;
         let k = w.len() / tile.cols();
         let v = &v[tile.r0 * k..tile.r1 * k];
-        let rows = tile.r0 * tile.cols()..tile.r1 * tile.cols();
-        match (self, values) {
-            (Panel::F64(panel), Values::F64 { sigma, theta, .. }) => {
-                let src = if nngp { &**sigma } else { &**theta };
-                let kept = &mut panel[rows];
-                kept.copy_from_slice(&src[..kept.len()]);
+        let (t, n) = (tile.r0 / edge, tile.rows() * tile.cols());
+        match values {
+            Values::F64 { sigma, theta, .. } => {
+                if !matches!(self, Panel::F64(_)) {
+                    *self = Panel::F64(Vec::new());
+                }
+                let Panel::F64(tiles) = self else {
+                    unreachable!("made f64 above")
+                };
+                let kept = keep(tiles, t, if nngp { sigma } else { theta });
                 simd.run(
                     #[inline(always)]
-                    || add_transposed(kept, v, w, k),
+                    || add_transposed(&kept[..n], v, w, k),
                 );
             }
-            (Panel::F32(panel), Values::F32 { sigma, theta, .. }) => {
-                let src = if nngp { &**sigma } else { &**theta };
-                let kept = &mut panel[rows];
-                kept.copy_from_slice(&src[..kept.len()]);
+            Values::F32 { sigma, theta, .. } => {
+                if !matches!(self, Panel::F32(_)) {
+                    *self = Panel::F32(Vec::new());
+                }
+                let Panel::F32(tiles) = self else {
+                    unreachable!("made f32 above")
+                };
+                let kept = keep(tiles, t, if nngp { sigma } else { theta });
                 simd.run(
                     #[inline(always)]
-                    || add_transposed(kept, v, w, k),
+                    || add_transposed(&kept[..n], v, w, k),
                 );
             }
-            _ => unreachable!("allocated for the values' precision above"),
         }
     }
 
-    /// sum (M × k) += K(C, X_b) W for the panel of h = w.len() / k columns.
-    fn add_product(&self, w: &[f64], k: usize, sum: &mut [f64], simd: Simd) {
-        let mh = sum.len() / k * (w.len() / k);
+    /// sum (M × k) += K(C, X_b) W for W (h × k), a tile of centres at a time.
+    fn add_product(&self, w: &[f64], k: usize, edge: usize, sum: &mut [f64], simd: Simd) {
+        let h = w.len() / k;
+        let rows = sum.chunks_mut(edge * k);
         match self {
-            Panel::F64(panel) => simd.run(
+            Panel::F64(tiles) => simd.run(
                 #[inline(always)]
-                || add_product(&panel[..mh], w, sum, k),
+                || {
+                    for (tile, sum) in tiles.iter().zip(rows) {
+                        add_product(&tile[..sum.len() / k * h], w, sum, k);
+                    }
+                },
             ),
-            Panel::F32(panel) => simd.run(
+            Panel::F32(tiles) => simd.run(
                 #[inline(always)]
-                || add_product(&panel[..mh], w, sum, k),
+                || {
+                    for (tile, sum) in tiles.iter().zip(rows) {
+                        add_product(&tile[..sum.len() / k * h], w, sum, k);
+                    }
+                },
             ),
         }
     }
+}
 
-    fn len(&self) -> usize {
-        match self {
-            Panel::F64(p) => p.len(),
-            Panel::F32(p) => p.len(),
-        }
+/// Puts `buffer` at index t of `tiles` (growing it with buffers of the same
+/// length) and leaves the one it replaces in `buffer`; returns the kept one.
+fn keep<'p, V: Copy + Default>(
+    tiles: &'p mut Vec<Vec<V>>,
+    t: usize,
+    buffer: &mut Vec<V>,
+) -> &'p [V] {
+    while tiles.len() <= t {
+        tiles.push(vec![V::default(); buffer.len()]);
     }
+    std::mem::swap(&mut tiles[t], buffer);
+    &tiles[t]
 }
 
 /// W (h × k) += Aᵀ B for A (r × h) and B (r × k), all row-major: a row of A
@@ -183,8 +198,9 @@ impl LimitKernel<'_> {
     /// Bytes [`LimitKernel::normal_product`] allocates besides V and the
     /// result, for `rows` samples in all (N + M), M = `centres` and k columns
     /// on `threads` threads: the diagonal recursion and per-thread tiles (as
-    /// [`LimitKernel::working_memory`]), per thread a panel of all M columns
-    /// and the panel's product W, and one M × k sum per stripe.
+    /// [`LimitKernel::working_memory`]), per thread a panel of all M centres
+    /// (in whole tiles) and the panel's product W, and one M × k sum per
+    /// stripe.
     pub fn normal_product_memory(
         depth: usize,
         rows: usize,
@@ -194,7 +210,7 @@ impl LimitKernel<'_> {
     ) -> usize {
         let edge = TILE.max(TILE_F32);
         let per_thread = edge
-            .saturating_mul(centres.saturating_add(k))
+            .saturating_mul(centres.saturating_add(edge).saturating_add(k))
             .saturating_mul(8);
         let sums = STRIPES
             .saturating_mul(centres)
@@ -261,14 +277,7 @@ impl LimitKernel<'_> {
                 let emit = |tile: Tile, values: Values<'_>| {
                     let mut w = w.borrow_mut();
                     let mut panel = panel.borrow_mut();
-                    panel.take(
-                        tile,
-                        &values,
-                        which,
-                        edge * m,
-                        (v, &mut w[..h * k]),
-                        run.simd,
-                    );
+                    panel.take(tile, values, which, edge, (v, &mut w[..h * k]), run.simd);
                 };
                 for r0 in (0..m).step_by(edge * PANEL_TILES) {
                     if cancel.load(Ordering::Relaxed) {
@@ -279,7 +288,9 @@ impl LimitKernel<'_> {
                 }
                 // Then sum += K(C, X_b) W, the kept rows in order.
                 let w = w.borrow();
-                panel.borrow().add_product(&w[..h * k], k, sum, run.simd);
+                panel
+                    .borrow()
+                    .add_product(&w[..h * k], k, edge, sum, run.simd);
             }
         };
         let mut sums: Vec<Vec<f64>> = vec![Vec::new(); stripes];

@@ -14,17 +14,20 @@ use crate::simd::Simd;
 use crate::tiles::{alignable, aligned, Placement, SharedOutput, Store, Tile, PANEL_TILES};
 use std::sync::atomic::AtomicBool;
 
-/// A finished tile's Σ and Θ values (row-major, the tile's shape) and a
-/// scratch tile for a transposed copy, in the precision its layers ran in.
+/// A finished tile's Σ and Θ values (row-major, the tile's shape, at the
+/// start of the buffers) and a scratch tile for a transposed copy, in the
+/// precision its layers ran in. The buffers are the thread's own tile-sized
+/// ones: a consumer may swap in another of the same length instead of
+/// copying the values out.
 pub(super) enum Values<'s> {
     F64 {
-        sigma: &'s mut [f64],
-        theta: &'s mut [f64],
+        sigma: &'s mut Vec<f64>,
+        theta: &'s mut Vec<f64>,
         transposed: &'s mut [f64],
     },
     F32 {
-        sigma: &'s mut [f32],
-        theta: &'s mut [f32],
+        sigma: &'s mut Vec<f32>,
+        theta: &'s mut Vec<f32>,
         transposed: &'s mut [f32],
     },
 }
@@ -94,9 +97,8 @@ impl<T: Real> TileRun<'_, T> {
             series,
             ..
         } = scratch;
-        let (sigma, theta) = (&mut sigma[..h * w], &mut theta[..h * w]);
-        self.first_layer(tile, &gram[..h * w], sigma);
-        self.layers(tile, series, sigma, theta);
+        self.first_layer(tile, &gram[..h * w], &mut sigma[..h * w]);
+        self.layers(tile, series, &mut sigma[..h * w], &mut theta[..h * w]);
         emit(
             tile,
             Values::F64 {
@@ -165,8 +167,8 @@ impl<T: Real> TileRun<'_, T> {
         emit(
             tile,
             Values::F32 {
-                sigma: sigma32,
-                theta: theta32,
+                sigma: &mut s32.sigma,
+                theta: &mut s32.theta,
                 transposed: &mut s32.transposed,
             },
         );
@@ -233,17 +235,20 @@ pub(super) struct TileWriter<'a, 'o, T> {
 impl<T: Store + Store<f32>> TileWriter<'_, '_, T> {
     /// Writes a finished tile in the precision its layers ran in.
     pub fn emit(&self, tile: Tile, values: Values<'_>) {
+        let n = tile.rows() * tile.cols();
         match values {
             Values::F64 {
                 sigma,
                 theta,
                 transposed,
-            } => self.tile(tile, sigma, theta, transposed, |v| v),
+            } => self.tile(tile, &mut sigma[..n], &mut theta[..n], transposed, |v| v),
             Values::F32 {
                 sigma,
                 theta,
                 transposed,
-            } => self.tile(tile, sigma, theta, transposed, |v| v as f32),
+            } => self.tile(tile, &mut sigma[..n], &mut theta[..n], transposed, |v| {
+                v as f32
+            }),
         }
     }
 }
