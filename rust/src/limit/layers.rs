@@ -3,7 +3,7 @@
 
 use super::diagonal::LayerVars;
 use crate::duals::{Dual, Var};
-use crate::hermite::{series_row, Row, Series};
+use crate::hermite::{series_row, Columns, Row, Series};
 use crate::simd::Simd;
 use crate::tiles::Tile;
 use crate::trig::{Arcsine, Polynomial, Rational};
@@ -28,7 +28,7 @@ fn max_abs(values: &[f64]) -> f64 {
 }
 
 /// Per-thread buffers of the series layers: one tile row's correlations and
-/// values, and the row sample's coefficients.
+/// values, the row sample's coefficients and a copy of the tile columns' ones.
 #[derive(Default)]
 pub(super) struct SeriesScratch {
     rho: Vec<f64>,
@@ -36,6 +36,8 @@ pub(super) struct SeriesScratch {
     value_dot: Vec<f64>,
     row_a: Row,
     row_b: Row,
+    cols_a: Columns,
+    cols_b: Columns,
 }
 
 /// The layers 2 … L of the recursion on one tile: the per-sample variances of
@@ -140,6 +142,8 @@ impl Layers<'_> {
             value_dot,
             row_a,
             row_b,
+            cols_a,
+            cols_b,
         } = scratch;
         rho.resize(w, 0.0);
         value.resize(w, 0.0);
@@ -150,6 +154,8 @@ impl Layers<'_> {
             }
             let ci = &vc.inv_sqrt_q[tile.c0..tile.c1];
             let (na, nc) = (sr.samples, sc.samples);
+            cols_a.reset(w);
+            cols_b.reset(w);
             for (r, (srow, trow)) in sigma
                 .chunks_exact_mut(w)
                 .zip(theta.chunks_exact_mut(w))
@@ -174,12 +180,12 @@ impl Layers<'_> {
                 // tile's row and column blocks).
                 let (ka, kb) = Series::terms_for((sr, i), (sc, tile.c0), r_max);
                 sr.a.gather(i, na, ka, row_a);
-                let cols_a = (&sc.a.even[tile.c0..], &sc.a.odd[tile.c0..]);
-                series_row(row_a, cols_a, nc, rho, value);
+                cols_a.extend(&sc.a, nc, tile.c0, ka);
+                series_row(row_a, cols_a.tables(), w, rho, value);
                 if self.want_ntk {
                     sr.b.gather(i, na, kb, row_b);
-                    let cols_b = (&sc.b.even[tile.c0..], &sc.b.odd[tile.c0..]);
-                    series_row(row_b, cols_b, nc, rho, value_dot);
+                    cols_b.extend(&sc.b, nc, tile.c0, kb);
+                    series_row(row_b, cols_b.tables(), w, rho, value_dot);
                     for (((s, t), v), d) in srow
                         .iter_mut()
                         .zip(trow.iter_mut())
