@@ -1,7 +1,7 @@
 """Side-by-side timings of ntkfast, NumPy's X @ X.T and neural-tangents, in one run.
 
     python benchmarks/compare.py [--nt-python .venv-nt/bin/python] [--repeat 5] [--quick]
-                                 [--workload all|limit|tanh|empirical|training|regression]
+        [--workload all|limit|floor|tanh|empirical|training|regression|nystrom]
 
 neural-tangents runs in its own pinned virtualenv (``scripts/nt_env.sh``) through
 ``benchmarks/nt_timing.py`` (limit kernels) and ``benchmarks/nt_empirical_timing.py``
@@ -451,6 +451,38 @@ def nystrom_section(args) -> None:
         )
 
 
+def floor_section(args) -> None:
+    """The limit kernel against its floor, ratios on the same arrays in one run: K(X, X)
+    (Σ + Θ, depth 4) against half of NumPy's full ``X @ Y.T`` (Y a copy of X: one triangle
+    of the Gram matrix at full GEMM speed), and K(X, Z) (Z with 2N rows) against
+    ``X @ Z.T``."""
+    sizes = (512, 1024) if args.quick else (512, 4096, 16384)
+    print(f"\nThe limit kernel's floor, n0 = 784, depth 4, Σ + Θ; best of {args.repeat}\n")
+    print("| N | activation | dtype | K(X, X) | X@Y.T / 2 | ratio | K(X, Z) | X@Z.T | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n in sizes:
+        repeat = args.repeat if n <= 4096 else max(1, args.repeat // 2)
+        for activation in ("relu", "erf", "gelu"):
+            for dtype in ("float32", "float64"):
+                x = inputs(n, 784, dtype)
+                y, z = x.copy(), inputs(2 * n, 784, dtype)[::-1].copy()
+                half = best_of(lambda x=x, y=y: x @ y.T, repeat) / 2
+                kxx = best_of(
+                    lambda x=x, a=activation: nk.limit_kernel(x, depth=4, activation=a), repeat
+                )
+                del y
+                cross = best_of(lambda x=x, z=z: x @ z.T, repeat)
+                kxz = best_of(
+                    lambda x=x, z=z, a=activation: nk.limit_kernel(x, z, depth=4, activation=a),
+                    repeat,
+                )
+                print(
+                    f"| {n} | {activation} | {dtype} | {kxx:.3f} s | {half:.3f} s "
+                    f"| {kxx / half:.2f} | {kxz:.3f} s | {cross:.3f} s | {kxz / cross:.2f} |",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_nt = Path(__file__).resolve().parents[1] / ".venv-nt" / "bin" / "python"
@@ -459,12 +491,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke run")
     parser.add_argument(
         "--workload",
-        choices=("all", "limit", "tanh", "empirical", "training", "regression", "nystrom"),
+        choices=(
+            "all",
+            "limit",
+            "floor",
+            "tanh",
+            "empirical",
+            "training",
+            "regression",
+            "nystrom",
+        ),
         default="all",
     )
     args = parser.parse_args()
     if args.workload in ("all", "limit"):
         limit_section(args)
+    if args.workload in ("all", "floor"):
+        floor_section(args)
     if args.workload in ("all", "tanh"):
         tanh_section(args)
     if args.workload in ("all", "empirical"):
