@@ -750,27 +750,29 @@ fn block_tails(coef: &Table, total: &[f64], terms: usize, n: usize) -> Vec<f64> 
 #[inline(always)]
 pub fn series_row(row: &Row, cols: (&[f64], &[f64]), stride: usize, rho: &[f64], out: &mut [f64]) {
     debug_assert!(row.even.len() == row.odd.len() || row.even.len() == row.odd.len() + 1);
-    let w = rho.len();
-    let mut j0 = 0;
-    while j0 + 16 <= w {
-        series_group::<16>(row, cols, stride, j0, rho, out);
-        j0 += 16;
+    let mut j0 = series_groups::<16>(row, cols, stride, 0, rho, out);
+    j0 = series_groups::<8>(row, cols, stride, j0, rho, out);
+    j0 = series_groups::<4>(row, cols, stride, j0, rho, out);
+    j0 = series_groups::<2>(row, cols, stride, j0, rho, out);
+    series_groups::<1>(row, cols, stride, j0, rho, out);
+}
+
+/// [`series_group`] on as many groups of L columns from j0 on as fit in the
+/// row; returns the first column left.
+#[inline(always)]
+fn series_groups<const L: usize>(
+    row: &Row,
+    cols: (&[f64], &[f64]),
+    stride: usize,
+    mut j0: usize,
+    rho: &[f64],
+    out: &mut [f64],
+) -> usize {
+    while j0 + L <= rho.len() {
+        series_group::<L>(row, cols, stride, j0, rho, out);
+        j0 += L;
     }
-    if j0 + 8 <= w {
-        series_group::<8>(row, cols, stride, j0, rho, out);
-        j0 += 8;
-    }
-    if j0 + 4 <= w {
-        series_group::<4>(row, cols, stride, j0, rho, out);
-        j0 += 4;
-    }
-    if j0 + 2 <= w {
-        series_group::<2>(row, cols, stride, j0, rho, out);
-        j0 += 2;
-    }
-    if j0 < w {
-        series_group::<1>(row, cols, stride, j0, rho, out);
-    }
+    j0
 }
 
 /// [`series_row`] for the L columns j0 … j0 + L − 1.

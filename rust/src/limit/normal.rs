@@ -19,7 +19,7 @@
 //! the stripes' sums are added in stripe order: the same bits for any thread
 //! count. Sums run in f64 for either input dtype.
 
-use super::product::{Which, STRIPES};
+use super::product::{KernelBuffer, Which, STRIPES};
 use super::tile::{Scratch, Values};
 use super::{check_features, LimitKernel, Report};
 use crate::error::{invalid, Error, Result};
@@ -33,12 +33,14 @@ use crate::tiles::{Tile, PANEL_TILES, TILE, TILE_F32};
 type Buffers<T> = (Scratch<T>, RefCell<Panel>, RefCell<Vec<f64>>);
 
 /// One block of K(C, X): for each tile of centres (`edge` rows; the last may
-/// have fewer) its values against the block's h samples, row-major, in the
-/// precision they were made in. Each is a tile buffer swapped with the
-/// thread's scratch, so no values are copied.
-enum Panel {
-    F64(Vec<Vec<f64>>),
-    F32(Vec<Vec<f32>>),
+/// have fewer) its values against the block's h samples, row-major. Each is a
+/// tile buffer swapped with the thread's scratch, so no values are copied. A
+/// computation makes all its tiles in one precision, so one of the lists
+/// stays empty.
+#[derive(Default)]
+struct Panel {
+    f64: Vec<Vec<f64>>,
+    f32: Vec<Vec<f32>>,
 }
 
 impl Panel {
@@ -55,77 +57,65 @@ impl Panel {
         (v, w): (&[f64], &mut [f64]),
         simd: Simd,
     ) {
-        let nngp = which == Which::Nngp;
         let k = w.len() / tile.cols();
         let v = &v[tile.r0 * k..tile.r1 * k];
         let (t, n) = (tile.r0 / edge, tile.rows() * tile.cols());
-        match values {
-            Values::F64 { sigma, theta, .. } => {
-                if !matches!(self, Panel::F64(_)) {
-                    *self = Panel::F64(Vec::new());
-                }
-                let Panel::F64(tiles) = self else {
-                    unreachable!("made f64 above")
-                };
-                let kept = keep(tiles, t, if nngp { sigma } else { theta });
-                simd.run(
-                    #[inline(always)]
-                    || add_transposed(&kept[..n], v, w, k),
-                );
-            }
-            Values::F32 { sigma, theta, .. } => {
-                if !matches!(self, Panel::F32(_)) {
-                    *self = Panel::F32(Vec::new());
-                }
-                let Panel::F32(tiles) = self else {
-                    unreachable!("made f32 above")
-                };
-                let kept = keep(tiles, t, if nngp { sigma } else { theta });
-                simd.run(
-                    #[inline(always)]
-                    || add_transposed(&kept[..n], v, w, k),
-                );
-            }
+        match values.kernel(which) {
+            KernelBuffer::F64(buffer) => keep(&mut self.f64, t, buffer, n, (v, w, k), simd),
+            KernelBuffer::F32(buffer) => keep(&mut self.f32, t, buffer, n, (v, w, k), simd),
         }
     }
 
     /// sum (M × k) += K(C, X_b) W for W (h × k), a tile of centres at a time.
     fn add_product(&self, w: &[f64], k: usize, edge: usize, sum: &mut [f64], simd: Simd) {
-        let h = w.len() / k;
-        let rows = sum.chunks_mut(edge * k);
-        match self {
-            Panel::F64(tiles) => simd.run(
-                #[inline(always)]
-                || {
-                    for (tile, sum) in tiles.iter().zip(rows) {
-                        add_product(&tile[..sum.len() / k * h], w, sum, k);
-                    }
-                },
-            ),
-            Panel::F32(tiles) => simd.run(
-                #[inline(always)]
-                || {
-                    for (tile, sum) in tiles.iter().zip(rows) {
-                        add_product(&tile[..sum.len() / k * h], w, sum, k);
-                    }
-                },
-            ),
-        }
+        debug_assert!(self.f64.is_empty() || self.f32.is_empty());
+        simd.run(
+            #[inline(always)]
+            || {
+                add_tiles(&self.f64, w, k, edge, sum);
+                add_tiles(&self.f32, w, k, edge, sum);
+            },
+        );
     }
 }
 
-/// Puts `buffer` at index t of `tiles` (growing it with buffers of the same
-/// length) and leaves the one it replaces in `buffer`; returns the kept one.
-fn keep<'p, V: Copy + Default>(
-    tiles: &'p mut Vec<Vec<V>>,
+/// Puts `buffer` (its first n values: a tile) at index t of `tiles`, growing
+/// it with buffers of the same length, leaves the one it replaces in
+/// `buffer`, and adds the tile's W += Aᵀ V (see [`add_transposed`]; V and W
+/// have k columns).
+fn keep<V: Copy + Default + Into<f64>>(
+    tiles: &mut Vec<Vec<V>>,
     t: usize,
     buffer: &mut Vec<V>,
-) -> &'p [V] {
+    n: usize,
+    (v, w, k): (&[f64], &mut [f64], usize),
+    simd: Simd,
+) {
     while tiles.len() <= t {
         tiles.push(vec![V::default(); buffer.len()]);
     }
     std::mem::swap(&mut tiles[t], buffer);
-    &tiles[t]
+    let kept = &tiles[t][..n];
+    simd.run(
+        #[inline(always)]
+        || add_transposed(kept, v, w, k),
+    );
+}
+
+/// sum (M × k) += K(C, X_b) W over the kept tiles of centres (`edge` rows
+/// each, the last one shorter), W (h × k).
+#[inline(always)]
+fn add_tiles<V: Copy + Into<f64>>(
+    tiles: &[Vec<V>],
+    w: &[f64],
+    k: usize,
+    edge: usize,
+    sum: &mut [f64],
+) {
+    let h = w.len() / k;
+    for (tile, sum) in tiles.iter().zip(sum.chunks_mut(edge * k)) {
+        add_product(&tile[..sum.len() / k * h], w, sum, k);
+    }
 }
 
 /// W (h × k) += Aᵀ B for A (r × h) and B (r × k), all row-major: a row of A
@@ -262,7 +252,7 @@ impl LimitKernel<'_> {
         // Per-thread buffers, reused by all the stripes a thread runs: every
         // block overwrites the panel rows and W entries it reads.
         let buffers = || {
-            let panel = RefCell::new(Panel::F64(Vec::new()));
+            let panel = RefCell::new(Panel::default());
             let w = RefCell::new(vec![0.0f64; edge * k]);
             (Scratch::<T>::new(edge), panel, w)
         };

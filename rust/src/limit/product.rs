@@ -262,6 +262,23 @@ impl LimitKernel<'_> {
     }
 }
 
+/// One kernel's buffer of a finished tile, in the precision its layers ran in.
+pub(super) enum KernelBuffer<'s> {
+    F64(&'s mut Vec<f64>),
+    F32(&'s mut Vec<f32>),
+}
+
+impl<'s> Values<'s> {
+    /// The buffer of the requested kernel.
+    pub(super) fn kernel(self, which: Which) -> KernelBuffer<'s> {
+        let nngp = which == Which::Nngp;
+        match self {
+            Values::F64 { sigma, theta, .. } => KernelBuffer::F64(if nngp { sigma } else { theta }),
+            Values::F32 { sigma, theta, .. } => KernelBuffer::F32(if nngp { sigma } else { theta }),
+        }
+    }
+}
+
 /// The tile of the requested kernel (h × w) as f64 values: the layers' own
 /// buffer when they ran in f64, else converted into `dense`.
 pub(super) fn kernel_values<'a>(
@@ -271,13 +288,9 @@ pub(super) fn kernel_values<'a>(
     dense: &'a mut [f64],
 ) -> &'a mut [f64] {
     let n = tile.rows() * tile.cols();
-    match values {
-        Values::F64 { sigma, theta, .. } => {
-            let src = if which == Which::Nngp { sigma } else { theta };
-            &mut src[..n]
-        }
-        Values::F32 { sigma, theta, .. } => {
-            let src = if which == Which::Nngp { sigma } else { theta };
+    match values.kernel(which) {
+        KernelBuffer::F64(src) => &mut src[..n],
+        KernelBuffer::F32(src) => {
             let dense = &mut dense[..n];
             for (d, s) in dense.iter_mut().zip(&src[..n]) {
                 *d = *s as f64;
