@@ -42,7 +42,7 @@ impl Var {
 /// slope at ±1: unsnapped, parallel inputs would get θ ≈ 1.5e-8 instead of 0
 /// (an error of 1e-8 in Σ̇ that also flips with the rounding).
 #[inline(always)]
-fn correlation(a: &Var, b: &Var, q12: f64) -> f64 {
+pub(crate) fn correlation(a: &Var, b: &Var, q12: f64) -> f64 {
     let rho = (q12 * a.inv_sqrt_q * b.inv_sqrt_q).clamp(-1.0, 1.0);
     if rho.abs() >= 1.0 - 8.0 * f64::EPSILON {
         1.0f64.copysign(rho)

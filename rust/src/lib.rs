@@ -11,6 +11,7 @@
 //! where these take them; everything else is internal (see docs/architecture.md).
 
 pub mod activation;
+mod bivariate;
 mod cholesky;
 mod duals;
 mod duals_f32;
@@ -22,6 +23,7 @@ mod hermite;
 pub mod init;
 mod limit;
 mod network;
+mod pieces;
 pub mod pool;
 mod real;
 mod samples;
@@ -41,6 +43,7 @@ pub use error::{Error, Result};
 pub use hermite::{Pointwise, MAX_SERIES_VARIANCE};
 pub use limit::{Diagonal, LimitKernel, Outputs, Report, Sigma, Which};
 pub use network::{Forward, Layer, LayerMut, Network, Pass, Sink};
+pub use pieces::{Pieces, MAX_BREAKS};
 pub use real::Real;
 pub use samples::Samples;
 pub use tiles::{TILE, TILE_F32};

@@ -3,8 +3,8 @@
 //! σ has no closed-form dual. The tiles read their rows' and columns'
 //! variances from here, and a symmetric output's diagonal is this exact value.
 
-use super::{LimitKernel, Sigma};
-use crate::duals::{dual_diag, Var};
+use super::{Closed, LimitKernel, Sigma};
+use crate::duals::{dual_diag, Dual, Var};
 use crate::error::{invalid, Error, Result};
 use crate::hermite::{Pointwise, Series};
 use crate::real::Real;
@@ -136,16 +136,18 @@ impl LimitKernel<'_> {
                 &builtin
             }
             Sigma::Custom(p) => p,
+            Sigma::Pieces(p) => p,
         };
         for _ in 1..self.depth {
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
             let duals: Vec<(f64, f64)> = match self.closed_form() {
-                Some(a) => q
+                Some(Closed::Builtin(a)) => q
                     .iter()
                     .map(|&qi| dual_diag(a, qi).unwrap_or_default())
                     .collect(),
+                Some(Closed::Pieces(p)) => q.iter().map(|&qi| p.diag(qi)).collect(),
                 None => {
                     let least = min_terms.get(series.len()).copied().unwrap_or(1);
                     let s = Series::expand_at_least(pointwise, &q, least, cancel)?;

@@ -31,6 +31,7 @@ use crate::activation::Activation;
 use crate::duals_f32::Single;
 use crate::error::{invalid, Result};
 use crate::hermite::Pointwise;
+use crate::pieces::Pieces;
 use crate::pool::for_each_tile;
 use crate::real::Real;
 use crate::samples::Samples;
@@ -49,12 +50,21 @@ pub struct Outputs<'a, T> {
     pub ntk: Option<&'a mut [T]>,
 }
 
-/// The nonlinearity of a limit kernel: a built-in activation, or σ and σ'
-/// supplied by the caller (always through the Hermite series).
+/// The nonlinearity of a limit kernel: a built-in activation, σ and σ'
+/// supplied by the caller (always through the Hermite series), or a
+/// piecewise-linear σ (through its exact dual).
 #[derive(Clone, Copy)]
 pub enum Sigma<'a> {
     Builtin(Activation),
     Custom(&'a dyn Pointwise),
+    Pieces(&'a Pieces),
+}
+
+/// A closed-form dual: a built-in one or a piecewise-linear σ's.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Closed<'a> {
+    Builtin(Activation),
+    Pieces(&'a Pieces),
 }
 
 impl From<Activation> for Sigma<'_> {
@@ -68,6 +78,7 @@ impl std::fmt::Debug for Sigma<'_> {
         match self {
             Sigma::Builtin(a) => write!(f, "{a:?}"),
             Sigma::Custom(_) => write!(f, "Custom"),
+            Sigma::Pieces(p) => write!(f, "{p:?}"),
         }
     }
 }
@@ -106,9 +117,10 @@ impl<'a> LimitKernel<'a> {
     }
 
     /// The activation's closed-form dual, or None for the series.
-    fn closed_form(&self) -> Option<Activation> {
+    fn closed_form(&self) -> Option<Closed<'a>> {
         match self.activation {
-            Sigma::Builtin(a) if a.has_closed_form() => Some(a),
+            Sigma::Builtin(a) if a.has_closed_form() => Some(Closed::Builtin(a)),
+            Sigma::Pieces(p) => Some(Closed::Pieces(p)),
             _ => None,
         }
     }
@@ -179,7 +191,10 @@ impl<'a> LimitKernel<'a> {
         symmetric: bool,
         want_ntk: bool,
         cancel: &'t AtomicBool,
-    ) -> TileRun<'t, T> {
+    ) -> TileRun<'t, T>
+    where
+        'a: 't,
+    {
         let single = self.single_precision::<T>(d1, d2);
         TileRun {
             x1,
@@ -234,7 +249,10 @@ impl<'a> LimitKernel<'a> {
         d2: &Diagonal,
     ) -> Option<(Single, Vec<LayerVars32>, Vec<LayerVars32>)> {
         T::as_f32(&[])?;
-        let single = self.closed_form().and_then(Single::of)?;
+        let single = match self.closed_form()? {
+            Closed::Builtin(a) => Single::of(a)?,
+            Closed::Pieces(_) => return None,
+        };
         if self.depth < 2 {
             return None;
         }

@@ -5,8 +5,8 @@
 use super::diagonal::{Diagonal, LayerVars};
 use super::layers::{Layers, SeriesScratch};
 use super::layers_f32::{LayerVars32, Layers32, Scratch32, Tiles32};
+use super::Closed;
 use crate::activation::with_dual;
-use crate::activation::Activation;
 use crate::duals_f32::{Single, REFINE_RHO};
 use crate::real::Real;
 use crate::samples::Samples;
@@ -41,7 +41,7 @@ pub(super) struct TileRun<'a, T> {
     pub cols: &'a Diagonal,
     pub depth: usize,
     /// σ's closed-form dual, or None for the Hermite series.
-    pub closed_form: Option<Activation>,
+    pub closed_form: Option<Closed<'a>>,
     pub symmetric: bool,
     pub want_ntk: bool,
     pub b2: f64,
@@ -204,7 +204,10 @@ impl<T: Real> TileRun<'_, T> {
             cancel: self.cancel,
         };
         match self.closed_form {
-            Some(a) => with_dual!(a, |dual| layers.run(dual, self.simd, sigma, theta), else ()),
+            Some(Closed::Builtin(a)) => {
+                with_dual!(a, |dual| layers.run(dual, self.simd, sigma, theta), else ())
+            }
+            Some(Closed::Pieces(p)) => layers.run(p, self.simd, sigma, theta),
             None => {
                 if self.want_ntk {
                     theta.copy_from_slice(sigma);

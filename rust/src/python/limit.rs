@@ -1,11 +1,12 @@
 //! The infinite-width kernels: `LimitKernel(depth, activation, param, beta,
-//! custom=None)` holds the parsed configuration; `compute` and `diagonal` run it.
+//! custom=None, pieces=None)` holds the parsed configuration; `compute` and
+//! `diagonal` run it.
 
 use super::arrays::{self, contiguous_mut, samples, writable, Generic};
 use super::runtime::run_interruptible;
 use super::to_py;
 use crate::error::Error;
-use crate::{Activation, LimitKernel, Outputs, Pointwise, Real, Report, Sigma, Which};
+use crate::{Activation, LimitKernel, Outputs, Pieces, Pointwise, Real, Report, Sigma, Which};
 use numpy::{
     Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArrayMethods,
@@ -14,16 +15,18 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Mutex;
 
-/// LimitKernel(depth, activation, param, beta, custom=None)
+/// LimitKernel(depth, activation, param, beta, custom=None, pieces=None)
 ///
 /// Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ of a depth-L network with the named activation (`param` is
-/// its parameter, e.g. the leaky ReLU slope) or, when `custom` is given, a
-/// callable x -> (σ(x), σ'(x)) on 1-D float64 arrays.
+/// its parameter, e.g. the leaky ReLU slope), or, when `custom` is given, a
+/// callable x -> (σ(x), σ'(x)) on 1-D float64 arrays, or, when `pieces` is
+/// given, the piecewise-linear σ (breaks, slopes, intercepts).
 #[pyclass(frozen, name = "LimitKernel", module = "ntkfast._ntkfast")]
 pub(super) struct PyLimitKernel {
     depth: usize,
     activation: Option<Activation>,
     custom: Option<PyObject>,
+    pieces: Option<Pieces>,
     beta: f64,
 }
 
@@ -67,10 +70,11 @@ impl PyLimitKernel {
             .custom
             .as_ref()
             .map(|c| PyActivation::new(c.clone_ref(py)));
-        let sigma = match (&user, self.activation) {
-            (Some(user), _) => Sigma::Custom(user),
-            (None, Some(a)) => Sigma::Builtin(a),
-            (None, None) => unreachable!("made with an activation or a callable"),
+        let sigma = match (&user, &self.pieces, self.activation) {
+            (_, Some(pieces), _) => Sigma::Pieces(pieces),
+            (Some(user), None, _) => Sigma::Custom(user),
+            (None, None, Some(a)) => Sigma::Builtin(a),
+            (None, None, None) => unreachable!("made with an activation, callable or pieces"),
         };
         let kernel = LimitKernel::new(self.depth, sigma, self.beta).map_err(to_py)?;
         let result = job(kernel)?;
@@ -84,17 +88,23 @@ impl PyLimitKernel {
 #[pymethods]
 impl PyLimitKernel {
     #[new]
-    #[pyo3(signature = (depth, activation, param, beta, custom=None))]
+    #[pyo3(signature = (depth, activation, param, beta, custom=None, pieces=None))]
     fn new(
         depth: usize,
         activation: &str,
         param: f64,
         beta: f64,
         custom: Option<PyObject>,
+        pieces: Option<(Vec<f64>, Vec<f64>, Vec<f64>)>,
     ) -> PyResult<Self> {
-        let activation = match custom {
-            Some(_) => None,
-            None => Some(Activation::from_name(activation, param).map_err(to_py)?),
+        let pieces = pieces
+            .map(|(breaks, slopes, intercepts)| Pieces::new(&breaks, &slopes, &intercepts))
+            .transpose()
+            .map_err(to_py)?;
+        let custom = if pieces.is_some() { None } else { custom };
+        let activation = match (&custom, &pieces) {
+            (None, None) => Some(Activation::from_name(activation, param).map_err(to_py)?),
+            _ => None,
         };
         // The checks of the core's constructor, once, here.
         LimitKernel::new(depth, activation.unwrap_or(Activation::Identity), beta).map_err(to_py)?;
@@ -102,6 +112,7 @@ impl PyLimitKernel {
             depth,
             activation,
             custom,
+            pieces,
             beta,
         })
     }
