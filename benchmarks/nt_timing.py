@@ -7,7 +7,11 @@ Run with the neural-tangents virtualenv (``scripts/nt_env.sh``), e.g.::
 
 Network: ``stax.serial(*[Dense(512, 1., beta, "ntk"), Act()] * (depth - 1),
 Dense(1, 1., beta, "ntk"))`` with Act = ``Relu()`` (closed form) or
-``ElementwiseNumerical(jnp.tanh, deg=25)`` (NT's Gauss-Hermite default).
+``ElementwiseNumerical(jnp.tanh, deg=25)`` (NT's Gauss-Hermite default), or, for
+``--workload kinked``, ``ElementwiseNumerical(fn, deg=25)`` with the piecewise-linear ``fn``
+named by ``--activation`` (sign, hard_tanh, relu6, five: the same pieces as
+``benchmarks/compare.py``'s kinked workload; NT differentiates ``fn`` by autodiff, which gives
+each piece's slope, the same σ' as ntkfast's).
 Data: ``numpy.random.default_rng(0).standard_normal((n, n0))`` cast to ``--dtype``;
 the kernel is K(x, x) (``x2=None``).  ``--workload regression`` times neural-tangents'
 route to kernel regression at large N instead: ``nt.batch``-ed kernels K(X, X) and K(X*, X)
@@ -25,11 +29,21 @@ import statistics
 import sys
 import time
 
+#: (breaks, slopes, intercepts) of the kinked activations; piece k is intercepts[k] +
+#: slopes[k] * x between breaks k - 1 and k.
+PIECES = {
+    "sign": ([0.0], [0.0, 0.0], [-1.0, 1.0]),
+    "hard_tanh": ([-1.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 1.0]),
+    "relu6": ([0.0, 6.0], [0.0, 1.0, 0.0], [0.0, 0.0, 6.0]),
+    "five": ([-2.0, -0.5, 0.5, 2.0], [0.1, -0.7, 1.3, 2.0, 0.2], [0.3, -1.3, -0.1, 0.4, 4.0]),
+}
+
 
 def main():
     """Parse arguments, build and time the kernel function."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workload", choices=("relu", "tanh", "regression"), default="relu")
+    ap.add_argument("--workload", choices=("relu", "tanh", "kinked", "regression"), default="relu")
+    ap.add_argument("--activation", choices=tuple(PIECES), default="hard_tanh")
     ap.add_argument("--n-test", type=int, default=2000)
     ap.add_argument("--ridge-scale", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=1000)
@@ -53,6 +67,14 @@ def main():
 
     if args.workload in ("relu", "regression"):
         act = stax.Relu()
+    elif args.workload == "kinked":
+        breaks, slopes, intercepts = (jnp.asarray(v) for v in PIECES[args.activation])
+
+        def fn(u):
+            k = jnp.searchsorted(breaks, u, side="right")
+            return intercepts[k] + slopes[k] * u
+
+        act = stax.ElementwiseNumerical(fn, deg=25)
     else:
         act = stax.ElementwiseNumerical(jnp.tanh, deg=25)
     dense = dict(W_std=1.0, b_std=args.beta, parameterization="ntk")
@@ -80,6 +102,7 @@ def main():
         np.save(args.save, np.stack([np.asarray(k.nngp), np.asarray(k.ntk)]))
     result = {
         "workload": args.workload,
+        "activation": args.activation if args.workload == "kinked" else None,
         "seconds_min": min(times),
         "seconds_median": statistics.median(times),
         "n": args.n,

@@ -5,7 +5,7 @@ GIL while it runs and turns Ctrl-C into KeyboardInterrupt; outputs are C-contigu
 arrays of the inputs' dtype, allocated by the caller.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import final
 
 import numpy as np
@@ -36,7 +36,10 @@ class LimitKernel:
 
     ``activation`` is a registry name and ``param`` its parameter (ignored by those without);
     ``custom``, when given, maps a 1-D float64 array x to (σ(x), σ'(x)) and replaces the
-    named activation (called with the GIL taken back, a few times per layer).
+    named activation (called with the GIL taken back, a few times per layer); ``pieces``,
+    when given, is a piecewise-linear σ as (breaks (K,), slopes (K + 1,), intercepts
+    (K + 1,)), piece k being ``intercepts[k] + slopes[k] * x``, and replaces both (exact
+    duals, ``rust/src/pieces.rs``).
     """
 
     def __new__(
@@ -46,6 +49,7 @@ class LimitKernel:
         param: float,
         beta: float,
         custom: Callable[[NDArray[np.float64]], tuple[np.ndarray, np.ndarray]] | None = None,
+        pieces: tuple[Sequence[float], Sequence[float], Sequence[float]] | None = None,
     ) -> LimitKernel: ...
     def compute(
         self,

@@ -2,9 +2,12 @@
 
 For (u, v) ~ N(0, [[q11, q12], [q12, q22]]) the infinite-width recursion needs
 Σ = E[σ(u)σ(v)] and Σ̇ = E[σ'(u)σ'(v)]. relu, leaky_relu, abs, erf, gelu, sin, cos and
-identity have closed forms (``rust/src/duals.rs``); tanh, sigmoid, softplus, silu and
-:class:`Custom` activations go through Hermite series with per-sample coefficients
-(``rust/src/hermite.rs``), accurate to about 1e-12 (see ``docs/kernels.md``).
+identity have closed forms (``rust/src/duals.rs``), and so has every
+:class:`PiecewiseLinear` σ (hard tanh, ReLU6, sign, clipped or fitted functions;
+``rust/src/pieces.rs``); tanh, sigmoid, softplus, silu and :class:`Custom` activations go
+through Hermite series with per-sample coefficients (``rust/src/hermite.rs``), accurate to
+about 1e-12 (see ``docs/kernels.md``), except a Custom σ that is piecewise linear, which is
+recognised and takes the exact duals.
 
 >>> import ntkfast as nk
 >>> nk.activations.get("relu")
@@ -19,6 +22,7 @@ Custom(name='my_tanh')
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -42,11 +46,15 @@ __all__ = [
     "Softplus",
     "Silu",
     "Custom",
+    "PiecewiseLinear",
     "get",
     "NAMES",
     "SERIES_TOL",
 ]
 
+
+#: (breaks (K,), slopes (K + 1,), intercepts (K + 1,)) of a piecewise-linear σ.
+_Pieces = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
 
 #: The default tolerance of the Hermite-series kernels: the largest estimated relative error
 #: of a kernel returned without ``tol=``. A series that cannot reach it is a ValueError.
@@ -71,6 +79,12 @@ class Activation:
     @property
     def core_callback(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
         """What the core calls back for (σ(x), σ'(x)); None for built-ins, which it knows."""
+        return None
+
+    @property
+    def core_pieces(self) -> tuple[list[float], list[float], list[float]] | None:
+        """(breaks, slopes, intercepts) of a piecewise-linear σ, whose exact duals the core
+        uses; None otherwise."""
         return None
 
     def __repr__(self) -> str:
@@ -205,20 +219,26 @@ class Custom(Activation):
     name : str or None
         Shown in messages; defaults to ``fn.__name__``.
 
-    The kernels expand σ and σ' in Hermite series whose coefficients need σ at a few hundred
+    A σ that is piecewise linear (``np.abs``, ``np.sign``, ``lambda x: np.clip(x, -1, 1)``,
+    ReLU6, a fitted polyline, jumps allowed) is recognised on first use and its kernels
+    take the exact duals of :class:`PiecewiseLinear` (see :meth:`pieces`). Any other σ:
+    the kernels expand σ and σ' in Hermite series whose coefficients need σ at a few hundred
     quadrature nodes per sample and layer: ``fn`` is called O(layers) times with arrays of
     up to about a million points, never once per pair of samples. The calls come from the
     computation's helper thread (holding the GIL), so NumPy settings such as ``np.errstate``
     must be made inside ``fn``.
     tol : float or None
         The estimated relative error the kernels may have (default :data:`SERIES_TOL`,
-        1e-9). A σ with kinks (``np.abs``, ``np.sign``, hard tanh, ReLU6) makes the series
-        converge only algebraically: its kernels then miss the default tolerance and are a
-        ValueError that gives the estimated error; pass a looser ``tol`` to accept them.
+        1e-9). A σ with kinks that is not piecewise linear (``np.abs(x) ** 1.5``,
+        ``np.clip(np.tanh(x), -0.5, 0.5)``) makes the series converge only algebraically:
+        its kernels then miss the default tolerance and are a ValueError that gives the
+        estimated error; pass a looser ``tol`` to accept them.
 
     Finite-width networks (:class:`ntkfast.MLP`) with a Custom activation run in NumPy,
-    ``fn`` and ``dfn`` called on whole layers (flattened to 1-D); pass ``dfn`` for a σ with
-    kinks, which the finite difference would smear.
+    ``fn`` and ``dfn`` called on whole layers (flattened to 1-D). Without ``dfn``, a
+    recognised piecewise-linear σ takes its pieces' slopes as σ' (the derivative almost
+    everywhere, as in the kernels); pass ``dfn`` for other σ with kinks, which the finite
+    difference would smear.
 
     Errors: a non-callable argument is a TypeError; a callable that raises, returns the wrong
     shape or non-finite values is a ValueError naming the activation.
@@ -250,10 +270,40 @@ class Custom(Activation):
         self.dfn = dfn
         self.label = name if name is not None else getattr(fn, "__name__", "custom")
         self.tol = _series_tol(tol)
+        self._pieces: _Pieces | None = None
+        self._recognised = False
 
     @property
     def core_callback(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
         return self.evaluate
+
+    @property
+    def core_pieces(self) -> tuple[list[float], list[float], list[float]] | None:
+        pieces = self.pieces()
+        return None if pieces is None else _as_lists(pieces)
+
+    def pieces(self) -> _Pieces | None:
+        """(breaks (K,), slopes (K + 1,), intercepts (K + 1,)) when σ is piecewise linear
+        (piece k is ``intercepts[k] + slopes[k] * x``), else None; found once and kept.
+
+        σ is read on |x| ≤ 10⁶ at 2¹⁷ + 1 points spaced like asinh (3e-4 apart near 0,
+        0.2 at 10³); runs of cells of equal slope are the pieces, each break between two
+        is placed by intersecting their lines (a kink) or by bisection to the last bit (a
+        jump), and the fit is accepted only if it matches ``fn`` (and ``dfn``, when given)
+        to 1e-10 relative at about 3·10⁵ points: the grid, the cell midpoints, random
+        points and points beside each break. A feature of σ narrower than the grid's
+        spacing (a spike 1e-6 wide) can go unseen, and beyond |x| = 10⁶ σ is taken to
+        continue linearly: make such a σ a :class:`PiecewiseLinear` explicitly. At most
+        32 breaks."""
+        if not self._recognised:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                try:
+                    self._pieces = _recognise(self)
+                except ValueError:
+                    self._pieces = None
+            self._recognised = True
+        return self._pieces
 
     def __repr__(self) -> str:
         extra = "" if self.tol == SERIES_TOL else f", tol={self.tol:g}"
@@ -305,6 +355,9 @@ class Custom(Activation):
         sigma = self._call(self.fn, x, "fn")
         if self.dfn is not None:
             return sigma, self._call(self.dfn, x, "dfn")
+        pieces = self.pieces()
+        if pieces is not None:
+            return sigma, _slope(pieces, x)
         h = 1e-3 * np.maximum(1.0, np.abs(x))
         near = self._call(self.fn, x + h, "fn") - self._call(self.fn, x - h, "fn")
         far = self._call(self.fn, x + 2 * h, "fn") - self._call(self.fn, x - 2 * h, "fn")
@@ -317,6 +370,208 @@ class Custom(Activation):
                 f"x = {bad!r}; pass dfn"
             )
         return sigma, dsigma
+
+
+class PiecewiseLinear(Custom):
+    """A piecewise-linear σ with jumps, whose kernels are exact (closed form).
+
+    Parameters
+    ----------
+    breaks : array_like, shape (K,)
+        The break points t₁ < … < t_K (K ≤ 32), finite.
+    slopes, intercepts : array_like, shape (K + 1,)
+        Piece k (t_k < x < t_{k+1}, with t₀ = −∞ and t_{K+1} = +∞) is
+        ``intercepts[k] + slopes[k] * x``; a break belongs to the piece on its right.
+        Unequal values at a break make a jump.
+    name : str or None
+        Shown in messages (default ``"piecewise_linear"``).
+
+    σ' is the slope of each piece, the derivative almost everywhere (what a network's
+    gradient sees; a jump adds nothing to it). With (u, v) ~ N(0, [[q₁₁, q₁₂], [q₁₂, q₂₂]])
+    and σ(u) = c₀ + m₀u + Σₖ [Jₖ H(u − tₖ) + Δmₖ (u − tₖ)₊], Σ = E[σ(u)σ(v)] and
+    Σ̇ = E[σ'(u)σ'(v)] are sums over pairs of breaks of bivariate normal orthant
+    probabilities and normal densities (``rust/src/pieces.rs``): exact to rounding for
+    every variance and correlation, ρ = ±1 included, at a cost of K² orthant probabilities
+    per pair of samples and layer. Finite networks run it as a :class:`Custom` activation.
+
+    >>> import numpy as np, ntkfast as nk
+    >>> hard_tanh = nk.activations.PiecewiseLinear([-1, 1], [0, 1, 0], [-1, 0, 1])
+    >>> relu6 = nk.activations.PiecewiseLinear([0, 6], [0, 1, 0], [0, 0, 6])
+    >>> sign = nk.activations.PiecewiseLinear([0], [0, 0], [-1, 1])
+    >>> x = np.array([[1.0, 0.0], [0.6, 0.8]])
+    >>> k = nk.limit_kernel(x, depth=2, activation=sign, beta=0.0, get="nngp")
+    >>> bool(np.isclose(k[0, 1], 2 / np.pi * np.arcsin(0.6)))
+    True
+    """
+
+    name = "piecewise_linear"
+
+    def __init__(
+        self,
+        breaks: ArrayLike,
+        slopes: ArrayLike,
+        intercepts: ArrayLike,
+        name: str | None = None,
+    ) -> None:
+        t = _finite_vector(breaks, "breaks")
+        m = _finite_vector(slopes, "slopes")
+        c = _finite_vector(intercepts, "intercepts")
+        if m.shape != (t.size + 1,) or c.shape != m.shape:
+            raise ValueError(
+                f"a piecewise-linear activation with {t.size} breaks needs {t.size + 1} slopes "
+                f"and intercepts, got {m.size} and {c.size}"
+            )
+        if np.any(np.diff(t) <= 0):
+            raise ValueError(f"breaks must increase strictly, got {t.tolist()}")
+        if t.size > MAX_BREAKS:
+            raise ValueError(f"at most {MAX_BREAKS} breaks are supported, got {t.size}")
+        for v in (t, m, c):
+            v.flags.writeable = False
+        self.breaks, self.slopes, self.intercepts = t, m, c
+        pieces = (t, m, c)
+        super().__init__(
+            lambda x: _evaluate(pieces, x),
+            lambda x: _slope(pieces, x),
+            name=name if name is not None else "piecewise_linear",
+        )
+        self._pieces, self._recognised = pieces, True
+
+    def __repr__(self) -> str:
+        return (
+            f"PiecewiseLinear(breaks={self.breaks.tolist()}, slopes={self.slopes.tolist()}, "
+            f"intercepts={self.intercepts.tolist()})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PiecewiseLinear) and _as_lists(
+            (self.breaks, self.slopes, self.intercepts)
+        ) == _as_lists((other.breaks, other.slopes, other.intercepts))
+
+    def __hash__(self) -> int:
+        pieces = _as_lists((self.breaks, self.slopes, self.intercepts))
+        return hash((PiecewiseLinear, *map(tuple, pieces)))
+
+
+#: The most breaks a piecewise-linear σ may have (the work per pair grows as their square).
+MAX_BREAKS = 32
+#: A Custom σ is read on |x| ≤ _READ to recognise it as piecewise linear.
+_READ = 1e6
+_GRID = 2**17
+
+
+def _finite_vector(values: ArrayLike, what: str) -> NDArray[np.float64]:
+    try:
+        v = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be real numbers: {exc}") from exc
+    if v.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{what} must be finite, got {v.tolist()}")
+    return v
+
+
+def _as_lists(pieces: _Pieces) -> tuple[list[float], list[float], list[float]]:
+    t, m, c = (np.asarray(p, dtype=np.float64).tolist() for p in pieces)
+    return t, m, c
+
+
+def _evaluate(pieces: _Pieces, x: ArrayLike) -> NDArray[np.float64]:
+    """σ(x) of (breaks, slopes, intercepts); a break belongs to the piece on its right."""
+    t, m, c = pieces
+    points = np.asarray(x, dtype=np.float64)
+    k = np.searchsorted(t, points, side="right")
+    return np.asarray(c[k] + m[k] * points, dtype=np.float64)
+
+
+def _slope(pieces: _Pieces, x: ArrayLike) -> NDArray[np.float64]:
+    """σ'(x), the slope of x's piece."""
+    t, m, _ = pieces
+    return np.asarray(m[np.searchsorted(t, np.asarray(x, dtype=np.float64), side="right")])
+
+
+def _recognise(act: Custom) -> _Pieces | None:
+    """(breaks, slopes, intercepts) of ``act.fn`` if it is piecewise linear (see
+    :meth:`Custom.pieces` for the procedure and its limits), else None."""
+    u = np.linspace(-np.arcsinh(_READ), np.arcsinh(_READ), _GRID + 1)
+    x = np.sinh(u)
+    x[_GRID // 2] = 0.0
+    y = act.sigma(x)
+    dx = np.diff(x)
+    slope = np.diff(y) / dx
+    # Two neighbouring cells have equal slopes up to the rounding of the values.
+    noise = 8 * np.finfo(np.float64).eps * (np.abs(y[:-1]) + np.abs(y[1:])) / dx
+    scale = 1.0 + np.maximum(np.abs(slope[:-1]), np.abs(slope[1:]))
+    same = np.abs(np.diff(slope)) <= 1e-9 * scale + noise[:-1] + noise[1:]
+    # Runs of cells joined by `same`; pieces are runs of at least three cells (the two
+    # cells beside a jump at a grid point have equal slopes, too).
+    starts = np.flatnonzero(np.concatenate(([True], ~same)))
+    ends = np.concatenate((starts[1:], [slope.size]))  # exclusive, in cells
+    long = (ends - starts) >= 3
+    if not long.any() or long.sum() > MAX_BREAKS + 1:
+        return None
+    first, last = starts[long], ends[long]  # grid points first … last
+    m = (y[last] - y[first]) / (x[last] - x[first])
+    anchor = np.where(np.abs(x[first]) < np.abs(x[last]), first, last)
+    inner = (first <= _GRID // 2) & (_GRID // 2 <= last)
+    anchor = np.where(inner, _GRID // 2, anchor)
+    c = y[anchor] - m * x[anchor]
+    breaks = _place_breaks(act, x[last[:-1]], x[first[1:]], (m[:-1], c[:-1]), (m[1:], c[1:]))
+    if breaks.size and np.any(np.diff(breaks) <= 0):
+        return None
+    pieces = (breaks, m, c)
+    return pieces if _matches(act, pieces) else None
+
+
+def _place_breaks(
+    act: Custom,
+    lo: NDArray[np.float64],
+    hi: NDArray[np.float64],
+    left: tuple[NDArray[np.float64], NDArray[np.float64]],
+    right: tuple[NDArray[np.float64], NDArray[np.float64]],
+) -> NDArray[np.float64]:
+    """The break between each pair of neighbouring lines, known to lie in [lo, hi]: where
+    the lines cross when that is inside (a kink), else by bisection on which line σ
+    follows (a jump)."""
+    (m0, c0), (m1, c1) = left, right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = (c1 - c0) / (m0 - m1)
+    slack = 1e-12 * (1.0 + np.abs(lo) + np.abs(hi))
+    kink = np.isfinite(cross) & (cross >= lo - slack) & (cross <= hi + slack)
+    a, b = lo.copy(), hi.copy()
+    for _ in range(80):
+        if not np.any((b > a) & ~kink):
+            break
+        mid = 0.5 * (a + b)
+        f = act.sigma(mid)
+        on_left = np.abs(f - (c0 + m0 * mid)) <= np.abs(f - (c1 + m1 * mid))
+        a = np.where(on_left, mid, a)
+        b = np.where(on_left, b, mid)
+    return np.where(kink, cross, b)
+
+
+def _matches(act: Custom, pieces: _Pieces) -> bool:
+    """Whether the fit equals fn (and dfn, when given) to 1e-10 relative away from the
+    breaks, on the grid's midpoints, random points and points beside each break."""
+    t = pieces[0]
+    u = np.linspace(-np.arcsinh(_READ), np.arcsinh(_READ), _GRID + 1)
+    x = np.sinh(u)
+    rng = np.random.default_rng(20181203)
+    near = np.concatenate([t + d * (1.0 + np.abs(t)) for d in (-1e-3, -1e-7, 1e-7, 1e-3)])
+    x = np.concatenate((x, 0.5 * (x[:-1] + x[1:]), rng.uniform(-30, 30, 2**14), near))
+    if t.size:
+        k = np.searchsorted(t, x)
+        below, above = t[np.maximum(k - 1, 0)], t[np.minimum(k, t.size - 1)]
+        gap = np.minimum(np.abs(x - below), np.abs(x - above))
+        x = x[gap > 1e-9 * (1.0 + np.abs(x))]
+    y = act.sigma(x)
+    if not np.all(np.abs(y - _evaluate(pieces, x)) <= 1e-10 * (1.0 + np.abs(y))):
+        return False
+    if act.dfn is None:
+        return True
+    dy = act._call(act.dfn, _read_only(x), "dfn")
+    slope = _slope(pieces, x)
+    return bool(np.all(np.abs(dy - slope) <= 1e-8 * (1.0 + np.abs(slope))))
 
 
 def _read_only(x: ArrayLike) -> NDArray[np.float64]:

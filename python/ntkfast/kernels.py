@@ -80,7 +80,9 @@ def core_kernel(depth: int, act: _activations.Activation, beta: float) -> _ntkfa
     per-layer variances alone, 32 bytes a layer, could never be addressed)."""
     if depth >= 2**58:
         check_memory(32.0 * depth, f"depth {depth} (per-layer variances)")
-    return _ntkfast.LimitKernel(depth, act.name, act.param, beta, act.core_callback)
+    pieces = act.core_pieces
+    callback = act.core_callback if pieces is None else None
+    return _ntkfast.LimitKernel(depth, act.name, act.param, beta, callback, pieces)
 
 
 @overload
