@@ -96,3 +96,28 @@ class CustomActivation:
 
     def time_custom_tanh_depth4_n1024(self):
         nk.limit_kernel(self.x, depth=4, activation=self.act, beta=0.1)
+
+
+class PiecewiseLinearKernel:
+    """Exact duals of piecewise-linear σ (K² orthant probabilities per pair and layer, K
+    breaks): the kinked activations of docs/performance.md, N = 512, n0 = 784, depth 4."""
+
+    params = (["hard_tanh", "relu6", "sign", "five"],)
+    param_names = ["activation"]
+    pieces = {
+        "hard_tanh": ([-1.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 1.0]),
+        "relu6": ([0.0, 6.0], [0.0, 1.0, 0.0], [0.0, 0.0, 6.0]),
+        "sign": ([0.0], [0.0, 0.0], [-1.0, 1.0]),
+        "five": ([-2.0, -0.5, 0.5, 2.0], [0.1, -0.7, 1.3, 2.0, 0.2], [0.3, -1.3, -0.1, 0.4, 4.0]),
+    }
+
+    def setup(self, activation):
+        self.x = _inputs(512, 784, "float64")
+        self.act = nk.activations.PiecewiseLinear(*self.pieces[activation])
+
+    def time_depth4_n512(self, activation):
+        nk.limit_kernel(self.x, depth=4, activation=self.act, beta=0.1)
+
+    def time_recognise_custom(self, activation):
+        fn = nk.activations.PiecewiseLinear(*self.pieces[activation]).fn
+        nk.activations.Custom(fn).pieces()

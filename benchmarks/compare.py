@@ -1,7 +1,7 @@
 """Side-by-side timings of ntkfast, NumPy's X @ X.T and neural-tangents, in one run.
 
     python benchmarks/compare.py [--nt-python .venv-nt/bin/python] [--repeat 5] [--quick]
-        [--workload all|limit|floor|tanh|empirical|training|regression|nystrom]
+        [--workload all|limit|floor|tanh|kinked|empirical|training|regression|nystrom]
 
 neural-tangents runs in its own pinned virtualenv (``scripts/nt_env.sh``) through
 ``benchmarks/nt_timing.py`` (limit kernels) and ``benchmarks/nt_empirical_timing.py``
@@ -483,6 +483,53 @@ def floor_section(args) -> None:
                 )
 
 
+def kinked_section(args) -> None:
+    """Piecewise-linear activations (hard tanh, ReLU6, sign, a five-piece σ with a jump):
+    Θ∞ + Σ at depth 4, n0 = 784, float64, exact duals against neural-tangents'
+    ElementwiseNumerical(fn, deg=25) on the same σ, N = 256 and 512 (at 1024 it needs 29 GB).
+    NT's error is against ntkfast's kernel, which the tests hold to 1e-9 of an adaptive
+    quadrature reference."""
+    sys.path.insert(0, str(HERE))
+    from nt_timing import PIECES
+
+    depth, n0, beta = 4, 784, 0.1
+    sizes = (128,) if args.quick else (256, 512)
+    threads = os.cpu_count() or 1
+    nk.set_num_threads(threads)
+    print(
+        f"\nΘ∞ + Σ, piecewise-linear σ, L = {depth}, n0 = {n0}, β = {beta}, float64; "
+        f"{threads} threads; ntkfast best of {args.repeat}, neural-tangents (deg = 25) one run "
+        f"after warm-up\n"
+    )
+    print("| σ | N | ntkfast | / ReLU | neural-tangents | NT / ntkfast | NT error (Θ) |")
+    print("|---|---|---|---|---|---|---|")
+    for n in sizes:
+        x = inputs(n, n0, "float64")
+        relu = best_of(lambda x=x: nk.limit_kernel(x, depth=depth, beta=beta), args.repeat)
+        for name, pieces in PIECES.items():
+            act = nk.activations.PiecewiseLinear(*pieces)
+            ours = best_of(
+                lambda x=x, act=act: nk.limit_kernel(x, depth=depth, activation=act, beta=beta),
+                args.repeat,
+            )
+            theta = nk.limit_kernel(x, depth=depth, activation=act, beta=beta, get="ntk")
+            scale = np.sqrt(np.outer(np.diag(theta), np.diag(theta)))
+            with tempfile.TemporaryDirectory() as tmp:
+                save = str(Path(tmp) / "nt.npy")
+                common = ["--workload", "kinked", "--activation", name, "--n", str(n)]
+                common += ["--n0", str(n0), "--depth", str(depth), "--dtype", "float64"]
+                nt = neural_tangents(args.nt_python, common + ["--repeat", "1"], save=save)
+                err = None
+                if nt is not None and Path(save).exists():
+                    err = float(np.max(np.abs(np.load(save)[1] - theta) / scale))
+            nt_s = f"{nt:.2f} s" if nt is not None else "n/a"
+            ratio = f"{nt / ours:.0f}×" if nt is not None else "n/a"
+            err_s = f"{err:.1e}" if err is not None else "n/a"
+            print(
+                f"| {name} | {n} | {ours:.3f} s | {ours / relu:.1f}× | {nt_s} | {ratio} | {err_s} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_nt = Path(__file__).resolve().parents[1] / ".venv-nt" / "bin" / "python"
@@ -496,6 +543,7 @@ def main() -> None:
             "limit",
             "floor",
             "tanh",
+            "kinked",
             "empirical",
             "training",
             "regression",
@@ -510,6 +558,8 @@ def main() -> None:
         floor_section(args)
     if args.workload in ("all", "tanh"):
         tanh_section(args)
+    if args.workload in ("all", "kinked"):
+        kinked_section(args)
     if args.workload in ("all", "empirical"):
         empirical_section(args)
     if args.workload in ("all", "training"):
