@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _ntkfast
+from ._piecewise import MAX_BREAKS, Pieces, as_lists, evaluate, recognise, slope
 from ._validation import as_finite_float
 
 __all__ = [
@@ -52,9 +53,6 @@ __all__ = [
     "SERIES_TOL",
 ]
 
-
-#: (breaks (K,), slopes (K + 1,), intercepts (K + 1,)) of a piecewise-linear σ.
-_Pieces = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
 
 #: The default tolerance of the Hermite-series kernels: the largest estimated relative error
 #: of a kernel returned without ``tol=``. A series that cannot reach it is a ValueError.
@@ -270,7 +268,7 @@ class Custom(Activation):
         self.dfn = dfn
         self.label = name if name is not None else getattr(fn, "__name__", "custom")
         self.tol = _series_tol(tol)
-        self._pieces: _Pieces | None = None
+        self._pieces: Pieces | None = None
         self._recognised = False
 
     @property
@@ -280,9 +278,9 @@ class Custom(Activation):
     @property
     def core_pieces(self) -> tuple[list[float], list[float], list[float]] | None:
         pieces = self.pieces()
-        return None if pieces is None else _as_lists(pieces)
+        return None if pieces is None else as_lists(pieces)
 
-    def pieces(self) -> _Pieces | None:
+    def pieces(self) -> Pieces | None:
         """(breaks (K,), slopes (K + 1,), intercepts (K + 1,)) when σ is piecewise linear
         (piece k is ``intercepts[k] + slopes[k] * x``), else None; found once and kept.
 
@@ -299,7 +297,7 @@ class Custom(Activation):
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
                 try:
-                    self._pieces = _recognise(self)
+                    self._pieces = recognise(self.sigma, self._checked_dfn())
                 except ValueError:
                     self._pieces = None
             self._recognised = True
@@ -342,6 +340,13 @@ class Custom(Activation):
             raise ValueError(f"activation {self.label!r}: {what} is not finite at x = {bad!r}")
         return y
 
+    def _checked_dfn(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """σ' of the user, validated as by :meth:`evaluate`; None without dfn."""
+        dfn = self.dfn
+        if dfn is None:
+            return None
+        return lambda x: self._call(dfn, _read_only(x), "dfn")
+
     def sigma(self, x: np.ndarray) -> np.ndarray:
         """σ(x) alone for a 1-D float64 array x, validated as by :meth:`evaluate`."""
         return self._call(self.fn, _read_only(x), "fn")
@@ -357,7 +362,7 @@ class Custom(Activation):
             return sigma, self._call(self.dfn, x, "dfn")
         pieces = self.pieces()
         if pieces is not None:
-            return sigma, _slope(pieces, x)
+            return sigma, slope(pieces, x)
         h = 1e-3 * np.maximum(1.0, np.abs(x))
         near = self._call(self.fn, x + h, "fn") - self._call(self.fn, x - h, "fn")
         far = self._call(self.fn, x + 2 * h, "fn") - self._call(self.fn, x - 2 * h, "fn")
@@ -430,8 +435,8 @@ class PiecewiseLinear(Custom):
         self.breaks, self.slopes, self.intercepts = t, m, c
         pieces = (t, m, c)
         super().__init__(
-            lambda x: _evaluate(pieces, x),
-            lambda x: _slope(pieces, x),
+            lambda x: evaluate(pieces, x),
+            lambda x: slope(pieces, x),
             name=name if name is not None else "piecewise_linear",
         )
         self._pieces, self._recognised = pieces, True
@@ -443,20 +448,13 @@ class PiecewiseLinear(Custom):
         )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PiecewiseLinear) and _as_lists(
+        return isinstance(other, PiecewiseLinear) and as_lists(
             (self.breaks, self.slopes, self.intercepts)
-        ) == _as_lists((other.breaks, other.slopes, other.intercepts))
+        ) == as_lists((other.breaks, other.slopes, other.intercepts))
 
     def __hash__(self) -> int:
-        pieces = _as_lists((self.breaks, self.slopes, self.intercepts))
+        pieces = as_lists((self.breaks, self.slopes, self.intercepts))
         return hash((PiecewiseLinear, *map(tuple, pieces)))
-
-
-#: The most breaks a piecewise-linear σ may have (the work per pair grows as their square).
-MAX_BREAKS = 32
-#: A Custom σ is read on |x| ≤ _READ to recognise it as piecewise linear.
-_READ = 1e6
-_GRID = 2**17
 
 
 def _finite_vector(values: ArrayLike, what: str) -> NDArray[np.float64]:
@@ -469,109 +467,6 @@ def _finite_vector(values: ArrayLike, what: str) -> NDArray[np.float64]:
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{what} must be finite, got {v.tolist()}")
     return v
-
-
-def _as_lists(pieces: _Pieces) -> tuple[list[float], list[float], list[float]]:
-    t, m, c = (np.asarray(p, dtype=np.float64).tolist() for p in pieces)
-    return t, m, c
-
-
-def _evaluate(pieces: _Pieces, x: ArrayLike) -> NDArray[np.float64]:
-    """σ(x) of (breaks, slopes, intercepts); a break belongs to the piece on its right."""
-    t, m, c = pieces
-    points = np.asarray(x, dtype=np.float64)
-    k = np.searchsorted(t, points, side="right")
-    return np.asarray(c[k] + m[k] * points, dtype=np.float64)
-
-
-def _slope(pieces: _Pieces, x: ArrayLike) -> NDArray[np.float64]:
-    """σ'(x), the slope of x's piece."""
-    t, m, _ = pieces
-    return np.asarray(m[np.searchsorted(t, np.asarray(x, dtype=np.float64), side="right")])
-
-
-def _recognise(act: Custom) -> _Pieces | None:
-    """(breaks, slopes, intercepts) of ``act.fn`` if it is piecewise linear (see
-    :meth:`Custom.pieces` for the procedure and its limits), else None."""
-    u = np.linspace(-np.arcsinh(_READ), np.arcsinh(_READ), _GRID + 1)
-    x = np.sinh(u)
-    x[_GRID // 2] = 0.0
-    y = act.sigma(x)
-    dx = np.diff(x)
-    slope = np.diff(y) / dx
-    # Two neighbouring cells have equal slopes up to the rounding of the values.
-    noise = 8 * np.finfo(np.float64).eps * (np.abs(y[:-1]) + np.abs(y[1:])) / dx
-    scale = 1.0 + np.maximum(np.abs(slope[:-1]), np.abs(slope[1:]))
-    same = np.abs(np.diff(slope)) <= 1e-9 * scale + noise[:-1] + noise[1:]
-    # Runs of cells joined by `same`; pieces are runs of at least three cells (the two
-    # cells beside a jump at a grid point have equal slopes, too).
-    starts = np.flatnonzero(np.concatenate(([True], ~same)))
-    ends = np.concatenate((starts[1:], [slope.size]))  # exclusive, in cells
-    long = (ends - starts) >= 3
-    if not long.any() or long.sum() > MAX_BREAKS + 1:
-        return None
-    first, last = starts[long], ends[long]  # grid points first … last
-    m = (y[last] - y[first]) / (x[last] - x[first])
-    anchor = np.where(np.abs(x[first]) < np.abs(x[last]), first, last)
-    inner = (first <= _GRID // 2) & (_GRID // 2 <= last)
-    anchor = np.where(inner, _GRID // 2, anchor)
-    c = y[anchor] - m * x[anchor]
-    breaks = _place_breaks(act, x[last[:-1]], x[first[1:]], (m[:-1], c[:-1]), (m[1:], c[1:]))
-    if breaks.size and np.any(np.diff(breaks) <= 0):
-        return None
-    pieces = (breaks, m, c)
-    return pieces if _matches(act, pieces) else None
-
-
-def _place_breaks(
-    act: Custom,
-    lo: NDArray[np.float64],
-    hi: NDArray[np.float64],
-    left: tuple[NDArray[np.float64], NDArray[np.float64]],
-    right: tuple[NDArray[np.float64], NDArray[np.float64]],
-) -> NDArray[np.float64]:
-    """The break between each pair of neighbouring lines, known to lie in [lo, hi]: where
-    the lines cross when that is inside (a kink), else by bisection on which line σ
-    follows (a jump)."""
-    (m0, c0), (m1, c1) = left, right
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cross = (c1 - c0) / (m0 - m1)
-    slack = 1e-12 * (1.0 + np.abs(lo) + np.abs(hi))
-    kink = np.isfinite(cross) & (cross >= lo - slack) & (cross <= hi + slack)
-    a, b = lo.copy(), hi.copy()
-    for _ in range(80):
-        if not np.any((b > a) & ~kink):
-            break
-        mid = 0.5 * (a + b)
-        f = act.sigma(mid)
-        on_left = np.abs(f - (c0 + m0 * mid)) <= np.abs(f - (c1 + m1 * mid))
-        a = np.where(on_left, mid, a)
-        b = np.where(on_left, b, mid)
-    return np.where(kink, cross, b)
-
-
-def _matches(act: Custom, pieces: _Pieces) -> bool:
-    """Whether the fit equals fn (and dfn, when given) to 1e-10 relative away from the
-    breaks, on the grid's midpoints, random points and points beside each break."""
-    t = pieces[0]
-    u = np.linspace(-np.arcsinh(_READ), np.arcsinh(_READ), _GRID + 1)
-    x = np.sinh(u)
-    rng = np.random.default_rng(20181203)
-    near = np.concatenate([t + d * (1.0 + np.abs(t)) for d in (-1e-3, -1e-7, 1e-7, 1e-3)])
-    x = np.concatenate((x, 0.5 * (x[:-1] + x[1:]), rng.uniform(-30, 30, 2**14), near))
-    if t.size:
-        k = np.searchsorted(t, x)
-        below, above = t[np.maximum(k - 1, 0)], t[np.minimum(k, t.size - 1)]
-        gap = np.minimum(np.abs(x - below), np.abs(x - above))
-        x = x[gap > 1e-9 * (1.0 + np.abs(x))]
-    y = act.sigma(x)
-    if not np.all(np.abs(y - _evaluate(pieces, x)) <= 1e-10 * (1.0 + np.abs(y))):
-        return False
-    if act.dfn is None:
-        return True
-    dy = act._call(act.dfn, _read_only(x), "dfn")
-    slope = _slope(pieces, x)
-    return bool(np.all(np.abs(dy - slope) <= 1e-8 * (1.0 + np.abs(slope))))
 
 
 def _read_only(x: ArrayLike) -> NDArray[np.float64]:
