@@ -70,8 +70,10 @@ def check_series(act: _activations.Activation, error: float, terms: int) -> None
             f"the Hermite series of activation {act!r} reach an estimated relative error of "
             f"{error:.1e} within {terms} terms, above the tolerance {act.tol:.0e}: σ has "
             f"kinks, or the pre-activation variances are very large. Use a smooth σ or "
-            f"smaller inputs, or accept the error by making the activation with a looser "
-            f"tol (e.g. Custom(fn, tol=1e-2), Tanh(tol=1e-6))"
+            f"smaller inputs (a piecewise-linear σ is exact as "
+            f"nk.activations.PiecewiseLinear(breaks, slopes, intercepts)), or accept the "
+            f"error by making the activation with a looser tol (e.g. Custom(fn, tol=1e-2), "
+            f"Tanh(tol=1e-6))"
         )
 
 
