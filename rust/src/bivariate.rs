@@ -30,6 +30,8 @@ use std::sync::OnceLock;
 
 const INV_2PI: f64 = 0.5 / PI;
 const SQRT_2PI: f64 = 2.506_628_274_631_000_7;
+/// Thresholds beyond which the orthant is its limit (φ(38) < 1e-313).
+const FAR: f64 = 38.0;
 /// Below this |ρ| the integral from ρ = 0 converges with 20 nodes.
 const NEAR_ONE: f64 = 0.925;
 
@@ -154,7 +156,9 @@ impl Orthants {
     /// (1/2π) ∫₀^{asin ρ} exp(−(h − k sin θ)²/(2cos²θ) − k²/2) dθ.
     #[inline(always)]
     fn integral_from_zero(&self, h: f64, k: f64) -> f64 {
-        if !(h.is_finite() && k.is_finite()) {
+        // Beyond 38 the integrand is below e^{−722}, and |h|, |k| large enough
+        // to overflow their squares must not reach the arithmetic.
+        if !(h.abs() <= FAR && k.abs() <= FAR) {
             return 0.0;
         }
         let k2 = 0.5 * k * k;
@@ -173,7 +177,9 @@ impl Orthants {
     /// L(h, k; |ρ|) for |ρ| ≥ 0.925, given Φ̄(max(h, k)).
     #[inline(always)]
     fn near_one(&self, h: f64, k: f64, at_one: f64) -> f64 {
-        if self.n == 0 || !(h.is_finite() && k.is_finite()) {
+        // With |h| or |k| beyond 38, L equals its value at ρ = 1 to 1e-300 (and
+        // hk, c, d could overflow into a NaN).
+        if self.n == 0 || !(h.abs() <= FAR && k.abs() <= FAR) {
             return at_one;
         }
         let r = 2.0 * self.half;
@@ -491,8 +497,13 @@ mod tests {
         // Infinite limits.
         assert_eq!(upper_orthant(f64::NEG_INFINITY, 0.5, 0.6), upper_tail(0.5));
         assert_eq!(upper_orthant(f64::INFINITY, 0.5, 0.99), 0.0);
-        // Far tails underflow to zero instead of overflowing.
+        // Far tails underflow to zero instead of overflowing, also where hk
+        // would overflow.
         assert_eq!(upper_orthant(60.0, -60.0, 0.999), 0.0);
+        assert_eq!(upper_orthant(-1e100, -1e100, 0.99), 1.0);
+        assert_eq!(upper_orthant(-1e200, 0.0, 0.5), 0.5);
+        assert_eq!(upper_orthant(1e100, -1e100, -0.99), 0.0);
+        assert_eq!(upper_orthant(-1e100, 1e100, -0.99), 0.0);
         assert!(upper_orthant(-60.0, 60.0, -0.999).is_finite());
     }
 }

@@ -12,8 +12,18 @@
 //! finite network's gradient sees). Hard tanh, ReLU6, sign and clipped or
 //! fitted piecewise-linear σ are of this form.
 //!
+//! The duals expand σ around the piece p that holds u = 0 rather than the
+//! leftmost one, with the breaks left of 0 turned round (εₖ = −1):
+//! σ(u) = c_p + m_p u + Σₖ [εₖJₖ H(εₖ(u − tₖ)) + Δmₖ (εₖ(u − tₖ))₊]. Every
+//! term then vanishes where u has its mass unless a break is near it, so no
+//! large terms cancel (expanded around the leftmost piece, a σ with a steep
+//! far-left tail lost 3e-4 of Σ at small variances), and the standardised
+//! thresholds εₖtₖ/s are ≥ 0: a break beyond 38 standard deviations adds
+//! nothing and is skipped.
+//!
 //! For (u, v) ~ N(0, [[q₁₁, q₁₂], [q₁₂, q₂₂]]) write u = s₁x, v = s₂y with
-//! (x, y) standard of correlation ρ, r = √(1 − ρ²), aₖ = tₖ/s₁, b_l = t_l/s₂.
+//! (x, y) standard of correlation ρ, r = √(1 − ρ²), aₖ = εₖtₖ/s₁, b_l = ε_l t_l/s₂
+//! (and x, y, ρ turned round with the breaks: εₖx, ε_l y, εₖε_l ρ).
 //! Σ = E[σ(u)σ(v)] and Σ̇ = E[σ'(u)σ'(v)] are bilinear in the terms above;
 //! each pair of breaks needs L = P(x > a, y > b) (`bivariate.rs`) and
 //!
@@ -45,15 +55,21 @@ const PARALLEL: f64 = 1e-13;
 /// A standard deviation below which a pre-activation is taken as exactly 0.
 const TINY: f64 = 1e-150;
 
+/// Standardised thresholds beyond which a break adds nothing (Φ̄(38) < 1e-315).
+const FAR: f64 = 38.0;
+
 /// A piecewise-linear σ with jumps (see the module docs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pieces {
     breaks: Vec<f64>,
     slopes: Vec<f64>,
     intercepts: Vec<f64>,
-    /// Δmₖ and Jₖ of each break.
+    /// Δmₖ and Jₖ of each break, and εₖ (−1 left of 0, else 1).
     kinks: Vec<f64>,
     jumps: Vec<f64>,
+    sides: Vec<f64>,
+    /// The piece that holds u = 0.
+    base: usize,
 }
 
 impl Pieces {
@@ -90,6 +106,8 @@ impl Pieces {
             intercepts: vec![intercepts[0]],
             kinks: Vec::new(),
             jumps: Vec::new(),
+            sides: Vec::new(),
+            base: 0,
         };
         for (k, &t) in breaks.iter().enumerate() {
             let (m0, c0) = (slopes[k], intercepts[k]);
@@ -102,6 +120,19 @@ impl Pieces {
             pieces.intercepts.push(c1);
             pieces.kinks.push(m1 - m0);
             pieces.jumps.push((c1 + m1 * t) - (c0 + m0 * t));
+            pieces.sides.push(if t < 0.0 { -1.0 } else { 1.0 });
+        }
+        pieces.base = pieces.breaks.partition_point(|&t| t < 0.0);
+        if let Some(v) = pieces
+            .kinks
+            .iter()
+            .chain(&pieces.jumps)
+            .find(|v| !v.is_finite())
+        {
+            return invalid(format!(
+                "a piecewise-linear activation's jumps and changes of slope must be finite, \
+                 got {v}"
+            ));
         }
         if pieces.breaks.len() > MAX_BREAKS {
             return invalid(format!(
@@ -134,26 +165,30 @@ impl Pieces {
         self.slopes[self.piece(u)]
     }
 
-    /// (σ, σ') at u = 0 for a pre-activation of variance 0: the mean of the two
-    /// one-sided values when 0 is a break (the limit of a vanishing variance).
-    fn at_zero(&self) -> (f64, f64) {
-        let k = self.breaks.partition_point(|&t| t < 0.0);
-        let right = self.piece(0.0);
-        let mean = |v: &[f64]| 0.5 * (v[k] + v[right]);
-        (mean(&self.intercepts), mean(&self.slopes))
+    /// (σ, σ') on either side of u = 0: the limits of a pre-activation whose
+    /// variance vanishes are each with probability ½ (the same piece twice
+    /// unless 0 is a break).
+    fn at_zero(&self) -> [(f64, f64); 2] {
+        let (left, right) = (self.base, self.piece(0.0));
+        [left, right].map(|k| (self.intercepts[k], self.slopes[k]))
     }
 
     /// (E[σ(v)], E[σ'(v)]) for v ~ N(0, s²).
     fn means(&self, s: f64) -> (f64, f64) {
         if s < TINY {
-            return self.at_zero();
+            let [(c0, m0), (c1, m1)] = self.at_zero();
+            return (0.5 * (c0 + c1), 0.5 * (m0 + m1));
         }
-        let (mut mean, mut mean_dot) = (self.intercepts[0], self.slopes[0]);
-        for ((&t, &dm), &jump) in self.breaks.iter().zip(&self.kinks).zip(&self.jumps) {
-            let b = t / s;
+        let (mut mean, mut mean_dot) = (self.intercepts[self.base], self.slopes[self.base]);
+        for k in 0..self.breaks.len() {
+            let (e, dm, step) = (self.sides[k], self.kinks[k], self.sides[k] * self.jumps[k]);
+            let b = e * self.breaks[k] / s;
+            if b > FAR {
+                continue;
+            }
             let tail = upper_tail(b);
-            mean += jump * tail + dm * s * (density(b) - b * tail);
-            mean_dot += dm * tail;
+            mean += step * tail + dm * s * (density(b) - b * tail);
+            mean_dot += e * dm * tail;
         }
         (mean, mean_dot)
     }
@@ -172,7 +207,8 @@ impl Pointwise for Pieces {
     }
 }
 
-/// One side of a pair: the standardised breaks aₖ = tₖ/s with Φ̄(aₖ), φ(aₖ).
+/// One side of a pair: the standardised, turned breaks aₖ = εₖtₖ/s ≥ 0 with
+/// Φ̄(aₖ), φ(aₖ).
 struct Side {
     a: [f64; MAX_BREAKS],
     tail: [f64; MAX_BREAKS],
@@ -181,14 +217,14 @@ struct Side {
 
 impl Side {
     #[inline(always)]
-    fn new(breaks: &[f64], s: f64) -> Side {
+    fn new(pieces: &Pieces, s: f64) -> Side {
         let mut side = Side {
             a: [0.0; MAX_BREAKS],
             tail: [0.0; MAX_BREAKS],
             density: [0.0; MAX_BREAKS],
         };
-        for (k, &t) in breaks.iter().enumerate() {
-            let a = t / s;
+        for (k, (&t, &e)) in pieces.breaks.iter().zip(&pieces.sides).enumerate() {
+            let a = e * t / s;
             side.a[k] = a;
             side.tail[k] = upper_tail(a);
             side.density[k] = density(a);
@@ -234,35 +270,46 @@ impl Dual for &Pieces {
             rho
         };
         let r = ((1.0 - rho) * (1.0 + rho)).max(0.0).sqrt();
-        let (c0, m0) = (self.intercepts[0], self.slopes[0]);
+        let (c0, m0) = (self.intercepts[self.base], self.slopes[self.base]);
         let k = self.breaks.len();
-        let (x, y) = (Side::new(&self.breaks, s1), Side::new(&self.breaks, s2));
-        // The affine part against itself and against each single break.
+        let (x, y) = (Side::new(self, s1), Side::new(self, s2));
+        // The base piece's line against itself and against each single break.
         let mut sigma = c0 * c0 + m0 * m0 * s1 * s2 * rho;
         let mut sigma_dot = m0 * m0;
         for l in 0..k {
-            let (dm, jump) = (self.kinks[l], self.jumps[l]);
+            let (e, dm, step) = (self.sides[l], self.kinks[l], self.sides[l] * self.jumps[l]);
             for (side, s, s_other) in [(&x, s1, s2), (&y, s2, s1)] {
                 let (t, tail, dens) = (side.a[l], side.tail[l], side.density[l]);
-                // c₀ E[f(u)] + m₀ E[v f(u)] for f = J H(u − t) + Δm (u − t)₊.
-                sigma += c0 * (jump * tail + dm * s * (dens - t * tail))
-                    + m0 * s_other * rho * (jump * dens + dm * s * tail);
-                sigma_dot += m0 * dm * tail;
+                if t > FAR {
+                    continue;
+                }
+                // c₀ E[f(u)] + m₀ E[v f(u)] for f = εJ H(ε(u − t)) + Δm (ε(u − t))₊.
+                sigma += c0 * (step * tail + dm * s * (dens - t * tail))
+                    + m0 * s_other * rho * e * (step * dens + dm * s * tail);
+                sigma_dot += m0 * e * dm * tail;
             }
         }
-        // Each pair of breaks. A break at 0 against a break at 0 (sign, |x|,
-        // steps) needs only Sheppard's P(x > 0, y > 0) = ¼ + asin(ρ)/2π; the
-        // quadrature nodes are placed only when another pair needs them.
-        let mut orthants = None;
+        // Each pair of breaks, in the turned variables (correlation εᵢεⱼρ). A
+        // break at 0 against a break at 0 (sign, |x|, steps) needs only
+        // Sheppard's P(x > 0, y > 0) = ¼ + asin(ρ)/2π; the quadrature nodes
+        // are placed only when another pair needs them, once per sign of ρ.
+        let mut orthants: [Option<Orthants>; 2] = [None, None];
         for i in 0..k {
             let (ai, phi_a) = (x.a[i], x.density[i]);
+            if ai > FAR {
+                continue;
+            }
             for j in 0..k {
-                let bj = y.a[j];
-                let phi_b = y.density[j];
+                let (bj, phi_b) = (y.a[j], y.density[j]);
+                if bj > FAR {
+                    continue;
+                }
+                let turn = self.sides[i] * self.sides[j];
+                let rho = turn * rho;
                 let l = if ai == 0.0 && bj == 0.0 {
                     0.25 + rho.asin() * INV_2PI
                 } else {
-                    let o = orthants.get_or_insert_with(
+                    let o = orthants[usize::from(turn < 0.0)].get_or_insert_with(
                         #[inline(always)]
                         || Orthants::new(rho),
                     );
@@ -282,11 +329,11 @@ impl Dual for &Pieces {
                 let hr = ey - bj * l;
                 let rh = ex - ai * l;
                 let rr = exy - bj * ex - ai * ey + ai * bj * l;
-                let (ji, jj) = (self.jumps[i], self.jumps[j]);
+                let (ji, jj) = (self.sides[i] * self.jumps[i], self.sides[j] * self.jumps[j]);
                 let (di, dj) = (self.kinks[i], self.kinks[j]);
                 sigma +=
                     ji * jj * l + ji * dj * s2 * hr + di * jj * s1 * rh + di * dj * s1 * s2 * rr;
-                sigma_dot += di * dj * l;
+                sigma_dot += turn * di * dj * l;
             }
         }
         (sigma, sigma_dot)
@@ -298,8 +345,8 @@ impl Dual for &Pieces {
     fn diag(&self, q: f64) -> (f64, f64) {
         let s = q.sqrt();
         if s < TINY {
-            let (value, slope) = self.at_zero();
-            return (value * value, slope * slope);
+            let [(c0, m0), (c1, m1)] = self.at_zero();
+            return (0.5 * (c0 * c0 + c1 * c1), 0.5 * (m0 * m0 + m1 * m1));
         }
         // (Φ̄(a), φ(a), aφ(a)) at each end, (1, 0, 0) at −∞ and 0s at +∞.
         let ends = std::iter::once((1.0, 0.0, 0.0))
@@ -453,10 +500,56 @@ mod tests {
     }
 
     #[test]
+    fn a_steep_far_tail_and_extreme_variances_stay_exact() {
+        // Hard tanh with a steep tail left of −50: expanded around the leftmost
+        // piece, terms of 2.5e7 cancelled to Σ ≈ 1e-4 at q = 1e-4.
+        let steep = pieces(
+            &[-50.0, -1.0, 1.0],
+            &[100.0, 0.0, 1.0, 0.0],
+            &[4999.0, -1.0, 0.0, 1.0],
+        );
+        let tanh = hard_tanh();
+        for q in [1e-4, 1e-12, 1e-200, 1e-290] {
+            let (d, dt) = ((&steep).diag(q), (&tanh).diag(q));
+            close(d, dt, 1e-12, &format!("diag {q}"));
+            close(pair(&steep, q, q, 1.0), d, 1e-12, &format!("ρ = 1 at {q}"));
+            let (s, sd) = pair(&steep, q, 2.0 * q, 0.5);
+            assert!(s.is_finite() && sd.is_finite(), "{q}");
+            close(
+                (s / q, sd),
+                (pair(&tanh, q, 2.0 * q, 0.5).0 / q, sd),
+                1e-10,
+                "tiny",
+            );
+        }
+        // Breaks of the five-piece σ hundreds of standard deviations away.
+        let p = five();
+        for (q1, q2, rho) in [
+            (1e-250, 1e-240, 0.99),
+            (1e-250, 4.0, -0.97),
+            (1e-6, 1e-6, -1.0),
+        ] {
+            let (s, sd) = pair(&p, q1, q2, rho);
+            assert!(s.is_finite() && sd.is_finite(), "{q1} {q2} {rho}");
+        }
+    }
+
+    #[test]
+    fn a_zero_variance_diagonal_is_the_mean_of_the_two_sides() {
+        // sign at x = 0 with β = 0: u is 0⁻ or 0⁺ with probability ½ each.
+        let sign = pieces(&[0.0], &[0.0, 0.0], &[-1.0, 1.0]);
+        assert_eq!((&sign).diag(0.0), (1.0, 0.0));
+        close((&sign).diag(0.0), (&sign).diag(1e-290), 1e-15, "limit");
+        let relu = pieces(&[0.0], &[0.0, 1.0], &[0.0, 0.0]);
+        assert_eq!((&relu).diag(0.0).1, Relu.diag(0.0).1);
+    }
+
+    #[test]
     fn bad_pieces_are_errors() {
         assert!(Pieces::new(&[0.0], &[1.0], &[0.0, 0.0]).is_err());
         assert!(Pieces::new(&[1.0, 0.0], &[0.0; 3], &[0.0; 3]).is_err());
         assert!(Pieces::new(&[f64::NAN], &[0.0; 2], &[0.0; 2]).is_err());
+        assert!(Pieces::new(&[1e300], &[-1e300, 1e300], &[0.0, 0.0]).is_err());
         let many: Vec<f64> = (0..=MAX_BREAKS).map(|k| k as f64).collect();
         let slopes: Vec<f64> = (0..=MAX_BREAKS + 1).map(|k| (k % 2) as f64).collect();
         assert!(Pieces::new(&many, &slopes, &vec![0.0; MAX_BREAKS + 2]).is_err());
