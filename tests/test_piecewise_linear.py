@@ -174,7 +174,7 @@ def test_identities_and_closed_forms(restore_threads):
     k = nk.limit_kernel(unit, depth=2, activation=sign, beta=0.0)
     rho = np.clip(unit @ unit.T / 7, -1, 1)
     np.testing.assert_allclose(k.nngp, 2 / np.pi * np.arcsin(rho), atol=1e-13)
-    np.testing.assert_allclose(k.ntk, k.nngp + rho * 0.0, atol=1e-13)
+    np.testing.assert_allclose(k.ntk, k.nngp, atol=1e-13)  # Σ̇ = 0: Θ = Σ⁽²⁾
     for builtin, pieces in [
         ("relu", ([0.0], [0.0, 1.0], [0.0, 0.0])),
         ("abs", ([0.0], [-1.0, 1.0], [0.0, 0.0])),
@@ -192,7 +192,7 @@ def test_custom_piecewise_linear_functions_are_recognised(name):
     act = Custom(FUNCTIONS[name])
     breaks, slopes, intercepts = act.pieces()
     t, m, c = PIECES[name]
-    np.testing.assert_allclose(breaks, t, atol=1e-12)
+    np.testing.assert_array_equal(breaks, t)  # rounded breaks land exactly
     np.testing.assert_allclose(slopes, m, atol=1e-9)
     np.testing.assert_allclose(intercepts, c, atol=1e-9)
     x = np.random.default_rng(2).standard_normal((20, 5)) * 2
@@ -211,6 +211,11 @@ def test_other_functions_are_not_taken_for_piecewise_linear():
     assert bump.pieces() is None
     wrong_slope = Custom(np.abs, lambda z: 0.5 * np.sign(z))
     assert wrong_slope.pieces() is None
+    # Tolerances follow σ's own size: a tiny smooth σ is not a line, a tiny ReLU is a ReLU.
+    assert Custom(lambda z: 1e-11 * np.tanh(z)).pieces() is None
+    tiny_relu = Custom(lambda z: 1e-10 * np.maximum(z, 0)).pieces()
+    assert tiny_relu is not None and tiny_relu[0].tolist() == [0.0]
+    assert Custom(np.zeros_like).pieces() is not None
     with pytest.raises(ValueError, match="estimated relative error"):
         x = np.random.default_rng(0).standard_normal((10, 3))
         nk.limit_kernel(x, depth=3, activation=Custom(lambda z: np.abs(z) ** 1.5))
@@ -255,10 +260,17 @@ def test_theorem_1_for_a_kinked_activation_with_a_jump():
 
 
 def test_every_route_takes_the_pieces():
-    """The matrix-free product, the diagonal and float32 outputs use the same duals."""
+    """The matrix-free product, the diagonal and float32 outputs use the same duals, and a
+    zero input row with β = 0 (variance 0: 0⁻ or 0⁺ with probability ½) is finite."""
     act = PiecewiseLinear(*PIECES["five"])
     x = np.random.default_rng(3).standard_normal((60, 5))
     full = nk.limit_kernel(x, depth=3, activation=act, beta=0.1, get="ntk")
+    diag = nk.limit_kernel_diagonal(x, depth=3, activation=act, beta=0.1)
+    np.testing.assert_allclose(diag.ntk, np.diag(full), rtol=1e-13)
+    sign = PiecewiseLinear(*PIECES["sign"])
+    zero = np.vstack([np.zeros(5), x[:3]])
+    k = nk.limit_kernel(zero, depth=2, activation=sign, beta=0.0)
+    assert k.nngp[0, 0] == 1.0 and np.all(np.isfinite(k.ntk))
     v = np.random.default_rng(4).standard_normal((60, 2))
     op = nk.KernelOperator(x, depth=3, activation=act, beta=0.1)
     np.testing.assert_allclose(op @ v, full @ v, rtol=1e-10, atol=1e-10)

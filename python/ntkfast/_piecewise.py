@@ -56,9 +56,12 @@ def recognise(
     y = sigma(x)
     dx = np.diff(x)
     slope = np.diff(y) / dx
+    # Tolerances are relative to σ's own size where pre-activations live (|x| ≤ 10), so
+    # that 1e-11·tanh is not taken for a line nor 1e-10·ReLU refused.
+    size = _size(x, y)
     # Two neighbouring cells have equal slopes up to the rounding of the values.
     noise = 8 * np.finfo(np.float64).eps * (np.abs(y[:-1]) + np.abs(y[1:])) / dx
-    scale = 1.0 + np.maximum(np.abs(slope[:-1]), np.abs(slope[1:]))
+    scale = size + np.maximum(np.abs(slope[:-1]), np.abs(slope[1:]))
     same = np.abs(np.diff(slope)) <= 1e-9 * scale + noise[:-1] + noise[1:]
     # Runs of cells joined by `same`; pieces are runs of at least three cells (the two
     # cells beside a jump at a grid point have equal slopes, too).
@@ -77,7 +80,13 @@ def recognise(
     if breaks.size and np.any(np.diff(breaks) <= 0):
         return None
     pieces = (breaks, m, c)
-    return pieces if _matches(sigma, dsigma, pieces) else None
+    return pieces if _matches(sigma, dsigma, pieces, size) else None
+
+
+def _size(x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
+    """max |σ| on |x| ≤ 10 (the smallest normal double for σ ≡ 0 there)."""
+    core = np.abs(y[np.abs(x) <= 10.0])
+    return max(float(core.max()) if core.size else 0.0, float(np.finfo(np.float64).tiny))
 
 
 def _place_breaks(
@@ -104,13 +113,20 @@ def _place_breaks(
         on_left = np.abs(f - (c0 + m0 * mid)) <= np.abs(f - (c1 + m1 * mid))
         a = np.where(on_left, mid, a)
         b = np.where(on_left, b, mid)
-    return np.where(kink, cross, b)
+    breaks = np.where(kink, cross, b)
+    # A jump where σ takes a third value (np.sign(0) = 0) leaves the bisection at the
+    # edge of its bracket, e.g. 1e-28 for 0; round to 12 digits what is that close to
+    # a rounder number (the break moves by at most 1e-12 of its size).
+    round_ = np.round(breaks, 12)
+    near = np.abs(breaks - round_) <= 1e-12 * (1.0 + np.abs(round_))
+    return np.where(near, round_, breaks)
 
 
 def _matches(
     sigma: Callable[[NDArray[np.float64]], NDArray[np.float64]],
     dsigma: Callable[[NDArray[np.float64]], NDArray[np.float64]] | None,
     pieces: Pieces,
+    size: float,
 ) -> bool:
     """Whether the fit equals fn (and dfn, when given) to 1e-10 relative away from the
     breaks, on the grid's midpoints, random points and points beside each break."""
@@ -126,10 +142,11 @@ def _matches(
         gap = np.minimum(np.abs(x - below), np.abs(x - above))
         x = x[gap > 1e-9 * (1.0 + np.abs(x))]
     y = sigma(x)
-    if not np.all(np.abs(y - evaluate(pieces, x)) <= 1e-10 * (1.0 + np.abs(y))):
+    if not np.all(np.abs(y - evaluate(pieces, x)) <= 1e-10 * (size + np.abs(y))):
         return False
     if dsigma is None:
         return True
     dy = dsigma(x)
     slopes = slope(pieces, x)
-    return bool(np.all(np.abs(dy - slopes) <= 1e-8 * (1.0 + np.abs(slopes))))
+    tol = 1e-8 * (np.abs(pieces[1]).max() + np.abs(slopes))
+    return bool(np.all(np.abs(dy - slopes) <= tol))

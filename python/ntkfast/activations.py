@@ -22,7 +22,6 @@ Custom(name='my_tanh')
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -284,18 +283,18 @@ class Custom(Activation):
         """(breaks (K,), slopes (K + 1,), intercepts (K + 1,)) when σ is piecewise linear
         (piece k is ``intercepts[k] + slopes[k] * x``), else None; found once and kept.
 
-        σ is read on |x| ≤ 10⁶ at 2¹⁷ + 1 points spaced like asinh (3e-4 apart near 0,
+        σ is read on |x| ≤ 10⁶ at 2¹⁷ + 1 points spaced like asinh (2.2e-4 apart near 0,
         0.2 at 10³); runs of cells of equal slope are the pieces, each break between two
         is placed by intersecting their lines (a kink) or by bisection to the last bit (a
         jump), and the fit is accepted only if it matches ``fn`` (and ``dfn``, when given)
-        to 1e-10 relative at about 3·10⁵ points: the grid, the cell midpoints, random
-        points and points beside each break. A feature of σ narrower than the grid's
-        spacing (a spike 1e-6 wide) can go unseen, and beyond |x| = 10⁶ σ is taken to
-        continue linearly: make such a σ a :class:`PiecewiseLinear` explicitly. At most
-        32 breaks."""
+        to 1e-10 of σ's size on |x| ≤ 10 at about 3·10⁵ points: the grid, the cell
+        midpoints, random points and points beside each break. A feature of σ narrower than
+        the grid's spacing (a spike 1e-6 wide) can go unseen, and beyond |x| = 10⁶ σ is taken
+        to continue linearly: make such a σ a :class:`PiecewiseLinear` explicitly. At most
+        32 breaks. The result is kept for this object: a callable whose behaviour changes
+        later (a closure over a variable that changes) needs a new Custom."""
         if not self._recognised:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
+            with np.errstate(all="ignore"):
                 try:
                     self._pieces = recognise(self.sigma, self._checked_dfn())
                 except ValueError:
