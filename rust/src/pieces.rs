@@ -292,8 +292,10 @@ impl Dual for &Pieces {
         // Each pair of breaks, in the turned variables (correlation εᵢεⱼρ). A
         // break at 0 against a break at 0 (sign, |x|, steps) needs only
         // Sheppard's P(x > 0, y > 0) = ¼ + asin(ρ)/2π; the quadrature nodes
-        // are placed only when another pair needs them, once per sign of ρ.
-        let mut orthants: [Option<Orthants>; 2] = [None, None];
+        // are placed only when another pair needs them, for ρ alone: a pair
+        // turned against each other takes L(a, b; −ρ) = Φ̄(a) − L(a, −b; ρ).
+        let mut orthants = None;
+        let at_rho = rho;
         for i in 0..k {
             let (ai, phi_a) = (x.a[i], x.density[i]);
             if ai > FAR {
@@ -309,11 +311,16 @@ impl Dual for &Pieces {
                 let l = if ai == 0.0 && bj == 0.0 {
                     0.25 + rho.asin() * INV_2PI
                 } else {
-                    let o = orthants[usize::from(turn < 0.0)].get_or_insert_with(
+                    let o = orthants.get_or_insert_with(
                         #[inline(always)]
-                        || Orthants::new(rho),
+                        || Orthants::new(at_rho),
                     );
-                    o.upper(ai, bj, x.tail[i], y.tail[j])
+                    let (ta, tb) = (x.tail[i], y.tail[j]);
+                    if turn > 0.0 {
+                        o.upper(ai, bj, ta, tb)
+                    } else {
+                        (ta - o.upper(ai, -bj, ta, 1.0 - tb)).max(0.0)
+                    }
                 };
                 let cap_a = phi_a * conditional(rho * ai - bj, r);
                 let cap_b = phi_b * conditional(rho * bj - ai, r);
