@@ -8,6 +8,8 @@ import numpy as np
 
 import ntkfast as nk
 
+from .nt_timing import PIECES
+
 
 def _inputs(n, n0, dtype):
     return np.random.default_rng(0).standard_normal((n, n0)).astype(dtype)
@@ -102,14 +104,9 @@ class PiecewiseLinearKernel:
     """Exact duals of piecewise-linear σ (K² orthant probabilities per pair and layer, K
     breaks): the kinked activations of docs/performance.md, N = 512, n0 = 784, depth 4."""
 
-    params = (["hard_tanh", "relu6", "sign", "five"],)
+    params = (list(PIECES),)
     param_names = ["activation"]
-    pieces = {
-        "hard_tanh": ([-1.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 1.0]),
-        "relu6": ([0.0, 6.0], [0.0, 1.0, 0.0], [0.0, 0.0, 6.0]),
-        "sign": ([0.0], [0.0, 0.0], [-1.0, 1.0]),
-        "five": ([-2.0, -0.5, 0.5, 2.0], [0.1, -0.7, 1.3, 2.0, 0.2], [0.3, -1.3, -0.1, 0.4, 4.0]),
-    }
+    pieces = PIECES
 
     def setup(self, activation):
         self.x = _inputs(512, 784, "float64")

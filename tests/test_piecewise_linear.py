@@ -228,14 +228,18 @@ def test_bad_pieces_are_clear_errors():
         PiecewiseLinear([0.0], [1.0], [0.0, 0.0])
     with pytest.raises(ValueError, match="increase strictly"):
         PiecewiseLinear([1.0, 0.0], [0, 1, 0], [0, 0, 0])
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="non-finite"):
         PiecewiseLinear([np.nan], [0, 1], [0, 0])
     with pytest.raises(ValueError, match="at most 32"):
         PiecewiseLinear(np.arange(33.0), np.arange(34.0) % 2, np.zeros(34))
-    with pytest.raises(ValueError, match="one-dimensional"):
+    with pytest.raises(ValueError, match="breaks must have 1 dimensions"):
         PiecewiseLinear([[0.0]], [0, 1], [0, 0])
-    with pytest.raises(TypeError, match="real numbers"):
+    with pytest.raises(TypeError, match="breaks must be a real array"):
         PiecewiseLinear(["a"], [0, 1], [0, 0])
+    # The caller's arrays stay writeable.
+    slopes = np.array([0.0, 1.0])
+    PiecewiseLinear([0.0], slopes, [0.0, 0.0])
+    assert slopes.flags.writeable
 
 
 def test_equality_hash_and_repr():

@@ -169,19 +169,16 @@ def abs_plus_sine(z):
 
 def abs_plus_sine_kernels(x, depth, beta):
     """Σ and Θ∞ of σ = |x| + ¼ sin x in closed form: the cross terms E[|u| sin v] and
-    E[sign(u) cos v] vanish by symmetry, so Σ = E|u||v| + E[sin u sin v]/16 and
-    Σ̇ = E[sign u sign v] + E[cos u cos v]/16, all four known exactly."""
+    E[sign(u) cos v] vanish by symmetry, so each layer's (Σ, Σ̇) is the |x| dual plus 1/16
+    of the sin dual (E[sin u sin v], E[cos u cos v]), both from ``reference.dual``."""
     sigma = x @ x.T / x.shape[1] + beta**2
     theta = sigma.copy()
     for _ in range(depth - 1):
         q = np.diag(sigma)
-        scale = np.sqrt(np.outer(q, q))
-        rho = np.clip(sigma / scale, -1, 1)
-        asin = np.arcsin(rho)
-        root = scale * np.sqrt(np.clip(1 - rho**2, 0, None))
-        damp = np.exp(-0.5 * np.add.outer(q, q))
-        nngp = 2 / np.pi * (root + sigma * asin) + damp * np.sinh(sigma) / 16
-        dot = 2 / np.pi * asin + damp * np.cosh(sigma) / 16
+        q1, q2 = np.meshgrid(q, q, indexing="ij")
+        s_abs, dot_abs = reference.dual("abs", q1, q2, sigma)
+        s_sin, dot_sin = reference.dual("sin", q1, q2, sigma)
+        nngp, dot = s_abs + s_sin / 16, dot_abs + dot_sin / 16
         theta = theta * dot + nngp + beta**2
         sigma = nngp + beta**2
     return sigma, theta

@@ -29,7 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _ntkfast
 from ._piecewise import MAX_BREAKS, Pieces, as_lists, evaluate, recognise, slope
-from ._validation import as_finite_float
+from ._validation import as_finite_array, as_finite_float
 
 __all__ = [
     "Activation",
@@ -417,9 +417,11 @@ class PiecewiseLinear(Custom):
         intercepts: ArrayLike,
         name: str | None = None,
     ) -> None:
-        t = _finite_vector(breaks, "breaks")
-        m = _finite_vector(slopes, "slopes")
-        c = _finite_vector(intercepts, "intercepts")
+        # Copies, so that the read-only flags below never reach the caller's arrays.
+        t, m, c = (
+            as_finite_array(v, name, (1,)).copy()
+            for v, name in ((breaks, "breaks"), (slopes, "slopes"), (intercepts, "intercepts"))
+        )
         if m.shape != (t.size + 1,) or c.shape != m.shape:
             raise ValueError(
                 f"a piecewise-linear activation with {t.size} breaks needs {t.size + 1} slopes "
@@ -454,18 +456,6 @@ class PiecewiseLinear(Custom):
     def __hash__(self) -> int:
         pieces = as_lists((self.breaks, self.slopes, self.intercepts))
         return hash((PiecewiseLinear, *map(tuple, pieces)))
-
-
-def _finite_vector(values: ArrayLike, what: str) -> NDArray[np.float64]:
-    try:
-        v = np.array(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} must be real numbers: {exc}") from exc
-    if v.ndim != 1:
-        raise ValueError(f"{what} must be one-dimensional, got shape {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{what} must be finite, got {v.tolist()}")
-    return v
 
 
 def _read_only(x: ArrayLike) -> NDArray[np.float64]:

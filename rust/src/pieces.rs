@@ -64,9 +64,9 @@ pub struct Pieces {
     breaks: Vec<f64>,
     slopes: Vec<f64>,
     intercepts: Vec<f64>,
-    /// Δmₖ and Jₖ of each break, and εₖ (−1 left of 0, else 1).
+    /// Δmₖ, εₖJₖ (the turned jump) and εₖ (−1 left of 0, else 1) of each break.
     kinks: Vec<f64>,
-    jumps: Vec<f64>,
+    steps: Vec<f64>,
     sides: Vec<f64>,
     /// The piece that holds u = 0.
     base: usize,
@@ -105,7 +105,7 @@ impl Pieces {
             slopes: vec![slopes[0]],
             intercepts: vec![intercepts[0]],
             kinks: Vec::new(),
-            jumps: Vec::new(),
+            steps: Vec::new(),
             sides: Vec::new(),
             base: 0,
         };
@@ -118,15 +118,16 @@ impl Pieces {
             pieces.breaks.push(t);
             pieces.slopes.push(m1);
             pieces.intercepts.push(c1);
+            let side = if t < 0.0 { -1.0 } else { 1.0 };
             pieces.kinks.push(m1 - m0);
-            pieces.jumps.push((c1 + m1 * t) - (c0 + m0 * t));
-            pieces.sides.push(if t < 0.0 { -1.0 } else { 1.0 });
+            pieces.steps.push(side * ((c1 + m1 * t) - (c0 + m0 * t)));
+            pieces.sides.push(side);
         }
         pieces.base = pieces.breaks.partition_point(|&t| t < 0.0);
         if let Some(v) = pieces
             .kinks
             .iter()
-            .chain(&pieces.jumps)
+            .chain(&pieces.steps)
             .find(|v| !v.is_finite())
         {
             return invalid(format!(
@@ -179,18 +180,30 @@ impl Pieces {
             let [(c0, m0), (c1, m1)] = self.at_zero();
             return (0.5 * (c0 + c1), 0.5 * (m0 + m1));
         }
+        let side = Side::new(self, s);
         let (mut mean, mut mean_dot) = (self.intercepts[self.base], self.slopes[self.base]);
-        for k in 0..self.breaks.len() {
-            let (e, dm, step) = (self.sides[k], self.kinks[k], self.sides[k] * self.jumps[k]);
-            let b = e * self.breaks[k] / s;
-            if b > FAR {
-                continue;
-            }
-            let tail = upper_tail(b);
-            mean += step * tail + dm * s * (density(b) - b * tail);
-            mean_dot += e * dm * tail;
+        for l in 0..self.breaks.len() {
+            let (f, _, f_dot) = self.single(&side, l, s);
+            mean += f;
+            mean_dot += f_dot;
         }
         (mean, mean_dot)
+    }
+
+    /// The terms of break l alone, f = εJ H(ε(u − t)) + Δm (ε(u − t))₊ with
+    /// u = s·x: (E[f], E[x f], E[f']), 0 for a break beyond `FAR`.
+    #[inline(always)]
+    fn single(&self, side: &Side, l: usize, s: f64) -> (f64, f64, f64) {
+        let (a, tail, dens) = (side.a[l], side.tail[l], side.density[l]);
+        if a > FAR {
+            return (0.0, 0.0, 0.0);
+        }
+        let (e, dm, step) = (self.sides[l], self.kinks[l], self.steps[l]);
+        (
+            step * tail + dm * s * (dens - a * tail),
+            e * (step * dens + dm * s * tail),
+            e * dm * tail,
+        )
     }
 }
 
@@ -277,16 +290,11 @@ impl Dual for &Pieces {
         let mut sigma = c0 * c0 + m0 * m0 * s1 * s2 * rho;
         let mut sigma_dot = m0 * m0;
         for l in 0..k {
-            let (e, dm, step) = (self.sides[l], self.kinks[l], self.sides[l] * self.jumps[l]);
             for (side, s, s_other) in [(&x, s1, s2), (&y, s2, s1)] {
-                let (t, tail, dens) = (side.a[l], side.tail[l], side.density[l]);
-                if t > FAR {
-                    continue;
-                }
-                // c₀ E[f(u)] + m₀ E[v f(u)] for f = εJ H(ε(u − t)) + Δm (ε(u − t))₊.
-                sigma += c0 * (step * tail + dm * s * (dens - t * tail))
-                    + m0 * s_other * rho * e * (step * dens + dm * s * tail);
-                sigma_dot += m0 * e * dm * tail;
+                // c₀ E[f(u)] + m₀ E[v f(u)], E[v f(u)] = s_other ρ E[x f].
+                let (f, xf, f_dot) = self.single(side, l, s);
+                sigma += c0 * f + m0 * s_other * rho * xf;
+                sigma_dot += m0 * f_dot;
             }
         }
         // Each pair of breaks, in the turned variables (correlation εᵢεⱼρ). A
@@ -295,7 +303,6 @@ impl Dual for &Pieces {
         // are placed only when another pair needs them, for ρ alone: a pair
         // turned against each other takes L(a, b; −ρ) = Φ̄(a) − L(a, −b; ρ).
         let mut orthants = None;
-        let at_rho = rho;
         for i in 0..k {
             let (ai, phi_a) = (x.a[i], x.density[i]);
             if ai > FAR {
@@ -307,13 +314,13 @@ impl Dual for &Pieces {
                     continue;
                 }
                 let turn = self.sides[i] * self.sides[j];
-                let rho = turn * rho;
+                let rho_ij = turn * rho;
                 let l = if ai == 0.0 && bj == 0.0 {
-                    0.25 + rho.asin() * INV_2PI
+                    0.25 + rho_ij.asin() * INV_2PI
                 } else {
                     let o = orthants.get_or_insert_with(
                         #[inline(always)]
-                        || Orthants::new(at_rho),
+                        || Orthants::new(rho),
                     );
                     let (ta, tb) = (x.tail[i], y.tail[j]);
                     if turn > 0.0 {
@@ -322,21 +329,21 @@ impl Dual for &Pieces {
                         (ta - o.upper(ai, -bj, ta, 1.0 - tb)).max(0.0)
                     }
                 };
-                let cap_a = phi_a * conditional(rho * ai - bj, r);
-                let cap_b = phi_b * conditional(rho * bj - ai, r);
+                let cap_a = phi_a * conditional(rho_ij * ai - bj, r);
+                let cap_b = phi_b * conditional(rho_ij * bj - ai, r);
                 let rg = if r > 0.0 {
-                    let z = (bj - rho * ai) / r;
+                    let z = (bj - rho_ij * ai) / r;
                     r * phi_a * density(z)
                 } else {
                     0.0
                 };
-                let ex = cap_a + rho * cap_b;
-                let ey = cap_b + rho * cap_a;
-                let exy = rho * l + rho * (ai * cap_a + bj * cap_b) + rg;
+                let ex = cap_a + rho_ij * cap_b;
+                let ey = cap_b + rho_ij * cap_a;
+                let exy = rho_ij * l + rho_ij * (ai * cap_a + bj * cap_b) + rg;
                 let hr = ey - bj * l;
                 let rh = ex - ai * l;
                 let rr = exy - bj * ex - ai * ey + ai * bj * l;
-                let (ji, jj) = (self.sides[i] * self.jumps[i], self.sides[j] * self.jumps[j]);
+                let (ji, jj) = (self.steps[i], self.steps[j]);
                 let (di, dj) = (self.kinks[i], self.kinks[j]);
                 sigma +=
                     ji * jj * l + ji * dj * s2 * hr + di * jj * s1 * rh + di * dj * s1 * s2 * rr;

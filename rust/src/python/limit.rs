@@ -101,7 +101,6 @@ impl PyLimitKernel {
             .map(|(breaks, slopes, intercepts)| Pieces::new(&breaks, &slopes, &intercepts))
             .transpose()
             .map_err(to_py)?;
-        let custom = if pieces.is_some() { None } else { custom };
         let activation = match (&custom, &pieces) {
             (None, None) => Some(Activation::from_name(activation, param).map_err(to_py)?),
             _ => None,
