@@ -39,7 +39,9 @@ class LimitKernel:
     named activation (called with the GIL taken back, a few times per layer); ``pieces``,
     when given, is a piecewise-linear σ as (breaks (K,), slopes (K + 1,), intercepts
     (K + 1,)), piece k being ``intercepts[k] + slopes[k] * x``, and replaces both (exact
-    duals, ``rust/src/pieces.rs``).
+    duals, ``rust/src/pieces.rs``). A ``custom`` σ whose Hermite series miss ``tol`` on the
+    samples of a call is tabulated and its duals integrated instead
+    (``rust/src/kinked.rs``); the default, infinity, never does.
     """
 
     def __new__(
@@ -50,6 +52,7 @@ class LimitKernel:
         beta: float,
         custom: Callable[[NDArray[np.float64]], tuple[np.ndarray, np.ndarray]] | None = None,
         pieces: tuple[Sequence[float], Sequence[float], Sequence[float]] | None = None,
+        tol: float = ...,
     ) -> LimitKernel: ...
     def compute(
         self,

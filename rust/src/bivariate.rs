@@ -320,7 +320,7 @@ fn rules() -> &'static [Rule; 3] {
     })
 }
 
-fn legendre_rule(n: usize) -> Vec<(f64, f64)> {
+pub(crate) fn legendre_rule(n: usize) -> Vec<(f64, f64)> {
     (0..n)
         .map(|i| {
             // Tricomi's estimate of the i-th root, then Newton on Pₙ.

@@ -7,8 +7,10 @@ use super::{Closed, LimitKernel, Sigma};
 use crate::duals::{dual_diag, Dual, Var};
 use crate::error::{invalid, Error, Result};
 use crate::hermite::{Pointwise, Series};
+use crate::kinked;
 use crate::real::Real;
 use crate::samples::Samples;
+use crate::tabulated::Tabulated;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Variances of one layer for a set of samples, stored column-wise so that the
@@ -54,6 +56,10 @@ pub struct Diagonal {
     pub(crate) layers: Vec<LayerVars>,
     pub(crate) ntk: Vec<f64>,
     pub(crate) series: Vec<Series>,
+    /// For a kinked σ, its table over these samples' pre-activations, and
+    /// the quadrature's estimated relative error (0 otherwise).
+    pub(crate) table: Option<Tabulated>,
+    pub(crate) quadrature_error: f64,
 }
 
 impl Diagonal {
@@ -135,20 +141,28 @@ impl LimitKernel<'_> {
                 builtin = a;
                 &builtin
             }
-            Sigma::Custom(p) => p,
+            Sigma::Custom(p) | Sigma::Kinked(p) => p,
             Sigma::Pieces(p) => p,
         };
+        let mut table: Option<Tabulated> = None;
+        let mut quadrature_error = 0.0f64;
         for _ in 1..self.depth {
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
-            let duals: Vec<(f64, f64)> = match self.closed_form() {
-                Some(Closed::Builtin(a)) => q
+            let duals: Vec<(f64, f64)> = match (self.activation, self.closed_form()) {
+                (Sigma::Kinked(_), _) => {
+                    let table = tabulate(pointwise, &q, &mut table)?;
+                    quadrature_error = quadrature_error.max(estimate(table, &q));
+                    q.iter().map(|&qi| kinked::diag(table, qi)).collect()
+                }
+                (_, Some(Closed::Builtin(a))) => q
                     .iter()
                     .map(|&qi| dual_diag(a, qi).unwrap_or_default())
                     .collect(),
-                Some(Closed::Pieces(p)) => q.iter().map(|&qi| p.diag(qi)).collect(),
-                None => {
+                (_, Some(Closed::Pieces(p))) => q.iter().map(|&qi| p.diag(qi)).collect(),
+                (_, Some(Closed::Kinked(k))) => q.iter().map(|&qi| k.diag(qi)).collect(),
+                (_, None) => {
                     let least = min_terms.get(series.len()).copied().unwrap_or(1);
                     let s = Series::expand_at_least(pointwise, &q, least, cancel)?;
                     let duals = s.sigma.iter().copied().zip(s.sigma_dot.iter().copied());
@@ -173,8 +187,46 @@ impl LimitKernel<'_> {
             layers,
             ntk: theta,
             series,
+            table,
+            quadrature_error,
         })
     }
+}
+
+/// The kinked σ's table, made or widened so that it covers Z standard
+/// deviations of every variance in `q` (a wider one is made with half as
+/// much again, seeded with the old one's kinks, so growing variances do not
+/// remake it every layer).
+fn tabulate<'t>(
+    pointwise: &dyn Pointwise,
+    q: &[f64],
+    table: &'t mut Option<Tabulated>,
+) -> Result<&'t Tabulated> {
+    let q_max = q.iter().fold(0.0f64, |m, &v| m.max(v));
+    let needed = (kinked::Z * q_max.sqrt()).max(1e-3);
+    if table.as_ref().is_none_or(|t| t.range() < needed) {
+        let seeds = table.as_ref().map(Tabulated::kinks).unwrap_or_default();
+        let range = if table.is_some() {
+            1.5 * needed
+        } else {
+            needed
+        };
+        *table = Some(Tabulated::new(pointwise, range, &seeds)?);
+    }
+    Ok(table.as_ref().expect("made above"))
+}
+
+/// The quadrature's estimated relative error on a layer: the diagonal at
+/// its smallest and largest variance against the rule with subintervals
+/// halved.
+fn estimate(table: &Tabulated, q: &[f64]) -> f64 {
+    let (lo, hi) = q.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
+    });
+    if q.is_empty() {
+        return 0.0;
+    }
+    kinked::diag_error(table, lo).max(kinked::diag_error(table, hi))
 }
 
 /// `n` in superscript digits (layer numbers in messages: Σ⁽¹²⁾).

@@ -29,8 +29,9 @@ mod tile;
 
 use crate::activation::Activation;
 use crate::duals_f32::Single;
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Error, Result};
 use crate::hermite::Pointwise;
+use crate::kinked::Kinked;
 use crate::pieces::Pieces;
 use crate::pool::for_each_tile;
 use crate::real::Real;
@@ -51,20 +52,24 @@ pub struct Outputs<'a, T> {
 }
 
 /// The nonlinearity of a limit kernel: a built-in activation, σ and σ'
-/// supplied by the caller (always through the Hermite series), or a
-/// piecewise-linear σ (through its exact dual).
+/// supplied by the caller (through the Hermite series), a piecewise-linear σ
+/// (through its exact dual), or a σ with kinks supplied by the caller
+/// (tabulated, through quadrature: see `kinked.rs`).
 #[derive(Clone, Copy)]
 pub enum Sigma<'a> {
     Builtin(Activation),
     Custom(&'a dyn Pointwise),
     Pieces(&'a Pieces),
+    Kinked(&'a dyn Pointwise),
 }
 
-/// A closed-form dual: a built-in one or a piecewise-linear σ's.
+/// A dual the layers evaluate pair by pair: a built-in closed form, a
+/// piecewise-linear σ's, or the quadrature over a kinked σ's tables.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Closed<'a> {
     Builtin(Activation),
     Pieces(&'a Pieces),
+    Kinked(Kinked<'a>),
 }
 
 impl From<Activation> for Sigma<'_> {
@@ -79,6 +84,7 @@ impl std::fmt::Debug for Sigma<'_> {
             Sigma::Builtin(a) => write!(f, "{a:?}"),
             Sigma::Custom(_) => write!(f, "Custom"),
             Sigma::Pieces(p) => write!(f, "{p:?}"),
+            Sigma::Kinked(_) => write!(f, "Kinked"),
         }
     }
 }
@@ -89,6 +95,9 @@ pub struct LimitKernel<'a> {
     depth: usize,
     activation: Sigma<'a>,
     beta: f64,
+    /// For `Sigma::Custom`: the series error beyond which σ is tabulated
+    /// and its duals integrated instead (infinite: never).
+    fallback: f64,
 }
 
 /// What a computation reports besides the kernels.
@@ -113,10 +122,24 @@ impl<'a> LimitKernel<'a> {
             depth,
             activation,
             beta,
+            fallback: f64::INFINITY,
         })
     }
 
-    /// The activation's closed-form dual, or None for the series.
+    /// For a σ supplied by the caller (`Sigma::Custom`): when its Hermite
+    /// series cannot reach the relative error `tol` on the samples of a
+    /// computation (σ has kinks, or varies on scales far below the
+    /// variances), the computation tabulates σ and integrates its duals
+    /// instead (`Sigma::Kinked`). Without this the series' error is reported
+    /// whatever it is.
+    pub fn with_fallback(mut self, tol: f64) -> Self {
+        self.fallback = tol;
+        self
+    }
+
+    /// The activation's closed-form dual, or None for the series and for
+    /// kinked σ (whose dual needs the tables of the diagonal recursion, see
+    /// [`LimitKernel::pairwise`]).
     fn closed_form(&self) -> Option<Closed<'a>> {
         match self.activation {
             Sigma::Builtin(a) if a.has_closed_form() => Some(Closed::Builtin(a)),
@@ -202,7 +225,7 @@ impl<'a> LimitKernel<'a> {
             rows: d1,
             cols: d2,
             depth: self.depth,
-            closed_form: self.closed_form(),
+            closed_form: self.pairwise(d1, d2),
             symmetric,
             want_ntk,
             b2: self.beta * self.beta,
@@ -220,7 +243,42 @@ impl<'a> LimitKernel<'a> {
     /// against the dtype's range. A pair sums the terms both of its samples'
     /// series hold: x2 keeps at least x1's number per layer, and x1 is redone
     /// only where x2 needed more.
-    fn diagonals<T: Real>(
+    ///
+    /// A `Sigma::Custom` whose series miss the fallback tolerance is redone
+    /// as `Sigma::Kinked`: the diagonals then hold its tables.
+    pub(crate) fn diagonals<T: Real>(
+        &self,
+        x1: Samples<'_, T>,
+        x2: Option<Samples<'_, T>>,
+        cancel: &AtomicBool,
+    ) -> Result<(Diagonal, Option<Diagonal>)> {
+        let series = self.series_diagonals(x1, x2, cancel);
+        let Sigma::Custom(pointwise) = self.activation else {
+            return series;
+        };
+        let kinked = LimitKernel {
+            activation: Sigma::Kinked(pointwise),
+            ..*self
+        };
+        match series {
+            // Variances beyond the series' range, for instance.
+            Err(Error::Invalid(_)) if self.fallback.is_finite() => {
+                kinked.series_diagonals(x1, x2, cancel)
+            }
+            Ok((d1, d2)) => {
+                let error = Report::of_series(&d1, d2.as_ref().unwrap_or(&d1)).series_error;
+                if error > self.fallback {
+                    kinked.series_diagonals(x1, x2, cancel)
+                } else {
+                    Ok((d1, d2))
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`LimitKernel::diagonals`] without the fallback.
+    fn series_diagonals<T: Real>(
         &self,
         x1: Samples<'_, T>,
         x2: Option<Samples<'_, T>>,
@@ -251,7 +309,7 @@ impl<'a> LimitKernel<'a> {
         T::as_f32(&[])?;
         let single = match self.closed_form()? {
             Closed::Builtin(a) => Single::of(a)?,
-            Closed::Pieces(_) => return None,
+            Closed::Pieces(_) | Closed::Kinked(_) => return None,
         };
         if self.depth < 2 {
             return None;
@@ -263,6 +321,21 @@ impl<'a> LimitKernel<'a> {
                 .collect::<Option<Vec<_>>>()
         };
         Some((single, vars(d1)?, vars(d2)?))
+    }
+}
+
+impl<'a> LimitKernel<'a> {
+    /// The dual the layers of a computation use: the closed form, or for a
+    /// kinked σ the quadrature over the rows' and columns' tables; None for
+    /// the series.
+    fn pairwise<'t>(&self, d1: &'t Diagonal, d2: &'t Diagonal) -> Option<Closed<'t>>
+    where
+        'a: 't,
+    {
+        match (&d1.table, &d2.table) {
+            (Some(rows), Some(cols)) => Some(Closed::Kinked(Kinked { rows, cols })),
+            _ => self.closed_form(),
+        }
     }
 }
 
@@ -284,6 +357,10 @@ impl Report {
             let left = a.worst_tail(t) * b.worst_tail(t);
             report.series_error = report.series_error.max(left);
         }
+        report.series_error = report
+            .series_error
+            .max(d1.quadrature_error)
+            .max(d2.quadrature_error);
         report
     }
 }

@@ -208,6 +208,7 @@ impl<T: Real> TileRun<'_, T> {
                 with_dual!(a, |dual| layers.run(dual, self.simd, sigma, theta), else ())
             }
             Some(Closed::Pieces(p)) => layers.run(p, self.simd, sigma, theta),
+            Some(Closed::Kinked(k)) => layers.run(k, self.simd, sigma, theta),
             None => {
                 if self.want_ntk {
                     theta.copy_from_slice(sigma);

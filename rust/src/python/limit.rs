@@ -1,6 +1,6 @@
 //! The infinite-width kernels: `LimitKernel(depth, activation, param, beta,
-//! custom=None, pieces=None)` holds the parsed configuration; `compute` and
-//! `diagonal` run it.
+//! custom=None, pieces=None, tol=inf)` holds the parsed configuration;
+//! `compute` and `diagonal` run it.
 
 use super::arrays::{self, contiguous_mut, samples, writable, Generic};
 use super::runtime::run_interruptible;
@@ -15,18 +15,21 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Mutex;
 
-/// LimitKernel(depth, activation, param, beta, custom=None, pieces=None)
+/// LimitKernel(depth, activation, param, beta, custom=None, pieces=None, tol=inf)
 ///
 /// Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ of a depth-L network with the named activation (`param` is
 /// its parameter, e.g. the leaky ReLU slope), or, when `custom` is given, a
-/// callable x -> (σ(x), σ'(x)) on 1-D float64 arrays, or, when `pieces` is
-/// given, the piecewise-linear σ (breaks, slopes, intercepts).
+/// callable x -> (σ(x), σ'(x)) on 1-D float64 arrays (through its Hermite
+/// series, or when they miss `tol`, through quadrature over a table of σ),
+/// or, when `pieces` is given, the piecewise-linear σ (breaks, slopes,
+/// intercepts).
 #[pyclass(frozen, name = "LimitKernel", module = "ntkfast._ntkfast")]
 pub(super) struct PyLimitKernel {
     depth: usize,
     activation: Option<Activation>,
     custom: Option<PyObject>,
     pieces: Option<Pieces>,
+    tol: f64,
     beta: f64,
 }
 
@@ -76,7 +79,9 @@ impl PyLimitKernel {
             (None, None, Some(a)) => Sigma::Builtin(a),
             (None, None, None) => unreachable!("made with an activation, callable or pieces"),
         };
-        let kernel = LimitKernel::new(self.depth, sigma, self.beta).map_err(to_py)?;
+        let kernel = LimitKernel::new(self.depth, sigma, self.beta)
+            .map_err(to_py)?
+            .with_fallback(self.tol);
         let result = job(kernel)?;
         if let Some(err) = user.and_then(PyActivation::into_error) {
             return Err(err);
@@ -88,7 +93,7 @@ impl PyLimitKernel {
 #[pymethods]
 impl PyLimitKernel {
     #[new]
-    #[pyo3(signature = (depth, activation, param, beta, custom=None, pieces=None))]
+    #[pyo3(signature = (depth, activation, param, beta, custom=None, pieces=None, tol=f64::INFINITY))]
     fn new(
         depth: usize,
         activation: &str,
@@ -96,6 +101,7 @@ impl PyLimitKernel {
         beta: f64,
         custom: Option<PyObject>,
         pieces: Option<(Vec<f64>, Vec<f64>, Vec<f64>)>,
+        tol: f64,
     ) -> PyResult<Self> {
         let pieces = pieces
             .map(|(breaks, slopes, intercepts)| Pieces::new(&breaks, &slopes, &intercepts))
@@ -112,6 +118,7 @@ impl PyLimitKernel {
             activation,
             custom,
             pieces,
+            tol,
             beta,
         })
     }
@@ -361,8 +368,7 @@ impl Generic for Diagonal<'_, '_> {
         let s = samples(&x, "x")?;
         let kernel = self.kernel;
         run_interruptible(self.py, |cancel| {
-            let d = kernel.diagonal_until(s, &[], cancel)?;
-            d.check_range("x", T::MAX_VARIANCE)?;
+            let (d, _) = kernel.diagonals(s, None, cancel)?;
             Ok((d.nngp().to_vec(), d.ntk().to_vec()))
         })
     }
