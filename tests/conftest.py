@@ -56,6 +56,20 @@ def ntk_distances(activation, x, limit, widths=(64, 4096), seeds=2):
     return errors
 
 
+def assert_same_bits_on_1_and_2_threads(x, activation, depth=3, beta=0.1):
+    """K(x, x reversed) equal bit for bit on 1 and 2 threads (use with ``restore_threads``)."""
+    import ntkfast as nk
+
+    results = []
+    for threads in (1, 2):
+        nk.set_num_threads(threads)
+        results.append(
+            nk.limit_kernel(x, x[::-1].copy(), depth=depth, activation=activation, beta=beta)
+        )
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.fixture
 def restore_threads():
     import ntkfast as nk

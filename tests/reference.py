@@ -10,6 +10,7 @@ generator of docs/networks.md.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from scipy.special import erf, expit, roots_hermitenorm
@@ -249,3 +250,61 @@ def unflat(net, vector):
         out.append((w, vector[at : at + n_out]))
         at += n_out
     return out
+
+
+def _phi(z):
+    return math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+def kinked_dual(sigma, dsigma, kinks, q1, q2, q12):
+    """(E[σ(u)σ(v)], E[σ'(u)σ'(v)]) for scalar σ, σ' with kinks at ``kinks``, by nested
+    adaptive quadrature (SciPy ``quad``, tolerances 1e-13): u = s₁x, v = s₂(ρx + rz) with x, z
+    independent standard normals, both integrals cut at ±12 and split at the kinks (t/s₁ for
+    x; (t/s₂ − ρx)/r for z, or t/(s₂ρ) for x when r = 0)."""
+    from scipy import integrate
+
+    s1, s2 = math.sqrt(q1), math.sqrt(q2)
+    rho = max(-1.0, min(1.0, q12 / (s1 * s2)))
+    if abs(rho) > 1 - 1e-14:  # a copy of a row: ρ = ±1 up to the rounding of s₁s₂
+        rho = math.copysign(1.0, rho)
+    r = math.sqrt(max(0.0, (1 - rho) * (1 + rho)))
+    opts = dict(epsabs=1e-13, epsrel=1e-13, limit=400)
+
+    def inside(points):
+        return sorted({p for p in points if -12 < p < 12})
+
+    def expectation(f):
+        def inner(x):
+            if r == 0:
+                return f(s1 * x, s2 * rho * x)
+            cuts = inside((t / s2 - rho * x) / r for t in kinks)
+            return integrate.quad(
+                lambda z: _phi(z) * f(s1 * x, s2 * (rho * x + r * z)), -12, 12, points=cuts, **opts
+            )[0]
+
+        cuts = [t / s1 for t in kinks]
+        if rho != 0:
+            cuts += [t / (s2 * rho) for t in kinks]
+        return integrate.quad(lambda x: _phi(x) * inner(x), -12, 12, points=inside(cuts), **opts)[0]
+
+    return (
+        expectation(lambda u, v: sigma(u) * sigma(v)),
+        expectation(lambda u, v: dsigma(u) * dsigma(v)),
+    )
+
+
+def kinked_kernels(sigma, dsigma, kinks, x, depth, beta):
+    """Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ of the rows of x through the recursion with :func:`kinked_dual`."""
+    n = len(x)
+    nngp = x @ x.T / x.shape[1] + beta**2
+    ntk = nngp.copy()
+    for _ in range(depth - 1):
+        new_nngp, nngp_dot = np.empty_like(nngp), np.empty_like(nngp)
+        for i in range(n):
+            for j in range(i + 1):
+                s, d = kinked_dual(sigma, dsigma, kinks, nngp[i, i], nngp[j, j], nngp[i, j])
+                new_nngp[i, j] = new_nngp[j, i] = s + beta**2
+                nngp_dot[i, j] = nngp_dot[j, i] = d
+        ntk = ntk * nngp_dot + new_nngp
+        nngp = new_nngp
+    return nngp, ntk

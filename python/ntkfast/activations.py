@@ -221,15 +221,20 @@ class Custom(Activation):
     take the exact duals of :class:`PiecewiseLinear` (see :meth:`pieces`). Any other σ:
     the kernels expand σ and σ' in Hermite series whose coefficients need σ at a few hundred
     quadrature nodes per sample and layer: ``fn`` is called O(layers) times with arrays of
-    up to about a million points, never once per pair of samples. The calls come from the
-    computation's helper thread (holding the GIL), so NumPy settings such as ``np.errstate``
-    must be made inside ``fn``.
+    up to about a million points, never once per pair of samples. A σ with kinks that is not
+    piecewise linear (ELU, ReLU², hard-swish, ``np.clip(2 * np.tanh(x), -1, 1)``,
+    ``np.abs(x) ** 1.5``) makes the series converge only algebraically; when they miss
+    ``tol``, the kernels tabulate σ in Chebyshev pieces (locating the kinks) and integrate
+    the duals by quadrature split along the kinks, accurate to about 1e-10 but some
+    milliseconds per pair of samples and layer (docs/kernels.md). σ' is then the derivative
+    of the table, so ``dfn`` is not needed. The calls come from the computation's helper
+    thread (holding the GIL), so NumPy settings such as ``np.errstate`` must be made inside
+    ``fn``.
     tol : float or None
         The estimated relative error the kernels may have (default :data:`SERIES_TOL`,
-        1e-9). A σ with kinks that is not piecewise linear (``np.abs(x) ** 1.5``,
-        ``np.clip(np.tanh(x), -0.5, 0.5)``) makes the series converge only algebraically:
-        its kernels then miss the default tolerance and are a ValueError that gives the
-        estimated error; pass a looser ``tol`` to accept them.
+        1e-9). Series that miss it give way to the quadrature; a looser ``tol`` keeps the
+        series when they reach it (faster, less accurate); a kernel whose estimate still
+        exceeds it is a ValueError that gives the estimated error.
 
     Finite-width networks (:class:`ntkfast.MLP`) with a Custom activation run in NumPy,
     ``fn`` and ``dfn`` called on whole layers (flattened to 1-D). Without ``dfn``, a

@@ -67,7 +67,8 @@ def check_series(act: _activations.Activation, error: float, terms: int) -> None
     that misses it is never returned silently."""
     if error > act.tol:
         raise ValueError(
-            f"the Hermite series of activation {act!r} reach an estimated relative error of "
+            f"the Hermite series (or, for a Custom σ, the quadrature) of activation {act!r} "
+            f"reach an estimated relative error of "
             f"{error:.1e} within {terms} terms, above the tolerance {act.tol:.0e}: σ has "
             f"kinks, or the pre-activation variances are very large. Use a smooth σ or "
             f"smaller inputs (a piecewise-linear σ is exact as "
@@ -84,7 +85,9 @@ def core_kernel(depth: int, act: _activations.Activation, beta: float) -> _ntkfa
         check_memory(32.0 * depth, f"depth {depth} (per-layer variances)")
     pieces = act.core_pieces
     callback = act.core_callback if pieces is None else None
-    return _ntkfast.LimitKernel(depth, act.name, act.param, beta, callback, pieces)
+    # A user's σ whose series miss its tolerance is tabulated and integrated instead.
+    tol = act.tol if callback is not None else float("inf")
+    return _ntkfast.LimitKernel(depth, act.name, act.param, beta, callback, pieces, tol)
 
 
 @overload
@@ -141,7 +144,9 @@ def limit_kernel(
         or an object such as ``nk.activations.LeakyReLU(0.2)`` or
         ``nk.activations.Custom(fn, dfn)``. A series that cannot reach the activation's
         tolerance (its ``tol``, by default ``activations.SERIES_TOL`` = 1e-9; a σ with
-        kinks, or variances far beyond 25 for tanh) is a ValueError with the estimated error.
+        kinks, or variances far beyond 25 for tanh) is a ValueError with the estimated error,
+        except for a ``Custom`` σ, whose kernel is then computed by quadrature over a table
+        of σ (slower, accurate to about 1e-10; docs/kernels.md).
     beta : float
         Bias scale β (enters as β²).
     get : "nngp", "ntk" or a tuple of them
