@@ -8,20 +8,25 @@
 //! σ(t) ≈ Σ_k c_k T_k(ξ),   ξ = (2t − t_p − t_{p+1}) / (t_{p+1} − t_p),   c_k = (2/N) Σ_j σ(t_j) T_k(ξ_j)
 //! ```
 //!
-//! (c₀ halved), matches σ to about 1e-15 of its largest value: a piece whose
-//! last three coefficients are larger than that is halved. For σ analytic on a
-//! piece the coefficients fall geometrically and halving stops after a few
-//! rounds; at a kink (a jump of σ or of one of its derivatives, or a singular
-//! derivative such as |t|^1.5 at 0) they fall only algebraically, so the
-//! halving runs into the kink, leaving ever narrower pieces on both sides,
-//! until they converge or are narrower than 1e-13 of their distance from 0
-//! (or of U/1000). The narrowest piece of such a run (pieces below 1e-8 of
-//! that measure, which an analytic σ never needs) is the *kink piece*; the
-//! integrals that use the table split at every boundary, and grade their
-//! cuts around the kink pieces. A kink piece's interpolant may be wrong
-//! inside it, but it is too narrow for that to matter: a jump of height J
-//! there moves a Gaussian expectation by about J times its width over the
-//! standard deviation.
+//! (c₀ halved), matches σ to about 1e-15 of the piece's own |σ|: a piece
+//! whose last three coefficients are larger, or whose interpolant misses σ at
+//! its ends (a kink within 1e-3 of the width from an end lies outside the
+//! points), is halved. For σ analytic on a piece the coefficients fall
+//! geometrically and halving stops after a few rounds; at a kink (a jump of σ
+//! or of one of its derivatives, or a singular derivative such as |t|^1.5 at
+//! 0) they fall only algebraically, so the halving runs into the kink,
+//! leaving ever narrower pieces on both sides, until they converge or are
+//! narrower than 1e-13 of max(|t|, U/1000). In a run of pieces below 1e-3 of
+//! that measure, the one that never converged, or else the narrowest, is the
+//! *kink piece*; a second pass starts again from the kink pieces' ends. Two
+//! more rules: pieces off 0 span at most a factor 4 in |t| and none at 0 is
+//! wider than 1e-8·U (so σ = t² keeps its relative accuracy near 0); and a
+//! tail that halving no longer shrinks (σ's own rounding noise) is accepted
+//! below 1e-13 of the piece's |σ| or of 1e-3 of the largest. Integrals split
+//! at every boundary but the graded ones (see [`Tabulated::cuts`]). A kink
+//! piece that never converged (a jump) is made a straight line between its
+//! neighbours: it is too narrow for its values to matter, but the
+//! interpolant's derivative there would be J over its width.
 //!
 //! σ' is the derivative of the interpolant (σ' almost everywhere: what a
 //! finite network's gradient sees; 0 for a step), so a σ given without its
