@@ -189,7 +189,7 @@ impl Dual for Kinked<'_> {
                 .filter(|c| !c.1)
                 .map(|c| c.0 * to_x);
             cuts.extend(images.filter(|x| x.abs() < Z));
-            for t in self.cols.kinks() {
+            for &t in self.cols.kinks() {
                 let x = t * to_x;
                 if x.abs() > Z + STEP {
                     continue;

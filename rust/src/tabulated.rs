@@ -75,8 +75,8 @@ pub struct Tabulated {
     /// Chebyshev coefficients of σ and of σ' (with respect to t) per piece.
     sigma: Vec<[f64; N]>,
     dsigma: Vec<[f64; N]>,
-    /// Indices of the kink pieces.
-    kinks: Vec<usize>,
+    /// The kink pieces' midpoints.
+    kinks: Vec<f64>,
     /// U.
     range: f64,
 }
@@ -144,13 +144,17 @@ impl Tabulated {
             .map(|&(a, b, c, _)| derivative(&c, 2.0 / (b - a)))
             .collect();
         let sigma = pieces.into_iter().map(|d| d.2).collect();
+        let midpoints = kinks
+            .iter()
+            .map(|&p| 0.5 * (bounds[p] + bounds[p + 1]))
+            .collect();
         let mut table = Tabulated {
             bounds,
             cuts: cuts.iter().map(|c| c.0).collect(),
             kink_ends: cuts.iter().map(|c| c.1).collect(),
             sigma,
             dsigma,
-            kinks,
+            kinks: midpoints,
             range,
         };
         table.bridge(&unconverged);
@@ -167,13 +171,8 @@ impl Tabulated {
             if p == 0 || p == last {
                 continue;
             }
-            let right_end = |c: &[f64; N]| c.iter().sum::<f64>();
-            let left_end = |c: &[f64; N]| c.iter().rev().fold(0.0, |acc, &c| c - acc);
-            let (s0, s1) = (right_end(&self.sigma[p - 1]), left_end(&self.sigma[p + 1]));
-            let (d0, d1) = (
-                right_end(&self.dsigma[p - 1]),
-                left_end(&self.dsigma[p + 1]),
-            );
+            let (s0, s1) = (ends(&self.sigma[p - 1]).1, ends(&self.sigma[p + 1]).0);
+            let (d0, d1) = (ends(&self.dsigma[p - 1]).1, ends(&self.dsigma[p + 1]).0);
             self.sigma[p] = [0.0; N];
             self.sigma[p][0] = 0.5 * (s0 + s1);
             self.sigma[p][1] = 0.5 * (s1 - s0);
@@ -204,23 +203,20 @@ impl Tabulated {
     /// The kink pieces' midpoints: where σ has kinks (to the kink pieces'
     /// width: 1e-13 relative for jumps and kinks of σ', wider for kinks of
     /// higher derivatives).
-    pub fn kinks(&self) -> Vec<f64> {
-        self.kinks
-            .iter()
-            .map(|&p| 0.5 * (self.bounds[p] + self.bounds[p + 1]))
-            .collect()
+    pub fn kinks(&self) -> &[f64] {
+        &self.kinks
     }
 
     /// The piece that holds t (the first or last one beyond the range).
     #[inline]
-    pub fn piece(&self, t: f64) -> usize {
+    fn piece(&self, t: f64) -> usize {
         let p = self.bounds.partition_point(|&b| b <= t);
         p.clamp(1, self.sigma.len()) - 1
     }
 
     /// (σ(t), σ'(t)) from piece p.
     #[inline]
-    pub fn eval_in(&self, p: usize, t: f64) -> (f64, f64) {
+    fn eval_in(&self, p: usize, t: f64) -> (f64, f64) {
         let (a, b) = (self.bounds[p], self.bounds[p + 1]);
         let xi = (2.0 * t - a - b) / (b - a);
         (clenshaw(&self.sigma[p], xi), clenshaw(&self.dsigma[p], xi))
@@ -305,7 +301,7 @@ impl<'p> Halving<'p> {
             let floor = LOCAL_FLOOR * self.scale.max(f64::MIN_POSITIVE);
             let mut next = Vec::new();
             for (&(a, b, parent), v) in pending.iter().zip(values.chunks_exact(N + 2)) {
-                let (v, ends) = v.split_at(N);
+                let (v, at) = v.split_at(N);
                 let c = self.basis.coefficients(v);
                 let size = v.iter().fold(floor, |m, v| m.max(v.abs()));
                 // σ read at t rounded to t(1 ± ε): noise of ε|t||σ'| that no
@@ -322,13 +318,10 @@ impl<'p> Halving<'p> {
                 } else {
                     (TAIL * size).max(noise)
                 };
-                let at_ends = [
-                    c.iter().sum::<f64>(),
-                    c.iter().rev().fold(0.0, |acc, &c| c - acc),
-                ];
+                let (left, right) = ends(&c);
                 let converged = tail <= tol
-                    && (at_ends[0] - ends[1]).abs() <= 1e3 * tol
-                    && (at_ends[1] - ends[0]).abs() <= 1e3 * tol;
+                    && (left - at[0]).abs() <= 1e3 * tol
+                    && (right - at[1]).abs() <= 1e3 * tol;
                 let mid = 0.5 * (a + b);
                 let narrow = b - a <= KINK_WIDTH * mid.abs().max(1e-3 * range);
                 // Off 0, a piece spans at most a factor 4 in |t|, and none is
@@ -456,6 +449,11 @@ fn derivative(c: &[f64; N], scale: f64) -> [f64; N] {
         out[k] = d[k] * scale;
     }
     out
+}
+
+/// Σ c_k T_k(ξ) at ξ = −1 and ξ = 1: the interpolant at the piece's ends.
+fn ends(c: &[f64; N]) -> (f64, f64) {
+    (c.iter().rev().fold(0.0, |acc, &c| c - acc), c.iter().sum())
 }
 
 /// Σ c_k T_k(ξ) by Clenshaw's recurrence.

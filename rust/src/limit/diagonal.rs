@@ -205,7 +205,10 @@ fn tabulate<'t>(
     let q_max = q.iter().fold(0.0f64, |m, &v| m.max(v));
     let needed = (kinked::Z * q_max.sqrt()).max(1e-3);
     if table.as_ref().is_none_or(|t| t.range() < needed) {
-        let seeds = table.as_ref().map(Tabulated::kinks).unwrap_or_default();
+        let seeds = table
+            .as_ref()
+            .map(|t| t.kinks().to_vec())
+            .unwrap_or_default();
         let range = if table.is_some() {
             1.5 * needed
         } else {
@@ -220,9 +223,8 @@ fn tabulate<'t>(
 /// its smallest and largest variance against the rule with subintervals
 /// halved.
 fn estimate(table: &Tabulated, q: &[f64]) -> f64 {
-    let (lo, hi) = q.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let lo = q.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = q.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if q.is_empty() {
         return 0.0;
     }

@@ -252,7 +252,7 @@ impl<'a> LimitKernel<'a> {
         x2: Option<Samples<'_, T>>,
         cancel: &AtomicBool,
     ) -> Result<(Diagonal, Option<Diagonal>)> {
-        let series = self.series_diagonals(x1, x2, cancel);
+        let series = self.diagonals_without_fallback(x1, x2, cancel);
         let Sigma::Custom(pointwise) = self.activation else {
             return series;
         };
@@ -263,12 +263,12 @@ impl<'a> LimitKernel<'a> {
         match series {
             // Variances beyond the series' range, for instance.
             Err(Error::Invalid(_)) if self.fallback.is_finite() => {
-                kinked.series_diagonals(x1, x2, cancel)
+                kinked.diagonals_without_fallback(x1, x2, cancel)
             }
             Ok((d1, d2)) => {
                 let error = Report::of_series(&d1, d2.as_ref().unwrap_or(&d1)).series_error;
                 if error > self.fallback {
-                    kinked.series_diagonals(x1, x2, cancel)
+                    kinked.diagonals_without_fallback(x1, x2, cancel)
                 } else {
                     Ok((d1, d2))
                 }
@@ -278,7 +278,7 @@ impl<'a> LimitKernel<'a> {
     }
 
     /// [`LimitKernel::diagonals`] without the fallback.
-    fn series_diagonals<T: Real>(
+    fn diagonals_without_fallback<T: Real>(
         &self,
         x1: Samples<'_, T>,
         x2: Option<Samples<'_, T>>,
