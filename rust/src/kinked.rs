@@ -37,6 +37,13 @@ pub const Z: f64 = 8.5;
 const STEP: f64 = 2.0;
 /// Gauss–Legendre nodes per subinterval.
 const NODES: usize = 16;
+/// Subintervals narrower than this (the slivers between a kink piece and its
+/// neighbours' boundaries) take the two-point Gauss rule: its error is
+/// O(width²) of a kink inside and O(width⁵) elsewhere, far below 1e-13,
+/// where the 16-point rule would cost eight times as much for nothing.
+const SLIVER: f64 = 1e-7;
+/// 1/√3, the nodes of the two-point Gauss rule on [−1, 1].
+const FRAC_1_SQRT_3: f64 = 0.577_350_269_189_625_8;
 /// Correlations within this of ±1 are taken as ±1.
 const PARALLEL: f64 = 1e-13;
 
@@ -72,6 +79,12 @@ fn composite(lo: f64, hi: f64, cuts: &mut [f64], step: f64, mut node: impl FnMut
             let a = left + i as f64 * width;
             let half = 0.5 * width;
             let mid = a + half;
+            if width < SLIVER {
+                for t in [-FRAC_1_SQRT_3, FRAC_1_SQRT_3] {
+                    node(mid + half * t, half, mid);
+                }
+                continue;
+            }
             for &(t, w) in rule() {
                 node(mid + half * t, half * w, mid);
             }

@@ -12,6 +12,7 @@
 
 pub mod activation;
 mod bivariate;
+mod chebyshev;
 mod cholesky;
 mod duals;
 mod duals_f32;

@@ -34,12 +34,10 @@
 //! σ'. The points of one round of halving go to [`Pointwise::eval`] in one
 //! call: a user's σ is called a few dozen times, never per pair of samples.
 
+use crate::chebyshev::{clenshaw_pair, derivative, ends, Basis, N};
 use crate::error::{invalid, Error, Result};
 use crate::hermite::Pointwise;
-use std::f64::consts::PI;
 
-/// Chebyshev points (and coefficients) per piece.
-pub const N: usize = 24;
 /// Coefficients left over, relative to the largest |σ| on the piece, that
 /// make a piece converged.
 const TAIL: f64 = 1e-15;
@@ -106,10 +104,9 @@ impl Tabulated {
         let mut halving = Halving::new(pointwise, range)?;
         let first = halving.run(&mut cuts, &[])?;
         halving.graded.sort_by(f64::total_cmp);
-        let kinks: Vec<Piece> = kink_pieces(&first, range, &halving.graded)
-            .into_iter()
-            .map(|p| first[p])
-            .collect();
+        let kinks = widened(&first, &kink_pieces(&first, range, &halving.graded), |p| {
+            narrow(p, range, &halving.graded)
+        });
         let pieces = if kinks.is_empty() {
             first
         } else {
@@ -219,7 +216,7 @@ impl Tabulated {
     fn eval_in(&self, p: usize, t: f64) -> (f64, f64) {
         let (a, b) = (self.bounds[p], self.bounds[p + 1]);
         let xi = (2.0 * t - a - b) / (b - a);
-        (clenshaw(&self.sigma[p], xi), clenshaw(&self.dsigma[p], xi))
+        clenshaw_pair(&self.sigma[p], &self.dsigma[p], xi)
     }
 
     /// (σ(t), σ'(t)).
@@ -359,12 +356,7 @@ impl<'p> Halving<'p> {
 /// pieces that narrow (its features would have to be 1e-8 of their distance
 /// from 0 wide).
 fn kink_pieces(pieces: &[Piece], range: f64, graded: &[f64]) -> Vec<usize> {
-    let is_graded = |t: f64| graded.binary_search_by(|g| g.total_cmp(&t)).is_ok();
-    let narrow = |&(a, b, _, _): &Piece| {
-        b - a <= KINK_RUN * (0.5 * (a + b)).abs().max(1e-3 * range)
-            && !is_graded(a)
-            && !is_graded(b)
-    };
+    let narrow = |p: &Piece| narrow(p, range, graded);
     let mut kinks = Vec::new();
     let mut p = 0;
     while p < pieces.len() {
@@ -387,6 +379,40 @@ fn kink_pieces(pieces: &[Piece], range: f64, graded: &[f64]) -> Vec<usize> {
     kinks
 }
 
+/// A piece of a run into a kink: narrower than `KINK_RUN` of its distance
+/// from 0 (or of U/1000) and not made by grading (`graded`, sorted).
+fn narrow(&(a, b, _, _): &Piece, range: f64, graded: &[f64]) -> bool {
+    let is_graded = |t: f64| graded.binary_search_by(|g| g.total_cmp(&t)).is_ok();
+    b - a <= KINK_RUN * (0.5 * (a + b)).abs().max(1e-3 * range) && !is_graded(a) && !is_graded(b)
+}
+
+/// The first pass's kink pieces with their narrow neighbours, kept as they
+/// are by the second pass. The narrowest piece of a run can be the kink's
+/// neighbour, converged to the plateau of σ's rounding with the kink just
+/// beyond its end: a second pass started from its ends alone would run into
+/// the kink again, leaving dozens of narrowing pieces (and as many cuts for
+/// every integral).
+fn widened(pieces: &[Piece], kinks: &[usize], narrow: impl Fn(&Piece) -> bool) -> Vec<Piece> {
+    let mut keep: Vec<usize> = kinks
+        .iter()
+        .flat_map(|&p| {
+            let lo = if p > 0 && narrow(&pieces[p - 1]) {
+                p - 1
+            } else {
+                p
+            };
+            let hi = if p + 1 < pieces.len() && narrow(&pieces[p + 1]) {
+                p + 1
+            } else {
+                p
+            };
+            lo..=hi
+        })
+        .collect();
+    keep.dedup();
+    keep.into_iter().map(|p| pieces[p]).collect()
+}
+
 /// σ at `x` through the caller's function, checked for finite values.
 fn evaluate(pointwise: &dyn Pointwise, x: &[f64]) -> Result<Vec<f64>> {
     let mut sigma = Vec::new();
@@ -401,72 +427,6 @@ fn evaluate(pointwise: &dyn Pointwise, x: &[f64]) -> Result<Vec<f64>> {
         return invalid(format!("σ({:e}) is not finite", x[i]));
     }
     Ok(sigma)
-}
-
-/// The Chebyshev points of the first kind and the matrix that turns values
-/// at them into coefficients.
-struct Basis {
-    xi: [f64; N],
-    /// cos(πk(j + ½)/N), row k.
-    cos: [[f64; N]; N],
-}
-
-impl Basis {
-    fn new() -> Self {
-        let mut basis = Basis {
-            xi: [0.0; N],
-            cos: [[0.0; N]; N],
-        };
-        for j in 0..N {
-            basis.xi[j] = (PI * (j as f64 + 0.5) / N as f64).cos();
-            for k in 0..N {
-                basis.cos[k][j] = (PI * (k * (2 * j + 1)) as f64 / (2 * N) as f64).cos();
-            }
-        }
-        basis
-    }
-
-    fn coefficients(&self, values: &[f64]) -> [f64; N] {
-        let mut c = [0.0; N];
-        for (k, c) in c.iter_mut().enumerate() {
-            let sum: f64 = self.cos[k].iter().zip(values).map(|(t, v)| t * v).sum();
-            *c = sum * if k == 0 { 1.0 } else { 2.0 } / N as f64;
-        }
-        c
-    }
-}
-
-/// The coefficients of d/dt Σ c_k T_k(ξ(t)), with dξ/dt = `scale`.
-fn derivative(c: &[f64; N], scale: f64) -> [f64; N] {
-    // d_{k−1} = d_{k+1} + 2k c_k, and d₀ halved.
-    let mut d = [0.0; N + 1];
-    for k in (1..N).rev() {
-        d[k - 1] = d[k + 1] + 2.0 * k as f64 * c[k];
-    }
-    d[0] *= 0.5;
-    let mut out = [0.0; N];
-    for k in 0..N {
-        out[k] = d[k] * scale;
-    }
-    out
-}
-
-/// Σ c_k T_k(ξ) at ξ = −1 and ξ = 1: the interpolant at the piece's ends.
-fn ends(c: &[f64; N]) -> (f64, f64) {
-    (c.iter().rev().fold(0.0, |acc, &c| c - acc), c.iter().sum())
-}
-
-/// Σ c_k T_k(ξ) by Clenshaw's recurrence.
-#[inline(always)]
-fn clenshaw(c: &[f64; N], xi: f64) -> f64 {
-    let two_xi = 2.0 * xi;
-    let (mut b1, mut b2) = (0.0, 0.0);
-    for &ck in c[1..].iter().rev() {
-        let b0 = ck + two_xi * b1 - b2;
-        b2 = b1;
-        b1 = b0;
-    }
-    c[0] + xi * b1 - b2
 }
 
 #[cfg(test)]
