@@ -90,6 +90,35 @@ def test_depth_4_kernels_match_adaptive_quadrature(name):
         assert (np.abs(g - w) / scale).max() <= 1e-9
 
 
+def sphere_inputs(n=72, n0=6, radius=3.0):
+    """n rows of norm ``radius`` (one variance per layer: the kernel reads correlation tables),
+    rows 1 and 2 a copy and a negated copy of row 0 (ρ = ±1)."""
+    x = np.random.default_rng(11).standard_normal((n, n0))
+    x[:, :2] += 2.0  # correlated rows, as in image data
+    x *= radius / np.linalg.norm(x, axis=1, keepdims=True)
+    x[1], x[2] = x[0], -x[0]
+    return x
+
+
+@pytest.mark.parametrize("name", ["elu", "clipped_tanh"])
+def test_correlation_tables_match_the_reference_and_the_pairwise_quadrature(name, restore_threads):
+    """Inputs of equal norms have one variance per layer, and ≥ 2048 pairs read Σ(θ) and
+    Σ̇(θ) from tables (``rust/src/correlation_table.rs``): the kernel's first rows within 1e-9
+    of the adaptive-quadrature reference, all of them within 1e-10 of the pairwise quadrature
+    (K(X[:4], X) has too few pairs for tables), and the same bits on 1 and 2 threads."""
+    _, _, sigma, dsigma, kinks = ACTIVATIONS[name]
+    x, act = sphere_inputs(), custom(name)
+    got = nk.limit_kernel(x, depth=4, activation=act, beta=0.1)
+    pairwise = nk.limit_kernel(x[:4], x, depth=4, activation=act, beta=0.1)
+    want = kinked_kernels(sigma, dsigma, kinks, x[:4], depth=4, beta=0.1)
+    for g, p, w in zip(got, pairwise, want):
+        diag = np.diag(g)
+        scale = np.sqrt(np.outer(diag, diag))
+        assert (np.abs(g[:4, :4] - w) / scale[:4, :4]).max() <= 1e-9
+        assert (np.abs(g[:4] - p) / scale[:4]).max() <= 1e-10
+    assert_same_bits_on_1_and_2_threads(x, act, depth=4)
+
+
 def test_without_dfn_the_kernel_takes_the_tables_derivative():
     """σ' comes from the table of σ (its derivative almost everywhere), so a kinked σ given
     without dfn has the same kernel, not one smeared by finite differences at the kinks."""
@@ -120,14 +149,17 @@ def test_identities(restore_threads):
 
 
 def test_every_route_takes_the_quadrature():
-    """The matrix-free product and float32 outputs use the same duals."""
+    """The matrix-free product and float32 outputs use the same duals, with and without
+    correlation tables."""
     act = custom("elu")
     x = np.random.default_rng(3).standard_normal((10, 5))
-    full = nk.limit_kernel(x, depth=3, activation=act, beta=0.1, get="ntk")
-    v = np.random.default_rng(4).standard_normal((10, 2))
-    op = nk.KernelOperator(x, depth=3, activation=act, beta=0.1)
-    np.testing.assert_allclose(op @ v, full @ v, rtol=1e-10, atol=1e-10)
+    for inputs in (x, sphere_inputs()):
+        full = nk.limit_kernel(inputs, depth=3, activation=act, beta=0.1, get="ntk")
+        v = np.random.default_rng(4).standard_normal((len(inputs), 2))
+        op = nk.KernelOperator(inputs, depth=3, activation=act, beta=0.1)
+        np.testing.assert_allclose(op @ v, full @ v, rtol=1e-10, atol=1e-10)
     single = nk.limit_kernel(x.astype(np.float32), depth=3, activation=act, beta=0.1, get="ntk")
+    full = nk.limit_kernel(x, depth=3, activation=act, beta=0.1, get="ntk")
     np.testing.assert_allclose(single, full, rtol=2e-5, atol=2e-5 * np.abs(full).max())
 
 

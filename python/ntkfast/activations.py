@@ -225,8 +225,11 @@ class Custom(Activation):
     piecewise linear (ELU, ReLU², hard-swish, ``np.clip(2 * np.tanh(x), -1, 1)``,
     ``np.abs(x) ** 1.5``) makes the series converge only algebraically; when they miss
     ``tol``, the kernels tabulate σ in Chebyshev pieces (locating the kinks) and integrate
-    the duals by quadrature split along the kinks, accurate to about 1e-10 but some
-    milliseconds per pair of samples and layer (docs/kernels.md). σ' is then the derivative
+    the duals by quadrature split along the kinks, accurate to about 1e-10. Inputs whose rows
+    share a norm (or a few norms) read the duals from tables in the angle between samples,
+    made once per layer: about a second of tables, then fractions of a microsecond per pair;
+    rows of many norms cost some milliseconds per pair of samples and layer, so normalise
+    them for large N (docs/kernels.md). σ' is then the derivative
     of the table, so ``dfn`` is not needed. The calls come from the computation's helper
     thread (holding the GIL), so NumPy settings such as ``np.errstate`` must be made inside
     ``fn``.

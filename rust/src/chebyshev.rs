@@ -4,7 +4,8 @@
 //! f(ξ) ≈ Σ_k c_k T_k(ξ),   ξ_j = cos(π(j + ½)/N),   c_k = (2/N) Σ_j f(ξ_j) T_k(ξ_j)   (c₀ halved)
 //! ```
 //!
-//! the form of the tables of kinked activations (`tabulated.rs`).
+//! the form of the tables of kinked activations (`tabulated.rs`) and of their
+//! duals in the correlation angle (`correlation_table.rs`).
 
 use std::f64::consts::PI;
 

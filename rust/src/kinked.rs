@@ -26,6 +26,7 @@
 //! theirs: each set of samples is tabulated over its own variances.
 
 use crate::bivariate::legendre_rule;
+use crate::correlation_table::CorrelationTable;
 use crate::duals::{correlation, Dual, Var};
 use crate::tabulated::Tabulated;
 use crate::trig::Arcsine;
@@ -144,10 +145,13 @@ pub fn diag_error(table: &Tabulated, q: f64) -> f64 {
 }
 
 /// The dual of a tabulated σ: rows of a tile read `rows`, columns `cols`.
+/// Pairs whose variances a table of `tables` serves are read from it;
+/// the others are integrated.
 #[derive(Debug, Clone, Copy)]
 pub struct Kinked<'a> {
     pub rows: &'a Tabulated,
     pub cols: &'a Tabulated,
+    pub tables: &'a [CorrelationTable],
 }
 
 impl Kinked<'_> {
@@ -188,7 +192,23 @@ impl Dual for Kinked<'_> {
         if rho.abs() >= 1.0 - PARALLEL {
             return parallel(self.rows, self.cols, sd1, sd2, rho.signum(), STEP);
         }
+        if let Some(table) = self.tables.iter().find(|t| t.serves(a.q, b.q)) {
+            return table.eval(rho.acos());
+        }
         let s = ((1.0 - rho) * (1.0 + rho)).sqrt();
+        self.integrate(sd1, sd2, rho, s)
+    }
+
+    fn diag(&self, q: f64) -> (f64, f64) {
+        diag(self.rows, q)
+    }
+}
+
+impl Kinked<'_> {
+    /// (Σ, Σ̇) for standard deviations `sd1`, `sd2` and correlation ρ with
+    /// s = √(1 − ρ²) (|ρ| < 1, both given so that a caller with the angle
+    /// passes them exactly): the two-dimensional rule.
+    pub fn integrate(&self, sd1: f64, sd2: f64, rho: f64, s: f64) -> (f64, f64) {
         let mut cuts: Vec<f64> = Vec::new();
         if sd1 > 0.0 {
             cuts.extend(self.rows.cuts().iter().map(|t| t / sd1));
@@ -227,10 +247,6 @@ impl Dual for Kinked<'_> {
             sigma_dot += weight * df * dg;
         });
         (sigma, sigma_dot)
-    }
-
-    fn diag(&self, q: f64) -> (f64, f64) {
-        diag(self.rows, q)
     }
 }
 
@@ -277,6 +293,7 @@ mod tests {
         let kinked = Kinked {
             rows: &table,
             cols: &table,
+            tables: &[],
         };
         for (q1, q2, rho) in cases() {
             let (d1, d2) = (exact.diag(q1), exact.diag(q2));

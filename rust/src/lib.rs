@@ -14,6 +14,7 @@ pub mod activation;
 mod bivariate;
 mod chebyshev;
 mod cholesky;
+mod correlation_table;
 mod duals;
 mod duals_f32;
 mod eigen;

@@ -112,6 +112,26 @@ where
     }
 }
 
+/// `f` of every item on the pool, in order; [`Error::Cancelled`] once
+/// `cancel` is set (items not started by then are skipped).
+pub fn map<T, R, F>(items: &[T], cancel: &AtomicBool, f: F) -> Result<Vec<R>>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> R + Sync + Send,
+{
+    let pool = pool()?;
+    let out: Vec<Option<R>> = pool.install(|| {
+        items
+            .par_iter()
+            .map(|item| (!cancel.load(Ordering::Relaxed)).then(|| f(item)))
+            .collect()
+    });
+    out.into_iter()
+        .collect::<Option<Vec<R>>>()
+        .ok_or(Error::Cancelled)
+}
+
 /// One value per thread of a pool, made with `init` on the thread's first
 /// use and kept for the rest of the computation (fresh buffers per work item
 /// would cost a page fault per 4 KiB).

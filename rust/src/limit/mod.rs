@@ -28,6 +28,7 @@ mod tests;
 mod tile;
 
 use crate::activation::Activation;
+use crate::correlation_table::{self, CorrelationTable};
 use crate::duals_f32::Single;
 use crate::error::{invalid, Error, Result};
 use crate::hermite::Pointwise;
@@ -98,6 +99,22 @@ pub struct LimitKernel<'a> {
     /// For `Sigma::Custom`: the series error beyond which σ is tabulated
     /// and its duals integrated instead (infinite: never).
     fallback: f64,
+}
+
+/// What every computation starts from ([`LimitKernel::prepare`]).
+struct Prepared {
+    /// The diagonal recursions of the rows and (None: the same samples) the columns.
+    rows: Diagonal,
+    cols: Option<Diagonal>,
+    tables: Vec<CorrelationTable>,
+    report: Report,
+}
+
+impl Prepared {
+    /// The rows' and the columns' diagonal recursions.
+    fn sides(&self) -> (&Diagonal, &Diagonal) {
+        (&self.rows, self.cols.as_ref().unwrap_or(&self.rows))
+    }
 }
 
 /// What a computation reports besides the kernels.
@@ -180,19 +197,25 @@ impl<'a> LimitKernel<'a> {
         let symmetric = x2.is_none();
         let x2s = x2.unwrap_or(x1);
         check_shapes(x1, x2s, &out)?;
-        let (d1, d2) = self.diagonals(x1, x2, cancel)?;
-        let d2 = d2.as_ref().unwrap_or(&d1);
-        let report = Report::of_series(&d1, d2);
+        let p = self.prepare(x1, x2, cancel)?;
         let (n1, n2) = (x1.rows, x2s.rows);
         let nngp = out.nngp.map(|o| SharedOutput::new(o, n1, n2));
         let ntk = out.ntk.map(|o| SharedOutput::new(o, n1, n2));
-        let run = self.tile_run(x1, x2s, (&d1, d2), symmetric, ntk.is_some(), cancel);
+        let run = self.tile_run(
+            x1,
+            x2s,
+            p.sides(),
+            &p.tables,
+            symmetric,
+            ntk.is_some(),
+            cancel,
+        );
         let edge = run.edge;
         let writer = TileWriter {
             nngp: nngp.as_ref(),
             ntk: ntk.as_ref(),
             symmetric,
-            diagonal: &d1,
+            diagonal: &p.rows,
         };
         let emit = |tile: Tile, values: Values<'_>| writer.emit(tile, values);
         for_each_tile(
@@ -201,16 +224,39 @@ impl<'a> LimitKernel<'a> {
             || Scratch::<T>::new(edge),
             |scratch, panel| run.panel(scratch, panel, &emit),
         )?;
-        Ok(report)
+        Ok(p.report)
+    }
+
+    /// The diagonal recursions of x1 and (unless None) x2, a kinked σ's
+    /// correlation tables and the report: what every computation starts from.
+    fn prepare<T: Real>(
+        &self,
+        x1: Samples<'_, T>,
+        x2: Option<Samples<'_, T>>,
+        cancel: &AtomicBool,
+    ) -> Result<Prepared> {
+        let (rows, cols) = self.diagonals(x1, x2, cancel)?;
+        let d2 = cols.as_ref().unwrap_or(&rows);
+        let tables = self.correlation_tables(&rows, d2, x2.is_none(), cancel)?;
+        let report = Report::of_series(&rows, d2).with_tables(&tables);
+        Ok(Prepared {
+            rows,
+            cols,
+            tables,
+            report,
+        })
     }
 
     /// What the tiles of one computation share, for rows x1 and columns x2
-    /// (x2 = x1 when `symmetric`) with diagonal recursions `(d1, d2)`.
+    /// (x2 = x1 when `symmetric`) with diagonal recursions `(d1, d2)` and a
+    /// kinked σ's correlation tables.
+    #[allow(clippy::too_many_arguments)]
     fn tile_run<'t, T: Real>(
         &self,
         x1: Samples<'t, T>,
         x2: Samples<'t, T>,
         (d1, d2): (&'t Diagonal, &'t Diagonal),
+        tables: &'t [CorrelationTable],
         symmetric: bool,
         want_ntk: bool,
         cancel: &'t AtomicBool,
@@ -225,7 +271,7 @@ impl<'a> LimitKernel<'a> {
             rows: d1,
             cols: d2,
             depth: self.depth,
-            closed_form: self.pairwise(d1, d2),
+            closed_form: self.pairwise(d1, d2, tables),
             symmetric,
             want_ntk,
             b2: self.beta * self.beta,
@@ -252,15 +298,17 @@ impl<'a> LimitKernel<'a> {
         x2: Option<Samples<'_, T>>,
         cancel: &AtomicBool,
     ) -> Result<(Diagonal, Option<Diagonal>)> {
-        let series = self.diagonals_without_fallback(x1, x2, cancel);
         let Sigma::Custom(pointwise) = self.activation else {
-            return series;
+            return self.diagonals_without_fallback(x1, x2, cancel);
         };
         let kinked = LimitKernel {
             activation: Sigma::Kinked(pointwise),
             ..*self
         };
-        match series {
+        if self.fallback.is_finite() && self.series_miss_on_extremes(x1, x2, cancel)? {
+            return kinked.diagonals_without_fallback(x1, x2, cancel);
+        }
+        match self.diagonals_without_fallback(x1, x2, cancel) {
             // Variances beyond the series' range, for instance.
             Err(Error::Invalid(_)) if self.fallback.is_finite() => {
                 kinked.diagonals_without_fallback(x1, x2, cancel)
@@ -274,6 +322,38 @@ impl<'a> LimitKernel<'a> {
                 }
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the series miss the fallback tolerance on the samples of
+    /// smallest and largest norm of x1 and x2 alone, where they need the
+    /// most terms: if so they miss it on all of them, and the expansion of
+    /// every sample (most of the work for a kinked σ at large N) is spared.
+    fn series_miss_on_extremes<T: Real>(
+        &self,
+        x1: Samples<'_, T>,
+        x2: Option<Samples<'_, T>>,
+        cancel: &AtomicBool,
+    ) -> Result<bool> {
+        let mut rows: Vec<&[T]> = Vec::new();
+        for x in std::iter::once(x1).chain(x2.filter(|x2| x2.cols == x1.cols)) {
+            let norm = |r: &usize| -> f64 {
+                x.block(*r, r + 1)
+                    .iter()
+                    .map(|v| v.to_f64() * v.to_f64())
+                    .sum()
+            };
+            let by_norm = |a: &usize, b: &usize| norm(a).total_cmp(&norm(b));
+            for r in [(0..x.rows).min_by(by_norm), (0..x.rows).max_by(by_norm)] {
+                rows.extend(r.map(|r| x.block(r, r + 1)));
+            }
+        }
+        let data: Vec<T> = rows.concat();
+        let extremes = Samples::new(&data, rows.len(), x1.cols)?;
+        match self.diagonals_without_fallback(extremes, None, cancel) {
+            Err(Error::Invalid(_)) => Ok(true),
+            Err(e) => Err(e),
+            Ok((d, _)) => Ok(Report::of_series(&d, &d).series_error > self.fallback),
         }
     }
 
@@ -328,18 +408,84 @@ impl<'a> LimitKernel<'a> {
     /// The dual the layers of a computation use: the closed form, or for a
     /// kinked σ the quadrature over the rows' and columns' tables; None for
     /// the series.
-    fn pairwise<'t>(&self, d1: &'t Diagonal, d2: &'t Diagonal) -> Option<Closed<'t>>
+    fn pairwise<'t>(
+        &self,
+        d1: &'t Diagonal,
+        d2: &'t Diagonal,
+        tables: &'t [CorrelationTable],
+    ) -> Option<Closed<'t>>
     where
         'a: 't,
     {
         match (&d1.table, &d2.table) {
-            (Some(rows), Some(cols)) => Some(Closed::Kinked(Kinked { rows, cols })),
+            (Some(rows), Some(cols)) => Some(Closed::Kinked(Kinked { rows, cols, tables })),
             _ => self.closed_form(),
         }
     }
+
+    /// For a kinked σ, the correlation tables of a computation with rows' and
+    /// columns' diagonals `d1`, `d2` (the same when `symmetric`): in each
+    /// layer whose variances fall into a few groups on both sides, one table
+    /// per pair of groups that at least [`PAIRS_PER_TABLE`] pairs of samples
+    /// share (see `correlation_table.rs`). Empty for other activations.
+    fn correlation_tables(
+        &self,
+        d1: &Diagonal,
+        d2: &Diagonal,
+        symmetric: bool,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<CorrelationTable>> {
+        let (Some(rows), Some(cols)) = (&d1.table, &d2.table) else {
+            return Ok(Vec::new());
+        };
+        let dual = Kinked {
+            rows,
+            cols,
+            tables: &[],
+        };
+        let mut tables: Vec<CorrelationTable> = Vec::new();
+        for layer in 0..self.depth - 1 {
+            let rows = correlation_table::groups(&d1.layers[layer].q);
+            let cols = correlation_table::groups(&d2.layers[layer].q);
+            let (Some(rows), Some(cols)) = (rows, cols) else {
+                continue;
+            };
+            for (i, &(r, nr)) in rows.iter().enumerate() {
+                for (j, &(c, nc)) in cols.iter().enumerate() {
+                    let pairs = match (symmetric, i.cmp(&j)) {
+                        (true, std::cmp::Ordering::Greater) => continue,
+                        (true, std::cmp::Ordering::Equal) => nr * (nr + 1) / 2,
+                        _ => nr * nc,
+                    };
+                    let known = tables
+                        .iter()
+                        .any(|t| t.serves(r.lo, c.lo) && t.serves(r.hi, c.hi));
+                    if pairs < PAIRS_PER_TABLE || known {
+                        continue;
+                    }
+                    if let Some(t) = CorrelationTable::new(&dual, r, c, cancel)? {
+                        tables.push(t);
+                    }
+                }
+            }
+        }
+        Ok(tables)
+    }
 }
 
+/// Pairs of samples that share their variances and justify a correlation
+/// table: a table costs a few hundred pairs' integrals.
+const PAIRS_PER_TABLE: usize = 2048;
+
 impl Report {
+    /// The report, with the correlation tables' error estimates.
+    fn with_tables(mut self, tables: &[CorrelationTable]) -> Self {
+        for t in tables {
+            self.series_error = self.series_error.max(t.error());
+        }
+        self
+    }
+
     /// The series' error estimate and terms over both sets of samples.
     fn of_series(d1: &Diagonal, d2: &Diagonal) -> Self {
         let mut report = d1

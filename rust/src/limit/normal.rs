@@ -239,13 +239,20 @@ impl LimitKernel<'_> {
                 out.len()
             ));
         }
-        let (dx, dc) = self.diagonals(x, Some(c), cancel)?;
-        let dc = dc.expect("two sets of samples");
-        let report = Report::of_series(&dx, &dc);
+        let p = self.prepare(x, Some(c), cancel)?;
+        let (dx, dc) = p.sides();
         // K(C, X) is made, centres down the rows: a GEMM call covers
         // PANEL_TILES tiles of centres against one block of X, whose packed
         // copy they share, and each tile is a contiguous piece of the panel.
-        let run = self.tile_run(c, x, (&dc, &dx), false, which == Which::Ntk, cancel);
+        let run = self.tile_run(
+            c,
+            x,
+            (dc, dx),
+            &p.tables,
+            false,
+            which == Which::Ntk,
+            cancel,
+        );
         let edge = run.edge;
         let blocks = n.div_ceil(edge);
         let stripes = STRIPES.min(blocks);
@@ -300,6 +307,6 @@ impl LimitKernel<'_> {
                 *o += s;
             }
         }
-        Ok(report)
+        Ok(p.report)
     }
 }

@@ -161,10 +161,9 @@ impl LimitKernel<'_> {
                 out.len()
             ));
         }
-        let (d1, d2) = self.diagonals(x1, x2, cancel)?;
-        let d2 = d2.as_ref().unwrap_or(&d1);
-        let report = super::Report::of_series(&d1, d2);
-        let run = self.tile_run(x1, x2s, (&d1, d2), symmetric, which == Which::Ntk, cancel);
+        let p = self.prepare(x1, x2, cancel)?;
+        let ntk = which == Which::Ntk;
+        let run = self.tile_run(x1, x2s, p.sides(), &p.tables, symmetric, ntk, cancel);
         let edge = run.edge;
         out.fill(0.0);
         let blocks = n1.div_ceil(edge);
@@ -178,7 +177,7 @@ impl LimitKernel<'_> {
         for (b, rows) in out.chunks_mut(edge * k).enumerate() {
             work[b % stripes].blocks.push((b, rows));
         }
-        let diagonal = &d1;
+        let diagonal = &p.rows;
         // The transposed tiles multiply V's own rows (K(X, X)) or V_t's.
         let (v_t, out_t) = match transposed {
             Some((v_t, out_t)) => (Some(v_t), Some(out_t)),
@@ -258,7 +257,7 @@ impl LimitKernel<'_> {
                 }
             }
         }
-        Ok(report)
+        Ok(p.report)
     }
 }
 

@@ -577,3 +577,67 @@ fn product_pairs_are_two_products() {
         )
         .is_err());
 }
+
+/// A piecewise-linear σ handed to the quadrature (`Sigma::Kinked`) on
+/// inputs of equal norms: every layer's pairs are read from correlation
+/// tables, which match the exact duals (`Sigma::Pieces`) to 1e-10 of the
+/// kernel's scale. Inputs of many norms get no tables.
+#[test]
+fn correlation_tables_match_the_exact_duals() {
+    // Hard tanh: kinks at ±1.
+    let pieces =
+        crate::pieces::Pieces::new(&[-1.0, 1.0], &[0.0, 1.0, 0.0], &[-1.0, 0.0, 1.0]).unwrap();
+    let (n, n0) = (72, 5);
+    let mut x = inputs(n, n0);
+    for row in x.chunks_exact_mut(n0) {
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+        row.iter_mut().for_each(|v| *v *= 3.0 / norm);
+    }
+    // A copy and a negated copy of the first row: ρ = ±1.
+    let first: Vec<f64> = x[..n0].to_vec();
+    x[n0..2 * n0].copy_from_slice(&first);
+    x[2 * n0..3 * n0]
+        .iter_mut()
+        .zip(&first)
+        .for_each(|(d, s)| *d = -s);
+    let s = Samples::new(&x, n, n0).unwrap();
+    let cancel = AtomicBool::new(false);
+    let kinked = LimitKernel::new(3, Sigma::Kinked(&pieces), 0.2).unwrap();
+    let (d, _) = kinked.diagonals(s, None, &cancel).unwrap();
+    let tables = kinked.correlation_tables(&d, &d, true, &cancel).unwrap();
+    assert_eq!(tables.len(), 2);
+    let kernel = |k: &LimitKernel| {
+        let (mut nngp, mut ntk) = (vec![0.0; n * n], vec![0.0; n * n]);
+        let out = Outputs {
+            nngp: Some(&mut nngp),
+            ntk: Some(&mut ntk),
+        };
+        let report = k.compute(s, None, out, &cancel).unwrap();
+        (nngp, ntk, report)
+    };
+    let (nngp, ntk, report) = kernel(&kinked);
+    assert!(report.series_error <= 1e-11, "{report:?}");
+    let exact = LimitKernel::new(3, Sigma::Pieces(&pieces), 0.2).unwrap();
+    let (exact_nngp, exact_ntk, _) = kernel(&exact);
+    for (got, want) in [(nngp, exact_nngp), (ntk, exact_ntk)] {
+        for i in 0..n {
+            for j in 0..n {
+                let scale = (want[i * n + i] * want[j * n + j]).sqrt();
+                let what = format!("{i} {j}: {} {}", got[i * n + j], want[i * n + j]);
+                assert!(
+                    (got[i * n + j] - want[i * n + j]).abs() <= 1e-10 * scale,
+                    "{what}"
+                );
+            }
+        }
+    }
+    // Rows of different norms: no groups, no tables.
+    let y = inputs(n, n0);
+    let (d, _) = kinked
+        .diagonals(Samples::new(&y, n, n0).unwrap(), None, &cancel)
+        .unwrap();
+    assert!(kinked
+        .correlation_tables(&d, &d, true, &cancel)
+        .unwrap()
+        .is_empty());
+}
