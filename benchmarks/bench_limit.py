@@ -118,3 +118,25 @@ class PiecewiseLinearKernel:
     def time_recognise_custom(self, activation):
         fn = nk.activations.PiecewiseLinear(*self.pieces[activation]).fn
         nk.activations.Custom(fn).pieces()
+
+
+class KinkedCustom:
+    """A kinked user σ that is not piecewise linear (ELU), depth 4, n0 = 100: on rows of equal
+    norm the duals come from correlation tables (N = 1024), on rows of many norms from the
+    pairwise quadrature (N = 16)."""
+
+    timeout = 300
+
+    def setup(self):
+        self.act = nk.activations.Custom(
+            lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0.0))), name="elu"
+        )
+        x = _inputs(1024, 100, "float64")
+        self.sphere = x * (10.0 / np.linalg.norm(x, axis=1, keepdims=True))
+        self.random = x[:16]
+
+    def time_elu_equal_norms_depth4_n1024(self):
+        nk.limit_kernel(self.sphere, depth=4, activation=self.act, beta=0.1)
+
+    def time_elu_pairwise_depth4_n16(self):
+        nk.limit_kernel(self.random, depth=4, activation=self.act, beta=0.1)
