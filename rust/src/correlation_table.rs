@@ -22,9 +22,11 @@
 //! made (its pairs are integrated one by one, as without tables).
 
 use crate::chebyshev::{clenshaw_pair, Basis, N};
+use crate::duals::{correlation, Dual, Var};
 use crate::error::Result;
 use crate::kinked::{self, Kinked};
 use crate::pool;
+use crate::trig::Arcsine;
 use std::f64::consts::PI;
 use std::sync::atomic::AtomicBool;
 
@@ -190,10 +192,34 @@ impl CorrelationTable {
     }
 }
 
+/// The dual of a kinked σ with its correlation tables: pairs whose
+/// variances a table serves (and whose correlation is not taken as ±1) are
+/// read from it, the others integrated.
+#[derive(Debug, Clone, Copy)]
+pub struct Tabled<'a> {
+    pub kinked: Kinked<'a>,
+    pub tables: &'a [CorrelationTable],
+}
+
+impl Dual for Tabled<'_> {
+    fn pair<A: Arcsine>(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
+        let rho = correlation(a, b, q12);
+        if rho.abs() < 1.0 - kinked::PARALLEL {
+            if let Some(table) = self.tables.iter().find(|t| t.serves(a.q, b.q)) {
+                return table.eval(rho.acos());
+            }
+        }
+        self.kinked.pair::<A>(a, b, q12)
+    }
+
+    fn diag(&self, q: f64) -> (f64, f64) {
+        self.kinked.diag(q)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::duals::{Dual, Var};
     use crate::pieces::Pieces;
     use crate::tabulated::Tabulated;
     use crate::trig::Rational;
@@ -226,7 +252,6 @@ mod tests {
         let dual = Kinked {
             rows: &sigma,
             cols: &sigma,
-            tables: &[],
         };
         let cancel = AtomicBool::new(false);
         for (q1, q2) in [(1.0, 1.0), (0.05, 3.0), (25.0, 25.0)] {
@@ -267,7 +292,6 @@ mod tests {
         let dual = Kinked {
             rows: &sigma,
             cols: &sigma,
-            tables: &[],
         };
         let span = Span { lo: 1.0, hi: 1.0 };
         let cancel = AtomicBool::new(true);

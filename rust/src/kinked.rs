@@ -26,7 +26,6 @@
 //! theirs: each set of samples is tabulated over its own variances.
 
 use crate::bivariate::legendre_rule;
-use crate::correlation_table::CorrelationTable;
 use crate::duals::{correlation, Dual, Var};
 use crate::tabulated::Tabulated;
 use crate::trig::Arcsine;
@@ -46,7 +45,7 @@ const SLIVER: f64 = 1e-7;
 /// 1/√3, the nodes of the two-point Gauss rule on [−1, 1].
 const FRAC_1_SQRT_3: f64 = 0.577_350_269_189_625_8;
 /// Correlations within this of ±1 are taken as ±1.
-const PARALLEL: f64 = 1e-13;
+pub const PARALLEL: f64 = 1e-13;
 
 /// The Gauss–Legendre rule on [−1, 1].
 fn rule() -> &'static [(f64, f64)] {
@@ -145,13 +144,10 @@ pub fn diag_error(table: &Tabulated, q: f64) -> f64 {
 }
 
 /// The dual of a tabulated σ: rows of a tile read `rows`, columns `cols`.
-/// Pairs whose variances a table of `tables` serves are read from it;
-/// the others are integrated.
 #[derive(Debug, Clone, Copy)]
 pub struct Kinked<'a> {
     pub rows: &'a Tabulated,
     pub cols: &'a Tabulated,
-    pub tables: &'a [CorrelationTable],
 }
 
 impl Kinked<'_> {
@@ -191,9 +187,6 @@ impl Dual for Kinked<'_> {
         let rho = correlation(a, b, q12);
         if rho.abs() >= 1.0 - PARALLEL {
             return parallel(self.rows, self.cols, sd1, sd2, rho.signum(), STEP);
-        }
-        if let Some(table) = self.tables.iter().find(|t| t.serves(a.q, b.q)) {
-            return table.eval(rho.acos());
         }
         let s = ((1.0 - rho) * (1.0 + rho)).sqrt();
         self.integrate(sd1, sd2, rho, s)
@@ -293,7 +286,6 @@ mod tests {
         let kinked = Kinked {
             rows: &table,
             cols: &table,
-            tables: &[],
         };
         for (q1, q2, rho) in cases() {
             let (d1, d2) = (exact.diag(q1), exact.diag(q2));

@@ -28,7 +28,7 @@ mod tests;
 mod tile;
 
 use crate::activation::Activation;
-use crate::correlation_table::{self, CorrelationTable};
+use crate::correlation_table::{self, CorrelationTable, Tabled};
 use crate::duals_f32::Single;
 use crate::error::{invalid, Error, Result};
 use crate::hermite::Pointwise;
@@ -70,7 +70,7 @@ pub enum Sigma<'a> {
 pub(super) enum Closed<'a> {
     Builtin(Activation),
     Pieces(&'a Pieces),
-    Kinked(Kinked<'a>),
+    Kinked(Tabled<'a>),
 }
 
 impl From<Activation> for Sigma<'_> {
@@ -418,7 +418,10 @@ impl<'a> LimitKernel<'a> {
         'a: 't,
     {
         match (&d1.table, &d2.table) {
-            (Some(rows), Some(cols)) => Some(Closed::Kinked(Kinked { rows, cols, tables })),
+            (Some(rows), Some(cols)) => Some(Closed::Kinked(Tabled {
+                kinked: Kinked { rows, cols },
+                tables,
+            })),
             _ => self.closed_form(),
         }
     }
@@ -438,11 +441,7 @@ impl<'a> LimitKernel<'a> {
         let (Some(rows), Some(cols)) = (&d1.table, &d2.table) else {
             return Ok(Vec::new());
         };
-        let dual = Kinked {
-            rows,
-            cols,
-            tables: &[],
-        };
+        let dual = Kinked { rows, cols };
         let mut tables: Vec<CorrelationTable> = Vec::new();
         for layer in 0..self.depth - 1 {
             let rows = correlation_table::groups(&d1.layers[layer].q);
