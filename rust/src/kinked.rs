@@ -62,7 +62,7 @@ fn phi(x: f64) -> f64 {
 /// Calls `node(x, weight)` for the composite rule on [lo, hi]: cut at every
 /// point of `cuts` inside, each gap split into equal parts no longer than
 /// `step`. `cuts` is sorted in place.
-fn composite(lo: f64, hi: f64, cuts: &mut [f64], step: f64, mut node: impl FnMut(f64, f64, f64)) {
+fn composite(lo: f64, hi: f64, cuts: &mut [f64], step: f64, mut node: impl FnMut(f64, f64)) {
     if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
         return;
     }
@@ -81,12 +81,12 @@ fn composite(lo: f64, hi: f64, cuts: &mut [f64], step: f64, mut node: impl FnMut
             let mid = a + half;
             if width < SLIVER {
                 for t in [-FRAC_1_SQRT_3, FRAC_1_SQRT_3] {
-                    node(mid + half * t, half, mid);
+                    node(mid + half * t, half);
                 }
                 continue;
             }
             for &(t, w) in rule() {
-                node(mid + half * t, half * w, mid);
+                node(mid + half * t, half * w);
             }
         }
         left = right;
@@ -111,7 +111,7 @@ fn parallel(
         cuts.extend(cols.cuts().iter().map(|t| sign * t / sd2));
     }
     let (mut sigma, mut sigma_dot) = (0.0, 0.0);
-    composite(-Z, Z, &mut cuts, step, |x, w, _| {
+    composite(-Z, Z, &mut cuts, step, |x, w| {
         let (f, df) = rows.eval(sd1 * x);
         let (g, dg) = cols.eval(sign * sd2 * x);
         let weight = w * phi(x);
@@ -171,7 +171,7 @@ impl Kinked<'_> {
         cuts.clear();
         cuts.extend(bounds[first..last].iter().map(|t| (t / sd2 - c) / s));
         let (mut g, mut dg) = (0.0, 0.0);
-        composite(lo, hi, cuts, STEP, |w, weight, _| {
+        composite(lo, hi, cuts, STEP, |w, weight| {
             let (v, dv) = cols.eval(sd2 * (c + s * w));
             let weight = weight * phi(w);
             g += weight * v;
@@ -179,25 +179,7 @@ impl Kinked<'_> {
         });
         (g, dg)
     }
-}
 
-impl Dual for Kinked<'_> {
-    fn pair<A: Arcsine>(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
-        let (sd1, sd2) = (a.sqrt_q, b.sqrt_q);
-        let rho = correlation(a, b, q12);
-        if rho.abs() >= 1.0 - PARALLEL {
-            return parallel(self.rows, self.cols, sd1, sd2, rho.signum(), STEP);
-        }
-        let s = ((1.0 - rho) * (1.0 + rho)).sqrt();
-        self.integrate(sd1, sd2, rho, s)
-    }
-
-    fn diag(&self, q: f64) -> (f64, f64) {
-        diag(self.rows, q)
-    }
-}
-
-impl Kinked<'_> {
     /// (Σ, Σ̇) for standard deviations `sd1`, `sd2` and correlation ρ with
     /// s = √(1 − ρ²) (|ρ| < 1, both given so that a caller with the angle
     /// passes them exactly): the two-dimensional rule.
@@ -232,7 +214,7 @@ impl Kinked<'_> {
         let mut inner_cuts = Vec::new();
         let (mut sigma, mut sigma_dot) = (0.0, 0.0);
         let rows = self.rows;
-        composite(-Z, Z, &mut cuts, STEP, |x, w, _| {
+        composite(-Z, Z, &mut cuts, STEP, |x, w| {
             let (f, df) = rows.eval(sd1 * x);
             let (g, dg) = self.inner(sd2, rho * x, s, &mut inner_cuts);
             let weight = w * phi(x);
@@ -240,6 +222,22 @@ impl Kinked<'_> {
             sigma_dot += weight * df * dg;
         });
         (sigma, sigma_dot)
+    }
+}
+
+impl Dual for Kinked<'_> {
+    fn pair<A: Arcsine>(&self, a: &Var, b: &Var, q12: f64) -> (f64, f64) {
+        let (sd1, sd2) = (a.sqrt_q, b.sqrt_q);
+        let rho = correlation(a, b, q12);
+        if rho.abs() >= 1.0 - PARALLEL {
+            return parallel(self.rows, self.cols, sd1, sd2, rho.signum(), STEP);
+        }
+        let s = ((1.0 - rho) * (1.0 + rho)).sqrt();
+        self.integrate(sd1, sd2, rho, s)
+    }
+
+    fn diag(&self, q: f64) -> (f64, f64) {
+        diag(self.rows, q)
     }
 }
 

@@ -4,6 +4,7 @@
 //! view as valid.
 
 use crate::error::{invalid, Result};
+use crate::real::Real;
 
 /// A row-major matrix of samples: `rows` inputs of dimension `cols` (n₀).
 #[derive(Debug, Clone, Copy)]
@@ -49,5 +50,14 @@ impl<'a, T> Samples<'a, T> {
     /// The values of rows `r0..r1`, row-major.
     pub(crate) fn block(&self, r0: usize, r1: usize) -> &'a [T] {
         &self.data[r0 * self.cols..r1 * self.cols]
+    }
+}
+
+impl<T: Real> Samples<'_, T> {
+    /// ‖x‖² of every sample, in f64.
+    pub(crate) fn squared_norms(&self) -> impl Iterator<Item = f64> + '_ {
+        self.data
+            .chunks_exact(self.cols)
+            .map(|row| row.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>())
     }
 }

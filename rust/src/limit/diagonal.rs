@@ -8,6 +8,7 @@ use crate::duals::{dual_diag, Dual, Var};
 use crate::error::{invalid, Error, Result};
 use crate::hermite::{Pointwise, Series};
 use crate::kinked;
+use crate::pool;
 use crate::real::Real;
 use crate::samples::Samples;
 use crate::tabulated::Tabulated;
@@ -121,11 +122,7 @@ impl LimitKernel<'_> {
     ) -> Result<Diagonal> {
         let b2 = self.beta * self.beta;
         let inv_n0 = 1.0 / x.cols as f64;
-        let mut q: Vec<f64> = x
-            .data
-            .chunks_exact(x.cols)
-            .map(|row| row.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>() * inv_n0 + b2)
-            .collect();
+        let mut q: Vec<f64> = x.squared_norms().map(|n| n * inv_n0 + b2).collect();
         let mut theta = q.clone();
         let mut layers = Vec::new();
         layers.try_reserve_exact(self.depth).map_err(|_| {
@@ -154,7 +151,7 @@ impl LimitKernel<'_> {
                 (Sigma::Kinked(_), _) => {
                     let table = tabulate(pointwise, &q, &mut table)?;
                     quadrature_error = quadrature_error.max(estimate(table, &q));
-                    q.iter().map(|&qi| kinked::diag(table, qi)).collect()
+                    pool::map(&q, cancel, |&qi| kinked::diag(table, qi))?
                 }
                 (_, Some(Closed::Builtin(a))) => q
                     .iter()

@@ -308,20 +308,24 @@ impl<'a> LimitKernel<'a> {
         if self.fallback.is_finite() && self.series_miss_on_extremes(x1, x2, cancel)? {
             return kinked.diagonals_without_fallback(x1, x2, cancel);
         }
-        match self.diagonals_without_fallback(x1, x2, cancel) {
-            // Variances beyond the series' range, for instance.
-            Err(Error::Invalid(_)) if self.fallback.is_finite() => {
-                kinked.diagonals_without_fallback(x1, x2, cancel)
-            }
+        let series = self.diagonals_without_fallback(x1, x2, cancel);
+        if self.series_missed(&series) {
+            kinked.diagonals_without_fallback(x1, x2, cancel)
+        } else {
+            series
+        }
+    }
+
+    /// Whether diagonals through the series miss the fallback tolerance;
+    /// variances beyond the series' range (an invalid-input error) count as
+    /// a miss when there is a fallback.
+    fn series_missed(&self, series: &Result<(Diagonal, Option<Diagonal>)>) -> bool {
+        match series {
+            Err(Error::Invalid(_)) => self.fallback.is_finite(),
+            Err(_) => false,
             Ok((d1, d2)) => {
-                let error = Report::of_series(&d1, d2.as_ref().unwrap_or(&d1)).series_error;
-                if error > self.fallback {
-                    kinked.diagonals_without_fallback(x1, x2, cancel)
-                } else {
-                    Ok((d1, d2))
-                }
+                Report::of_series(d1, d2.as_ref().unwrap_or(d1)).series_error > self.fallback
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -337,13 +341,8 @@ impl<'a> LimitKernel<'a> {
     ) -> Result<bool> {
         let mut rows: Vec<&[T]> = Vec::new();
         for x in std::iter::once(x1).chain(x2.filter(|x2| x2.cols == x1.cols)) {
-            let norm = |r: &usize| -> f64 {
-                x.block(*r, r + 1)
-                    .iter()
-                    .map(|v| v.to_f64() * v.to_f64())
-                    .sum()
-            };
-            let by_norm = |a: &usize, b: &usize| norm(a).total_cmp(&norm(b));
+            let norms: Vec<f64> = x.squared_norms().collect();
+            let by_norm = |a: &usize, b: &usize| norms[*a].total_cmp(&norms[*b]);
             for r in [(0..x.rows).min_by(by_norm), (0..x.rows).max_by(by_norm)] {
                 rows.extend(r.map(|r| x.block(r, r + 1)));
             }
@@ -351,9 +350,8 @@ impl<'a> LimitKernel<'a> {
         let data: Vec<T> = rows.concat();
         let extremes = Samples::new(&data, rows.len(), x1.cols)?;
         match self.diagonals_without_fallback(extremes, None, cancel) {
-            Err(Error::Invalid(_)) => Ok(true),
-            Err(e) => Err(e),
-            Ok((d, _)) => Ok(Report::of_series(&d, &d).series_error > self.fallback),
+            Err(e) if !matches!(e, Error::Invalid(_)) => Err(e),
+            series => Ok(self.series_missed(&series)),
         }
     }
 
