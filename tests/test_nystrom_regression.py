@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import ntkfast as nk
+import ntkfast.regression
 from ntkfast import _ntkfast, _rows
-from ntkfast._falkon import Falkon, _triangular_gram
+from ntkfast._falkon import Falkon, Sample, _triangular_gram, sample_size
+from ntkfast._krylov import Progress
 from ntkfast.regression import ConvergenceWarning
 
 from conftest import correlated_inputs
@@ -195,6 +197,75 @@ def test_falkon_factors_satisfy_their_definitions(problem):
     np.testing.assert_allclose(f.t.T @ f.t, kmm + f.jitter * np.eye(m), atol=1e-12 * scale)
     inner = len(x) / m * f.t @ f.t.T + ridge * np.eye(m)
     np.testing.assert_allclose(f.a.T @ f.a, inner, atol=1e-12 * np.max(np.abs(inner)))
+
+
+def sampled_falkon(x, centres, rows, ridge, drawn, block=97):
+    """Falkon with a sample of ``rows`` of x (in blocks), standing for the rest of X."""
+    k = kernel(x[rows], centres)
+    blocks = (k[i : i + block] for i in range(0, len(rows), block))
+    represents = len(x) - len(centres) if drawn else len(x)
+    sample = Sample(blocks, len(rows), represents, drawn)
+    return Falkon(kernel(centres, centres), len(x), ridge, sample), k, represents
+
+
+@pytest.mark.parametrize("drawn", [True, False])
+def test_sampled_preconditioner_factors_satisfy_their_definition(problem, drawn):
+    """Aᵀ A = [T Tᵀ] + (N_S / s) Zᵀ Z + λ I, Z = K_sm T⁻¹ (the centres' term when drawn)."""
+    x, _, _, centres, ridge = problem
+    rows = np.arange(0, len(x), 3)
+    f, ksm, represents = sampled_falkon(x, centres, rows, ridge, drawn)
+    assert f.sampled == len(rows) and np.array_equal(f.a, np.triu(f.a))
+    z = np.linalg.solve(f.t.T, ksm.T).T
+    inner = represents / len(rows) * z.T @ z + ridge * np.eye(len(centres))
+    if drawn:
+        inner += f.t @ f.t.T
+    np.testing.assert_allclose(f.a.T @ f.a, inner, atol=1e-11 * np.max(np.abs(inner)))
+
+
+@pytest.mark.parametrize("drawn", [True, False])
+def test_a_sample_of_every_other_row_makes_the_preconditioner_exact(drawn):
+    """With the sample all of X beside the centres (or all of X, for centres not in it), the
+    estimate is K_nmᵀ K_nm itself: W = I up to the jitter, and CG stops at once."""
+    x = correlated_inputs(500, 20, seed=31)
+    y = np.sin(4 * x[:, [3]])
+    picked = np.zeros(len(x), dtype=bool)
+    picked[np.random.default_rng(32).choice(len(x), 50, replace=False)] = True
+    centres = x[picked] if drawn else correlated_inputs(50, 20, seed=33)
+    rows = np.flatnonzero(~picked) if drawn else np.arange(len(x))
+    ridge = 1e-3
+    f, _, _ = sampled_falkon(x, centres, rows, ridge, drawn)
+    knm = kernel(x, centres)
+    alpha, iterations, residual = f.solve(
+        lambda v: knm.T @ (knm @ v), knm.T @ y, 1e-10, 50, Progress(False, 50)
+    )
+    assert iterations <= 3 and residual <= 1e-10, (iterations, residual)
+    want = np.linalg.solve(knm.T @ knm + ridge * kernel(centres, centres), knm.T @ y)
+    assert np.max(np.abs(knm @ (alpha - want))) <= 1e-8 * np.max(np.abs(knm @ want))
+
+
+def test_the_sample_size_follows_the_cost_of_a_pass():
+    # N = 10⁶, M = 10⁴, float32 n0 = 100, depth 4: 4 passes buy 32,800 rows (< 4M).
+    assert sample_size(10**6, 10**6 - 10**4, 10**4, 100 / 2 + 8 * 4) == 32_800
+    assert sample_size(100_000, 99_000, 1_000, 100 + 24 * 4) == 4_000  # at most 4M
+    assert sample_size(20_000, 18_000, 2_000, 2.0) == 0  # K(X, C) kept: passes are cheap
+    assert sample_size(700, 640, 60, 2.0) == 93  # 4 · 700 · 2 / 60 ≥ M
+    assert sample_size(150, 100, 50, 200.0) == 100  # all the other rows
+
+
+def test_the_sample_takes_fewer_iterations_than_falkons_estimate(monkeypatch):
+    """Image-like inputs, streamed K(X, C): the same solution, in under half the iterations."""
+    x = correlated_inputs(3000, 40, seed=21)
+    y = np.sin(5 * x[:, 10]) + 0.1 * np.random.default_rng(22).standard_normal(len(x))
+    xt = correlated_inputs(200, 40, seed=23)
+    settings = dict(depth=4, solver="nystrom", centers=300, ridge=1e-3, tol=1e-8)
+    sampled = nk.KernelRegressor(**settings, kernel_storage="none").fit(x, y)
+    assert sampled._falkon.sampled == 1200
+    monkeypatch.setattr(ntkfast.regression, "sample_size", lambda *_: 0)
+    falkon = nk.KernelRegressor(**settings, kernel_storage="none").fit(x, y)
+    assert falkon._falkon.sampled == 0
+    assert 2 * sampled.n_iter_ < falkon.n_iter_, (sampled.n_iter_, falkon.n_iter_)
+    a, b = sampled.predict(xt), falkon.predict(xt)
+    assert np.max(np.abs(a - b)) <= 1e-6 * np.max(np.abs(b))
 
 
 def test_falkon_converges_in_tens_of_iterations_on_image_like_data():

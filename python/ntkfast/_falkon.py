@@ -17,6 +17,21 @@ uniformly from the data K_nmᵀ K_nm ≈ (N/M) K_mm², so with K_mm + δI = Tᵀ
 close to the identity, and conjugate gradients on W β = Bᵀ K_nmᵀ y, α = B β, converge in tens
 of iterations. δ (the jitter) is M·ε·mean diag K_mm, raised until the factorisation succeeds.
 
+(N/M) K_mm² is a poor estimate where the centres are not typical rows: every centre is its
+own nearest row, so K_mm carries the large diagonal K(c, c) that K(x, c) for the other rows
+lacks, and (N/M) K_mm² counts it N/M times. When passes over K(X, C) are dear (it is
+streamed), the estimate is made instead from a ``Sample`` of s further rows S of X: the
+centres count once, exactly, and the sample for the N − M rows it was drawn from,
+
+    K_nmᵀ K_nm ≈ K_mm² + ((N − M)/s) K_smᵀ K_sm,
+    Aᵀ A = T Tᵀ + ((N − M)/s) Zᵀ Z + λ I,   Z = K_sm T⁻¹,
+
+(K_mm T⁻¹ = Tᵀ up to the jitter; for centres not drawn from X the first term is dropped and
+the sample stands for all N rows). It costs s·M² multiply-adds (the triangular solve and
+ZᵀZ) against N·M kernel entries per pass; on image-like inputs with s = 4M it takes a half
+to a third of Falkon's iterations (docs/scale.md). With s = N − M it is exact: CG then stops
+after an iteration or two.
+
 The MSE flow in the Nyström subspace is that of K̃ (SPEC §1's flow with K̃ for the kernel):
 
     f_t(x) = K(x, C) T⁻¹ g_t(G + λI) T⁻ᵀ K_nmᵀ y,    G = T⁻ᵀ K_nmᵀ K_nm T⁻¹ (M × M),
@@ -27,15 +42,16 @@ computed by the Lanczos process on G + λI (one pass over K(X, C) per step).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import lapack, solve_triangular
+from scipy.linalg import blas, lapack, solve_triangular
 
 from . import _ntkfast
 from ._krylov import Progress, lanczos_flow, pcg, relative_residual
 
-__all__ = ["Falkon"]
+__all__ = ["Falkon", "Sample", "sample_size"]
 
 Product = Callable[[np.ndarray], np.ndarray]
 
@@ -48,22 +64,51 @@ def _solve(u: np.ndarray, v: np.ndarray, transposed: bool = False) -> np.ndarray
     return np.asarray(solve_triangular(u, v, trans=trans, check_finite=False))
 
 
+def _mirror_lower(a: np.ndarray, block: int = 512) -> None:
+    """Copy the lower triangle of the C-contiguous square ``a`` onto its upper one, in
+    blocks (no M × M temporary)."""
+    m = len(a)
+    for i in range(0, m, block):
+        rows = slice(i, i + block)
+        a[:i, rows] = a[rows, :i].T
+        square = a[rows, rows]
+        a[rows, rows] = np.tril(square) + np.tril(square, -1).T
+
+
 def _triangular_gram(t: np.ndarray) -> np.ndarray:
     """T Tᵀ (M, M), C-contiguous, for T upper triangular: LAPACK's ``lauum`` on a copy of T
-    (M³/3 multiply-adds, a third of ``t @ t.T``'s), then the upper triangle mirrored."""
+    (M³/3 multiply-adds, a third of ``t @ t.T``'s), then the lower triangle mirrored."""
     out = np.array(t, dtype=np.float64, order="C")
     # T in C order is Tᵀ (lower triangular) in Fortran order, and lauum makes Lᵀ L = T Tᵀ in
-    # the lower triangle of that, the upper triangle of ``out``.
+    # the lower triangle of that, the upper triangle of ``out`` (its lower one in C order
+    # is that of the transpose: mirror from the upper).
     _, info = lapack.dlauum(out.T, lower=1, overwrite_c=1)
     if info != 0:
         raise ValueError(f"LAPACK dlauum failed (info = {info})")
-    m, block = len(out), 512
-    for i in range(0, m, block):
-        rows = slice(i, i + block)
-        out[rows, :i] = out[:i, rows].T
-        square = out[rows, rows]
-        out[rows, rows] = np.triu(square) + np.triu(square, 1).T
+    _mirror_lower(out.T)
     return out
+
+
+@dataclass
+class Sample:
+    """Rows S of X beside the centres, for the preconditioner's estimate of K_nmᵀ K_nm
+    (module docstring): ``blocks`` yields K(X_S, C) in row blocks (b, M), float64, ``size``
+    rows in all, standing for ``represents`` rows of X; ``centres_in_data`` says the centres
+    are rows of X too (and so are counted once, exactly)."""
+
+    blocks: Iterable[np.ndarray]
+    size: int
+    represents: int
+    centres_in_data: bool
+
+
+def sample_size(n: int, rest: int, m: int, entry_cost: float) -> int:
+    """How many of the ``rest`` rows of X (N = ``n`` rows, M centres) to sample for the
+    preconditioner: s·M² multiply-adds of set-up at most what 4 passes over K(X, C) cost (N·M
+    entries of ``entry_cost`` multiply-adds each), and at most 4M; 0 (Falkon's estimate) when
+    that leaves fewer than M, where a sample helps little."""
+    s = min(rest, 4 * m, int(4 * n * entry_cost / m))
+    return s if s >= min(m, rest) else 0
 
 
 def _upper_cholesky(a: np.ndarray) -> np.ndarray:
@@ -82,7 +127,7 @@ class Falkon:
     ``normal(V)`` gives K_nmᵀ K_nm V for V (M, k), float64.
     """
 
-    def __init__(self, kmm: np.ndarray, n: int, ridge: float) -> None:
+    def __init__(self, kmm: np.ndarray, n: int, ridge: float, sample: Sample | None = None) -> None:
         m = len(kmm)
         self.n, self.ridge = n, ridge
         scale = max(float(np.mean(np.diag(kmm))), np.finfo(np.float64).tiny)
@@ -102,12 +147,31 @@ class Falkon:
                     ) from None
                 jitter *= 100.0
         self.jitter = jitter
-        # (N/M) T Tᵀ + λ I, then factorised in place: memory peaks at three M × M arrays
-        # (K(C, C), T and this one) and keeps two.
+        self.sampled = 0 if sample is None else sample.size
+        # The estimate of T⁻ᵀ K_nmᵀ K_nm T⁻¹, plus λ I, then factorised in place: memory peaks
+        # at three M × M arrays (K(C, C), T and this one) and keeps two.
         inner = _triangular_gram(self.t)
-        inner *= n / m
+        if sample is None:
+            inner *= n / m
+        else:
+            if not sample.centres_in_data:
+                inner[:] = 0.0
+            self._add_sample(inner, sample)
         inner[np.diag_indices(m)] += ridge
         self.a = _upper_cholesky(inner)
+
+    def _add_sample(self, inner: np.ndarray, sample: Sample) -> None:
+        """inner += (represents / size) Zᵀ Z, Z = K_sm T⁻¹, one block of rows at a time
+        (``syrk`` into the lower triangle of the symmetric ``inner``, then mirrored)."""
+        weight = sample.represents / sample.size
+        # inner is symmetric: its C-order lower triangle is the Fortran-order upper one.
+        target = inner.T
+        for block in sample.blocks:
+            zt = _solve(self.t, np.asarray(block, dtype=np.float64).T, transposed=True)
+            target = blas.dsyrk(weight, zt, beta=1.0, c=target, lower=0, overwrite_c=1)
+        if not np.shares_memory(target, inner):  # BLAS worked on a copy
+            inner[...] = target.T
+        _mirror_lower(inner)
 
     def _b(self, v: np.ndarray) -> np.ndarray:
         """B v = T⁻¹ A⁻¹ v."""

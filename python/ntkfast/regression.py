@@ -39,14 +39,14 @@ import inspect
 import math
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import activations as _activations
-from ._falkon import Falkon
+from ._falkon import Falkon, Sample, sample_size
 from ._krylov import Progress, lanczos_flow, pcg, refine, relative_residual
 from ._linalg import solve_spd
 from ._nystrom import NystromPreconditioner, pivoted_cholesky
@@ -491,11 +491,14 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
 
     # ----------------------------------------------------------------- Nyström
 
-    def _centres(self, rows: Rows, s: dict[str, Any]) -> np.ndarray:
-        """C (M, n0) in ``dtype``: the given centres (checked), or M distinct rows of X drawn
-        uniformly without replacement (repeated rows of X are drawn again)."""
+    def _centres(self, rows: Rows, s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(C, rest, drawn): C (M, n0) in ``dtype``, the given centres (checked) or M distinct
+        rows of X drawn uniformly without replacement (repeated rows of X are drawn again);
+        ``rest`` the indices of the rows of X not drawn, in random order (the seed's), from
+        which the preconditioner samples; ``drawn`` whether C are rows of X."""
         n, n0 = rows.shape
         selection = self.center_selection
+        order = np.random.default_rng(s["seed"]).permutation(n)
         if not isinstance(selection, str):
             centres = as_samples(selection, "center_selection")
             if centres.shape[1] != n0:
@@ -504,11 +507,10 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
                 raise ValueError(f"centers={s['centers']} but {len(centres)} centres were given")
             if len(np.unique(centres, axis=0)) < len(centres):
                 raise ValueError("the centres have repeated rows: K(C, C) would be singular")
-            return np.ascontiguousarray(centres, dtype=s["dtype"])
+            return np.ascontiguousarray(centres, dtype=s["dtype"]), order, False
         m = s["centers"] if s["centers"] is not None else min(n, 10 * math.isqrt(n - 1) + 10)
         if m > n:
             raise ValueError(f"centers must be at most N = {n}, got {m}")
-        order = np.random.default_rng(s["seed"]).permutation(n)
         chosen = np.sort(order[:m])
         centres = rows.take(chosen)
         distinct = np.unique(centres, axis=0, return_index=True)[1]
@@ -522,7 +524,41 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
             raise ValueError(
                 f"X has only {len(distinct)} distinct rows: centers must be at most that"
             )
-        return np.ascontiguousarray(centres[np.sort(distinct)])
+        return np.ascontiguousarray(centres[np.sort(distinct)]), order[taken:], True
+
+    def _sample(
+        self,
+        rows: Rows,
+        centres: np.ndarray,
+        rest: np.ndarray,
+        drawn: bool,
+        storage: str,
+        s: dict[str, Any],
+    ) -> Sample | None:
+        """The rows of X the preconditioner estimates K_nmᵀ K_nm from (``ntkfast._falkon``):
+        the first s of ``rest``, s from :func:`ntkfast._falkon.sample_size` with the cost of a
+        kernel entry in float64 multiply-adds, as measured for the streamed product (float32:
+        n0/2 + 8 L, float64: n0 + 24 L; a GEMV pair when K(X, C) is kept); None for none."""
+        n0, m, depth = rows.shape[1], len(centres), s["depth"]
+        if storage != "none":
+            cost = 2.0
+        elif s["dtype"] == np.float32:
+            cost = n0 / 2 + 8 * depth
+        else:
+            cost = n0 + 24 * depth
+        size = sample_size(len(rows), len(rest), m, cost)
+        if size == 0:
+            return None
+        chosen = np.sort(rest[:size])
+        c64 = centres.astype(np.float64)
+        step = max(1, min(size, (64 << 20) // (8 * m)))  # blocks of 64 MiB of kernel
+
+        def blocks() -> Iterator[np.ndarray]:
+            for start in range(0, size, step):
+                sampled = rows.take(chosen[start : start + step]).astype(np.float64)
+                yield self._kernel_block(sampled, c64, s)
+
+        return Sample(blocks(), size, len(rest) if drawn else len(rows), drawn)
 
     def _nystrom_products(
         self, rows: Rows, centres: np.ndarray, s: dict[str, Any], storage: str
@@ -579,11 +615,12 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         self, rows: Rows, y: np.ndarray, s: dict[str, Any]
     ) -> tuple[np.ndarray, int, float, np.ndarray, str]:
         """Falkon-preconditioned CG on the Nyström system (see ``ntkfast._falkon``)."""
-        centres = self._centres(rows, s)
+        centres, rest, drawn = self._centres(rows, s)
         n, m = len(rows), len(centres)
         storage = self._nystrom_storage(n, m, s)
         c64 = centres.astype(np.float64)
-        falkon = Falkon(self._kernel_block(c64, c64, s), n, s["ridge"])
+        sample = self._sample(rows, centres, rest, drawn, storage, s)
+        falkon = Falkon(self._kernel_block(c64, c64, s), n, s["ridge"], sample)
         normal, transposed = self._nystrom_products(rows, centres, s, storage)
         max_iter = s["max_iter"] or int(10 * math.sqrt(m)) + 100
         show = self.progress if self.progress is not None else n >= 20_000 and sys.stderr.isatty()
