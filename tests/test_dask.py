@@ -138,6 +138,12 @@ def test_regression_on_the_cluster_equals_the_local_one(client, regression, solv
     np.testing.assert_array_equal(again.dual_coef_, remote.dual_coef_)
     if solver == "nystrom":
         np.testing.assert_array_equal(remote.centers_, local.centers_)
+        # The same rows sampled for the preconditioner (the cluster has as many cores as the
+        # client), made into the same factors.
+        cores = sum(client.nthreads().values()) / nk.get_num_threads()
+        assert remote._pass_cores_per_client_core() == max(1.0, cores)
+        assert remote._falkon.sampled == local._falkon.sampled > 0
+        np.testing.assert_array_equal(remote._falkon.a, local._falkon.a)
 
 
 def test_cluster_products_match_the_local_operator(client, regression):

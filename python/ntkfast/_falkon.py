@@ -27,7 +27,8 @@ centres count once, exactly, and the sample for the N − M rows it was drawn fr
     Aᵀ A = T Tᵀ + ((N − M)/s) Zᵀ Z + λ I,   Z = K_sm T⁻¹,
 
 (K_mm T⁻¹ = Tᵀ up to the jitter; for centres not drawn from X the first term is dropped and
-the sample stands for all N rows). It costs s·M² multiply-adds (the triangular solve and
+the sample stands for all N rows; should that estimate be singular, without a ridge, Falkon's
+is used). It costs s·M² multiply-adds (the triangular solve and
 ZᵀZ) against N·M kernel entries per pass; on image-like inputs with s = 4M it takes a half
 to a third of Falkon's iterations (docs/scale.md). With s = N − M it is exact: CG then stops
 after an iteration or two.
@@ -65,8 +66,8 @@ def _solve(u: np.ndarray, v: np.ndarray, transposed: bool = False) -> np.ndarray
 
 
 def _mirror_lower(a: np.ndarray, block: int = 512) -> None:
-    """Copy the lower triangle of the C-contiguous square ``a`` onto its upper one, in
-    blocks (no M × M temporary)."""
+    """Copy the lower triangle of the square ``a`` onto its upper one, in blocks (no M × M
+    temporary)."""
     m = len(a)
     for i in range(0, m, block):
         rows = slice(i, i + block)
@@ -123,6 +124,8 @@ def _upper_cholesky(a: np.ndarray) -> np.ndarray:
 class Falkon:
     """The factors T, A of the preconditioner for centres with kernel ``kmm`` (M, M), N
     training points and ridge λ ≥ 0 (module docstring), and the solves that use them.
+    With a ``sample`` A is made from it; ``sampled`` is its size, 0 for Falkon's estimate
+    (no sample, or one whose estimate was singular).
 
     ``normal(V)`` gives K_nmᵀ K_nm V for V (M, k), float64.
     """
@@ -147,18 +150,34 @@ class Falkon:
                     ) from None
                 jitter *= 100.0
         self.jitter = jitter
-        self.sampled = 0 if sample is None else sample.size
         # The estimate of T⁻ᵀ K_nmᵀ K_nm T⁻¹, plus λ I, then factorised in place: memory peaks
         # at three M × M arrays (K(C, C), T and this one) and keeps two.
-        inner = _triangular_gram(self.t)
+        self.sampled = 0
+        if sample is not None:
+            try:
+                self.a = _upper_cholesky(self._inner(sample))
+                self.sampled = sample.size
+            except ValueError:
+                pass  # the sample's estimate is singular to working precision
+        if not self.sampled:
+            # Falkon's estimate, as well conditioned as T (made outside the handler, whose
+            # traceback would keep the failed M × M array alive).
+            self.a = _upper_cholesky(self._inner(None))
+
+    def _inner(self, sample: Sample | None) -> np.ndarray:
+        """The estimate of T⁻ᵀ K_nmᵀ K_nm T⁻¹ plus λ I (M, M): (N/M) T Tᵀ + λ I, or with a
+        sample [T Tᵀ] + (represents / size) Zᵀ Z + λ I."""
         if sample is None:
-            inner *= n / m
-        else:
-            if not sample.centres_in_data:
-                inner[:] = 0.0
+            inner = _triangular_gram(self.t)
+            inner *= self.n / len(inner)
+        elif sample.centres_in_data:
+            inner = _triangular_gram(self.t)
             self._add_sample(inner, sample)
-        inner[np.diag_indices(m)] += ridge
-        self.a = _upper_cholesky(inner)
+        else:
+            inner = np.zeros_like(self.t)
+            self._add_sample(inner, sample)
+        inner[np.diag_indices(len(inner))] += self.ridge
+        return inner
 
     def _add_sample(self, inner: np.ndarray, sample: Sample) -> None:
         """inner += (represents / size) Zᵀ Z, Z = K_sm T⁻¹, one block of rows at a time

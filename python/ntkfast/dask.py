@@ -40,6 +40,7 @@ from numpy.typing import ArrayLike
 from . import activations as _activations
 from . import regression as _regression
 from ._optional import missing_extra
+from ._threads import get_num_threads
 from .kernels import Kernel, _parse_get, check_series, core_kernel, limit_kernel_diagonal
 from .kernels import limit_kernel as _limit_kernel
 
@@ -504,6 +505,10 @@ class KernelRegressor(_regression.KernelRegressor):
                 "ntkfast.dask.KernelRegressor needs a dask.distributed Client: create one "
                 "first (Client(address), or Client(LocalCluster()) on one machine)"
             ) from err
+
+    def _pass_cores_per_client_core(self) -> float:
+        workers = int(sum(self._client().nthreads().values()))
+        return max(1.0, workers / get_num_threads())
 
     def _spec(self, s: dict[str, Any]) -> _Spec:
         return _Spec(s["depth"], s["activation"], s["beta"], self.kernel)

@@ -20,9 +20,10 @@ Solvers (``solver=``):
   accuracy by a few matrix-free float64 products (:class:`ntkfast.KernelOperator`), else
   matrix-free products alone (the kernel never stored, one kernel pass per iteration).
 - ``"nystrom"``: the Nyström approximation on M centres (``centers=``), an approximate
-  solution at O(N M (n0 + L)) cost per iteration (Falkon's preconditioner, tens of
-  iterations): K(X, C) is kept in memory when it fits, else streamed through the core, one row
-  block at a time, and X may be a ``.npy`` memmap or a Dask array larger than memory.
+  solution at O(N M (n0 + L)) cost per iteration (Falkon's preconditioner, its estimate made
+  from a sample of X when K(X, C) is streamed; tens of iterations): K(X, C) is kept in
+  memory when it fits, else streamed through the core, one row block at a time, and X may
+  be a ``.npy`` memmap or a Dask array larger than memory.
 - ``"auto"`` (default): ``"nystrom"`` when ``centers`` or an array of centres is given; else
   ``"direct"`` while the N × N kernel takes at most a quarter of the available memory and
   N ≤ 8,000 (``DIRECT_MAX``), else ``"cg"``.
@@ -144,6 +145,11 @@ def _inputs(x: ArrayLike, dtype: np.dtype) -> np.ndarray:
 DIRECT_MAX = 8_000
 
 
+#: Bytes of kernel per block of the preconditioner's sample (its triangular solve takes as
+#: much again, beside the block's rows).
+SAMPLE_BLOCK_BYTES = 32 << 20
+
+
 class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
     """Kernel ridge regression with the infinite-width NTK (or NNGP) kernel, for large N.
 
@@ -187,7 +193,8 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         How the centres are chosen: M distinct rows of X drawn uniformly without replacement,
         or the given points (distinct rows, finite, n0 features).
     random_state : int
-        Seed of the centres' random draws (the CG preconditioner's and Nyström's).
+        Seed of the random draws: the CG preconditioner's, Nyström's centres and the rows
+        its preconditioner samples.
     progress : bool or None
         Show iterations and residual while solving (tqdm when installed, else a line on
         stderr); None shows it for N ≥ 20,000 when stderr is a terminal.
@@ -529,36 +536,41 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
     def _sample(
         self,
         rows: Rows,
-        centres: np.ndarray,
+        c64: np.ndarray,
         rest: np.ndarray,
         drawn: bool,
         storage: str,
         s: dict[str, Any],
     ) -> Sample | None:
-        """The rows of X the preconditioner estimates K_nmᵀ K_nm from (``ntkfast._falkon``):
-        the first s of ``rest``, s from :func:`ntkfast._falkon.sample_size` with the cost of a
-        kernel entry in float64 multiply-adds, as measured for the streamed product (float32:
-        n0/2 + 8 L, float64: n0 + 24 L; a GEMV pair when K(X, C) is kept); None for none."""
-        n0, m, depth = rows.shape[1], len(centres), s["depth"]
-        if storage != "none":
-            cost = 2.0
-        elif s["dtype"] == np.float32:
-            cost = n0 / 2 + 8 * depth
-        else:
-            cost = n0 + 24 * depth
-        size = sample_size(len(rows), len(rest), m, cost)
+        """The rows of X the preconditioner estimates K_nmᵀ K_nm from (``ntkfast._falkon``)
+        when K(X, C) is streamed: the first s of ``rest``, s from
+        :func:`ntkfast._falkon.sample_size` with the cost of a kernel entry in float64
+        multiply-adds, as measured for the streamed product (float32: n0/2 + 8 L, float64:
+        n0 + 24 L), divided by how many more cores make a pass than the client has (the
+        sample's set-up runs on the client). None (Falkon's estimate) when K(X, C) is kept,
+        where a pass is a GEMV pair, and for centres not drawn from X without a ridge, where
+        nothing bounds the estimate's conditioning."""
+        if storage != "none" or (not drawn and s["ridge"] == 0):
+            return None
+        n0, m, depth = rows.shape[1], len(c64), s["depth"]
+        cost = n0 / 2 + 8 * depth if s["dtype"] == np.float32 else n0 + 24 * depth
+        size = sample_size(len(rows), len(rest), m, cost / self._pass_cores_per_client_core())
         if size == 0:
             return None
         chosen = np.sort(rest[:size])
-        c64 = centres.astype(np.float64)
-        step = max(1, min(size, (64 << 20) // (8 * m)))  # blocks of 64 MiB of kernel
+        step = max(1, min(size, SAMPLE_BLOCK_BYTES // (8 * (m + n0))))
 
         def blocks() -> Iterator[np.ndarray]:
             for start in range(0, size, step):
                 sampled = rows.take(chosen[start : start + step]).astype(np.float64)
                 yield self._kernel_block(sampled, c64, s)
 
-        return Sample(blocks(), size, len(rest) if drawn else len(rows), drawn)
+        represents = len(rows) - m if drawn else len(rows)
+        return Sample(blocks(), size, represents, drawn)
+
+    def _pass_cores_per_client_core(self) -> float:
+        """Cores a pass over K(X, C) runs on, per core of the client (1: the same ones)."""
+        return 1.0
 
     def _nystrom_products(
         self, rows: Rows, centres: np.ndarray, s: dict[str, Any], storage: str
@@ -619,8 +631,10 @@ class KernelRegressor(_Mixin, _Base):  # type: ignore[misc]
         n, m = len(rows), len(centres)
         storage = self._nystrom_storage(n, m, s)
         c64 = centres.astype(np.float64)
-        sample = self._sample(rows, centres, rest, drawn, storage, s)
+        sample = self._sample(rows, c64, rest, drawn, storage, s)
+        del rest  # N indices
         falkon = Falkon(self._kernel_block(c64, c64, s), n, s["ridge"], sample)
+        del sample
         normal, transposed = self._nystrom_products(rows, centres, s, storage)
         max_iter = s["max_iter"] or int(10 * math.sqrt(m)) + 100
         show = self.progress if self.progress is not None else n >= 20_000 and sys.stderr.isatty()
