@@ -9,10 +9,11 @@ Subcommands (each prints what docs/scale.md quotes):
   with M = 2,000, and Falkon's iterations to 1e-6.
 - ``million``: N = 1,000,000, n0 = 100, depth 4 ReLU NTK, M = 10,000, float32, inputs
   N(0, 1) (``--inputs image`` for image-like ones), ridge 0.1 × the mean diagonal (the best
-  of ``teacher``'s three; ``--ridge``): fit time, iterations, time per pass and peak
-  resident memory beyond X.
-- ``dask``: a fit (``--solver nystrom`` with M = 2,000, or ``cg``; float64, tol 1e-10,
-  image-like inputs, N = 100,000 unless ``--n``) locally with K never kept and on a 2-process
+  of ``teacher``'s three; ``--ridge``): fit time, iterations, the preconditioner's set-up,
+  time per pass and peak resident memory beyond X.
+- ``dask``: a fit (``--solver nystrom`` with M = 2,000, or ``cg``; float64, tol 1e-10 unless
+  ``--tol``, ridge 0.01 × the mean diagonal unless ``--ridge``, image-like inputs,
+  N = 100,000 unless ``--n``) locally with K never kept and on a 2-process
   LocalCluster (one thread each): agreement of the predictions and the time ratio.
 
 Run: ``python benchmarks/nystrom_scale.py SUBCOMMAND [--n N] [--centers M]``.
@@ -113,6 +114,22 @@ def teacher(args):
         )
 
 
+def _time_preconditioner():
+    """Time the preconditioner's set-up (its sample's kernel, factorisations) in later fits:
+    returns the list the seconds are appended to."""
+    seconds = []
+    original = nk.regression.Falkon
+
+    class Timed(original):
+        def __init__(self, *args, **kwargs):
+            t = time.perf_counter()
+            super().__init__(*args, **kwargs)
+            seconds.append(time.perf_counter() - t)
+
+    nk.regression.Falkon = Timed
+    return seconds
+
+
 def million(args):
     n, m, n0 = args.n or 1_000_000, args.centers or 10_000, 100
     if args.inputs == "image":
@@ -121,7 +138,8 @@ def million(args):
         x = np.random.default_rng(3).standard_normal((n, n0), dtype=np.float32)
     y = teacher_targets(x, noise=0.1, width=256)
     base = peak_rss()
-    ridge = args.ridge * float(nk.limit_kernel_diagonal(x[:1000], depth=4, get="ntk").mean())
+    diag = float(nk.limit_kernel_diagonal(x[:1000], depth=4, get="ntk").mean())
+    ridge = (args.ridge or 0.1) * diag
     reg = nk.KernelRegressor(
         depth=4,
         ridge=ridge,
@@ -132,6 +150,7 @@ def million(args):
         kernel_storage="none",
         progress=True,
     )
+    setup = _time_preconditioner()
     t = time.perf_counter()
     reg.fit(x, y)
     seconds = time.perf_counter() - t
@@ -141,7 +160,10 @@ def million(args):
         f"ridge {ridge:.3g}, tol 1e-6"
     )
     print(f"fit {seconds:.1f} s, {reg.n_iter_} iterations, residual {reg.residual_:.1e}")
-    print(f"{seconds / passes:.1f} s per pass over K(X, C) ({passes} passes)")
+    print(
+        f"preconditioner {setup[0]:.1f} s (sample of {reg._falkon.sampled} rows), "
+        f"{(seconds - setup[0]) / passes:.1f} s per pass over K(X, C) ({passes} passes)"
+    )
     print(f"peak resident memory beyond X and y: {(peak_rss() - base) / 2**30:.2f} GiB")
 
 
@@ -155,7 +177,8 @@ def dask_comparison(args):
     y = teacher_targets(x, noise=0.1, width=256)
     xt = image_like(1000, 100, 5, np.float64)
     diag = float(nk.limit_kernel_diagonal(x[:1000], depth=4, get="ntk").mean())
-    settings = dict(depth=4, ridge=1e-2 * diag, tol=1e-10, solver=args.solver)
+    ridge = (args.ridge or 1e-2) * diag
+    settings = dict(depth=4, ridge=ridge, tol=args.tol or 1e-10, solver=args.solver)
     if args.solver == "nystrom":
         settings["centers"] = args.centers or 2_000
     t = time.perf_counter()
@@ -172,7 +195,8 @@ def dask_comparison(args):
             t_dask = time.perf_counter() - t
             want = local.predict(xt)
             diff = np.abs(remote.predict(xt) - want).max() / np.abs(want).max()
-    print(f"N = {n}, solver {args.solver}, local {t_local:.1f} s ({local.n_iter_} it), ")
+    print(f"N = {n}, solver {args.solver}, ridge {ridge:.3g}, tol {settings['tol']:g}")
+    print(f"local {t_local:.1f} s ({local.n_iter_} it), ")
     print(f"Dask 2 processes {t_dask:.1f} s ({remote.n_iter_} it): ratio {t_dask / t_local:.2f}")
     print(f"largest relative difference of the predictions: {diff:.1e}")
 
@@ -184,7 +208,10 @@ def main():
     ap.add_argument("--centers", type=int, default=None)
     ap.add_argument("--solver", default="nystrom", choices=["nystrom", "cg"])
     ap.add_argument("--inputs", default="gauss", choices=["gauss", "image"])
-    ap.add_argument("--ridge", type=float, default=0.1, help="× the mean diagonal (million)")
+    ap.add_argument(
+        "--ridge", type=float, default=None, help="× the mean diagonal (million 0.1, dask 0.01)"
+    )
+    ap.add_argument("--tol", type=float, default=None, help="dask: the fits' tol (1e-10)")
     args = ap.parse_args()
     {"throughput": throughput, "teacher": teacher, "million": million, "dask": dask_comparison}[
         args.what
