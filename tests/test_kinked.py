@@ -163,6 +163,32 @@ def test_every_route_takes_the_quadrature():
     np.testing.assert_allclose(single, full, rtol=2e-5, atol=2e-5 * np.abs(full).max())
 
 
+def test_the_operator_prepares_once_and_keeps_its_own_inputs():
+    """KernelOperator with a kinked σ: the diagonals and tables made at the first product
+    serve the later ones (σ is not called again, the same bits), and changing the caller's
+    array afterwards does not change the operator."""
+    fn, dfn, *_ = ACTIVATIONS["elu"]
+    calls = []
+
+    def counted(z):
+        calls.append(len(z))
+        return fn(z)
+
+    act = Custom(counted, dfn, name="elu")
+    x = sphere_inputs()
+    full = nk.limit_kernel(x, depth=3, activation=act, beta=0.1, get="ntk")
+    v = np.random.default_rng(4).standard_normal((len(x), 3))
+    op = nk.KernelOperator(x, depth=3, activation=act, beta=0.1)
+    calls.clear()
+    first = op @ v
+    assert calls
+    np.testing.assert_allclose(first, full @ v, rtol=1e-10, atol=1e-10)
+    calls.clear()
+    x[:] = 0.0
+    assert np.array_equal(op @ v, first) and not calls
+    assert np.array_equal(op.T @ v, first)  # symmetric: the operator itself
+
+
 def test_theorem_1_for_kinked_activations():
     """The empirical NTK of finite networks approaches the quadrature's Θ∞ as the width
     grows, for a σ with a kink in σ'' (ELU) and one with kinks in σ' (clipped tanh)."""

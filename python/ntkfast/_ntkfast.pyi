@@ -31,6 +31,10 @@ TILE_F32: int
 ACTIVATIONS: list[tuple[str, str, bool, str | None, float]]
 
 @final
+class PreparedKernel:
+    """What :meth:`LimitKernel.prepare` made: opaque, for :meth:`LimitKernel.product`."""
+
+@final
 class LimitKernel:
     """Σ⁽ᴸ⁾ and Θ∞⁽ᴸ⁾ of a depth-L network: the parsed settings, made once per call.
 
@@ -73,9 +77,16 @@ class LimitKernel:
         kernel: str,
         v: NDArray[np.float64],
         out: NDArray[np.float64],
+        prepared: PreparedKernel | None = None,
     ) -> tuple[float, int]:
         """out (N1, k) = K(x1, x2) v (N2, k), float64, K ("nngp" or "ntk") made tile by tile and
-        never stored; x2 None: x1, one triangle of tiles. Returns as :meth:`compute`."""
+        never stored; x2 None: x1, one triangle of tiles. With ``prepared`` (made by
+        :meth:`prepare` for the same x1, x2) the diagonals and tables are not made again.
+        Returns as :meth:`compute`."""
+    def prepare(self, x1: np.ndarray, x2: np.ndarray | None) -> PreparedKernel:
+        """The diagonal recursions of x1 and x2 (None: x1) and a kinked σ's correlation
+        tables, for products over the same samples; ValueError when later used with another
+        number of samples."""
     def normal_product(
         self,
         x: np.ndarray,

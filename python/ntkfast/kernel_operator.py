@@ -20,11 +20,19 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 from scipy.sparse.linalg import LinearOperator
 
+from . import _ntkfast
 from . import activations as _activations
 from ._validation import as_finite_float, as_positive_int, as_samples, check_memory
 from .kernels import check_series, core_kernel, limit_kernel_diagonal
 
 __all__ = ["KernelOperator"]
+
+
+def _private(x: np.ndarray) -> np.ndarray:
+    """A read-only copy of ``x``."""
+    x = x.copy()
+    x.setflags(write=False)
+    return x
 
 
 class KernelOperator(LinearOperator):  # type: ignore[misc]
@@ -48,8 +56,11 @@ class KernelOperator(LinearOperator):  # type: ignore[misc]
 
     Shape (N1, N2). ``op @ V`` accepts V of shape (N2,) or (N2, k); each product costs one
     pass over the kernel's tiles, O(N1 N2 (n0 + L)) time for any k, so pass many columns
-    at once where you can. Products release the GIL, stop on Ctrl-C and give the same bits for
-    any thread count. ``op.T`` is K(x2, x) (``op`` itself when symmetric).
+    at once where you can. For a user's σ (:class:`ntkfast.activations.Custom`) the
+    per-sample recursions and correlation tables are made at the first product and kept,
+    with read-only copies of x and x2 (O(N n0) memory) so that they stay valid. Products
+    release the GIL, stop on Ctrl-C and give the same bits for any thread count. ``op.T`` is
+    K(x2, x) (``op`` itself when symmetric).
     """
 
     def __init__(
@@ -81,6 +92,14 @@ class KernelOperator(LinearOperator):  # type: ignore[misc]
             )
         self.depth, self.activation, self.beta, self.kernel = depth, act, beta, kernel
         self._core = core_kernel(depth, act, beta)
+        # A user's σ: what every product starts from (the diagonals, a kinked σ's tables:
+        # most of a product's cost at moderate N) is made once, at the first product, over
+        # private read-only copies of the inputs, which nothing can change in between.
+        self._prepared: _ntkfast.PreparedKernel | None = None
+        self._prepare = act.core_callback is not None and act.core_pieces is None
+        if self._prepare:
+            self.x = _private(self.x)
+            self.x2 = None if self.x2 is None else _private(self.x2)
         n2 = self.x.shape[0] if self.x2 is None else self.x2.shape[0]
         super().__init__(dtype=np.dtype(np.float64), shape=(self.x.shape[0], n2))
 
@@ -112,7 +131,9 @@ class KernelOperator(LinearOperator):  # type: ignore[misc]
         needed = self._core.product_memory(rows, k, self.symmetric) + 8 * n1 * k
         check_memory(needed, f"a product with {k} columns (tiles, stripes and the result)")
         out = np.empty((n1, k))
-        error, terms = self._core.product(self.x, self.x2, self.kernel, v, out)
+        if self._prepare and self._prepared is None:
+            self._prepared = self._core.prepare(self.x, self.x2)
+        error, terms = self._core.product(self.x, self.x2, self.kernel, v, out, self._prepared)
         check_series(self.activation, error, terms)
         return out
 

@@ -45,7 +45,7 @@ pub use eigen::symmetric_eigen;
 pub use empirical::{empirical_ntk, Contraction, Features};
 pub use error::{Error, Result};
 pub use hermite::{Pointwise, MAX_SERIES_VARIANCE};
-pub use limit::{Diagonal, LimitKernel, Outputs, Report, Sigma, Which};
+pub use limit::{Diagonal, LimitKernel, Outputs, Prepared, Report, Sigma, Which};
 pub use network::{Forward, Layer, LayerMut, Network, Pass, Sink};
 pub use pieces::{Pieces, MAX_BREAKS};
 pub use real::Real;

@@ -99,10 +99,18 @@ pub struct LimitKernel<'a> {
     /// For `Sigma::Custom`: the series error beyond which σ is tabulated
     /// and its duals integrated instead (infinite: never).
     fallback: f64,
+    /// Made by an earlier [`LimitKernel::prepare`] for the samples of the
+    /// computations to come.
+    prepared: Option<&'a Prepared>,
 }
 
-/// What every computation starts from ([`LimitKernel::prepare`]).
-struct Prepared {
+/// What every computation starts from ([`LimitKernel::prepare`]): the
+/// diagonal recursions, a kinked σ's correlation tables and the report. Made
+/// once, it serves any number of computations over the same samples
+/// ([`LimitKernel::with_prepared`]): for a σ supplied by the caller it is most
+/// of a product's cost at moderate N.
+#[derive(Debug, Clone)]
+pub struct Prepared {
     /// The diagonal recursions of the rows and (None: the same samples) the columns.
     rows: Diagonal,
     cols: Option<Diagonal>,
@@ -114,6 +122,28 @@ impl Prepared {
     /// The rows' and the columns' diagonal recursions.
     fn sides(&self) -> (&Diagonal, &Diagonal) {
         (&self.rows, self.cols.as_ref().unwrap_or(&self.rows))
+    }
+
+    /// Whether it was made for `n1` rows and `n2` columns (None: the rows).
+    fn made_for(&self, n1: usize, n2: Option<usize>) -> bool {
+        self.rows.ntk().len() == n1 && self.cols.as_ref().map(|d| d.ntk().len()) == n2
+    }
+}
+
+/// The [`Prepared`] data of one computation: handed in, or made for it.
+enum Held<'p> {
+    Given(&'p Prepared),
+    Made(Box<Prepared>),
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Prepared;
+
+    fn deref(&self) -> &Prepared {
+        match self {
+            Held::Given(p) => p,
+            Held::Made(p) => p,
+        }
     }
 }
 
@@ -140,6 +170,7 @@ impl<'a> LimitKernel<'a> {
             activation,
             beta,
             fallback: f64::INFINITY,
+            prepared: None,
         })
     }
 
@@ -151,6 +182,15 @@ impl<'a> LimitKernel<'a> {
     /// whatever it is.
     pub fn with_fallback(mut self, tol: f64) -> Self {
         self.fallback = tol;
+        self
+    }
+
+    /// Computations with this kernel take their diagonals, tables and report
+    /// from `prepared` (made by [`LimitKernel::prepare`] with the same σ, on
+    /// the same samples: a computation on another number of samples is an
+    /// error) instead of making them.
+    pub fn with_prepared(mut self, prepared: &'a Prepared) -> Self {
+        self.prepared = Some(prepared);
         self
     }
 
@@ -197,7 +237,7 @@ impl<'a> LimitKernel<'a> {
         let symmetric = x2.is_none();
         let x2s = x2.unwrap_or(x1);
         check_shapes(x1, x2s, &out)?;
-        let p = self.prepare(x1, x2, cancel)?;
+        let p = self.prepared(x1, x2, cancel)?;
         let (n1, n2) = (x1.rows, x2s.rows);
         let nngp = out.nngp.map(|o| SharedOutput::new(o, n1, n2));
         let ntk = out.ntk.map(|o| SharedOutput::new(o, n1, n2));
@@ -227,9 +267,23 @@ impl<'a> LimitKernel<'a> {
         Ok(p.report)
     }
 
+    /// The prepared data handed in (checked against the samples), or made.
+    fn prepared<T: Real>(
+        &self,
+        x1: Samples<'_, T>,
+        x2: Option<Samples<'_, T>>,
+        cancel: &AtomicBool,
+    ) -> Result<Held<'a>> {
+        match self.prepared {
+            Some(p) if p.made_for(x1.rows, x2.map(|x| x.rows)) => Ok(Held::Given(p)),
+            Some(_) => invalid("the prepared kernel was made for other samples"),
+            None => Ok(Held::Made(Box::new(self.prepare(x1, x2, cancel)?))),
+        }
+    }
+
     /// The diagonal recursions of x1 and (unless None) x2, a kinked σ's
     /// correlation tables and the report: what every computation starts from.
-    fn prepare<T: Real>(
+    pub fn prepare<T: Real>(
         &self,
         x1: Samples<'_, T>,
         x2: Option<Samples<'_, T>>,

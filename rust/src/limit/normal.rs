@@ -239,7 +239,7 @@ impl LimitKernel<'_> {
                 out.len()
             ));
         }
-        let p = self.prepare(x, Some(c), cancel)?;
+        let p = self.prepared(x, Some(c), cancel)?;
         let (dx, dc) = p.sides();
         // K(C, X) is made, centres down the rows: a GEMM call covers
         // PANEL_TILES tiles of centres against one block of X, whose packed

@@ -161,7 +161,7 @@ impl LimitKernel<'_> {
                 out.len()
             ));
         }
-        let p = self.prepare(x1, x2, cancel)?;
+        let p = self.prepared(x1, x2, cancel)?;
         let ntk = which == Which::Ntk;
         let run = self.tile_run(x1, x2s, p.sides(), &p.tables, symmetric, ntk, cancel);
         let edge = run.edge;

@@ -641,3 +641,79 @@ fn correlation_tables_match_the_exact_duals() {
         .unwrap()
         .is_empty());
 }
+
+/// σ that counts its calls.
+struct Counted<'a> {
+    sigma: &'a dyn Pointwise,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Pointwise for Counted<'_> {
+    fn eval(&self, x: &[f64], sigma: &mut [f64], dsigma: &mut [f64]) -> Result<()> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sigma.eval(x, sigma, dsigma)
+    }
+}
+
+#[test]
+fn prepared_kernels_give_the_same_products_without_calling_sigma() {
+    let pieces =
+        crate::pieces::Pieces::new(&[-1.0, 1.0], &[0.0, 1.0, 0.0], &[-1.0, 0.0, 1.0]).unwrap();
+    let counted = Counted {
+        sigma: &pieces,
+        calls: Default::default(),
+    };
+    let (n, n0, k) = (72, 5, 2);
+    let mut x = inputs(n, n0);
+    for row in x.chunks_exact_mut(n0) {
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+        row.iter_mut().for_each(|v| *v *= 2.0 / norm);
+    }
+    let s = Samples::new(&x, n, n0).unwrap();
+    let v: Vec<f64> = (0..n * k).map(|i| (i as f64 * 0.37).sin()).collect();
+    let cancel = AtomicBool::new(false);
+    let kernel = LimitKernel::new(3, Sigma::Kinked(&counted), 0.2).unwrap();
+    let product = |k_: &LimitKernel| {
+        let mut out = vec![0.0; n * k];
+        let report = k_.product(s, None, Which::Ntk, &v, k, &mut out, &cancel);
+        (out, report.unwrap())
+    };
+    let (want, want_report) = product(&kernel);
+    let prepared = kernel.prepare(s, None, &cancel).unwrap();
+    assert!(!prepared.tables.is_empty());
+    let calls = counted.calls.load(std::sync::atomic::Ordering::Relaxed);
+    let with = kernel.with_prepared(&prepared);
+    for _ in 0..2 {
+        let (got, report) = product(&with);
+        assert_eq!(got, want);
+        assert_eq!(report, want_report);
+    }
+    assert_eq!(
+        counted.calls.load(std::sync::atomic::Ordering::Relaxed),
+        calls
+    );
+    // Other samples than it was made for: an error, not a wrong product.
+    let fewer = Samples::new(&x[..(n - 1) * n0], n - 1, n0).unwrap();
+    let mut out = vec![0.0; (n - 1) * k];
+    let err = with.product(
+        fewer,
+        None,
+        Which::Ntk,
+        &v[..(n - 1) * k],
+        k,
+        &mut out,
+        &cancel,
+    );
+    assert!(matches!(err, Err(Error::Invalid(_))), "{err:?}");
+    let err = with.product(
+        s,
+        Some(s),
+        Which::Ntk,
+        &v,
+        k,
+        &mut vec![0.0; n * k],
+        &cancel,
+    );
+    assert!(matches!(err, Err(Error::Invalid(_))), "{err:?}");
+}

@@ -6,7 +6,9 @@ use super::arrays::{self, contiguous_mut, samples, writable, Generic};
 use super::runtime::run_interruptible;
 use super::to_py;
 use crate::error::Error;
-use crate::{Activation, LimitKernel, Outputs, Pieces, Pointwise, Real, Report, Sigma, Which};
+use crate::{
+    Activation, LimitKernel, Outputs, Pieces, Pointwise, Prepared, Real, Report, Sigma, Which,
+};
 use numpy::{
     Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArrayMethods,
@@ -33,9 +35,18 @@ pub(super) struct PyLimitKernel {
     beta: f64,
 }
 
+/// PreparedKernel: what `LimitKernel.prepare(x1, x2)` made (the diagonal
+/// recursions, a kinked σ's correlation tables), for products over the same
+/// samples with the same kernel.
+#[pyclass(frozen, name = "PreparedKernel", module = "ntkfast._ntkfast")]
+pub(super) struct PyPrepared {
+    inner: Prepared,
+}
+
 impl PyLimitKernel {
     /// One of the products (`mode`) of the named kernel between the rows of
-    /// x1 and x2, in the dtype of x1.
+    /// x1 and x2, in the dtype of x1, from `prepared` data when given.
+    #[allow(clippy::too_many_arguments)]
     fn products(
         &self,
         py: Python<'_>,
@@ -44,9 +55,14 @@ impl PyLimitKernel {
         v: &Bound<'_, PyAny>,
         out: &Bound<'_, PyAny>,
         mode: Mode<'_, '_>,
+        prepared: Option<&PyPrepared>,
     ) -> PyResult<(f64, usize)> {
         let which = Which::from_name(kernel).map_err(to_py)?;
         let report = self.with_kernel(py, |limit| {
+            let limit = match prepared {
+                Some(p) => limit.with_prepared(&p.inner),
+                None => limit,
+            };
             let call = Product {
                 py,
                 kernel: limit,
@@ -169,7 +185,8 @@ impl PyLimitKernel {
     /// the "nngp" or "ntk" kernel made tile by tile and never stored (x2 None:
     /// x2 = x1, each tile below the diagonal used twice). Same bits for any
     /// number of threads.
-    #[pyo3(signature = (x1, x2, kernel, v, out))]
+    #[pyo3(signature = (x1, x2, kernel, v, out, prepared=None))]
+    #[allow(clippy::too_many_arguments)]
     fn product(
         &self,
         py: Python<'_>,
@@ -178,8 +195,30 @@ impl PyLimitKernel {
         kernel: &str,
         v: &Bound<'_, PyAny>,
         out: &Bound<'_, PyAny>,
+        prepared: Option<PyRef<'_, PyPrepared>>,
     ) -> PyResult<(f64, usize)> {
-        self.products(py, (x1, x2), kernel, v, out, Mode::Plain)
+        let prepared = prepared.as_deref();
+        self.products(py, (x1, x2), kernel, v, out, Mode::Plain, prepared)
+    }
+
+    /// prepare(x1, x2) -> PreparedKernel
+    ///
+    /// The diagonal recursions of x1 and x2 (None: x2 = x1) and, for a kinked
+    /// σ, its correlation tables: what every product over these samples
+    /// starts from, made once for `product(..., prepared=)`. The samples must
+    /// not change in between (a product over another number of samples is a
+    /// ValueError).
+    #[pyo3(signature = (x1, x2))]
+    fn prepare(
+        &self,
+        py: Python<'_>,
+        x1: &Bound<'_, PyAny>,
+        x2: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyPrepared> {
+        let inner = self.with_kernel(py, |kernel| {
+            arrays::dispatch(x1, "x1", Prepare { py, kernel, x1, x2 })
+        })?;
+        Ok(PyPrepared { inner })
     }
 
     /// normal_product(x, c, kernel, v, out) -> (series error, series terms)
@@ -197,7 +236,7 @@ impl PyLimitKernel {
         v: &Bound<'_, PyAny>,
         out: &Bound<'_, PyAny>,
     ) -> PyResult<(f64, usize)> {
-        self.products(py, (x, Some(c)), kernel, v, out, Mode::Normal)
+        self.products(py, (x, Some(c)), kernel, v, out, Mode::Normal, None)
     }
 
     /// product_pair(x1, x2, kernel, v, v_t, out, out_t) -> (series error, series terms)
@@ -217,7 +256,15 @@ impl PyLimitKernel {
         out: &Bound<'_, PyAny>,
         out_t: &Bound<'_, PyAny>,
     ) -> PyResult<(f64, usize)> {
-        self.products(py, (x1, Some(x2)), kernel, v, out, Mode::Pair(v_t, out_t))
+        self.products(
+            py,
+            (x1, Some(x2)),
+            kernel,
+            v,
+            out,
+            Mode::Pair(v_t, out_t),
+            None,
+        )
     }
 
     /// normal_product_memory(rows, centres, k) -> bytes `normal_product`
@@ -350,6 +397,26 @@ impl Generic for Product<'_, '_> {
                 kernel.product(s1, s2, which, v, k, out, cancel)
             }),
         }
+    }
+}
+
+/// [`PyLimitKernel::prepare`] in one dtype.
+struct Prepare<'a, 'py> {
+    py: Python<'py>,
+    kernel: LimitKernel<'a>,
+    x1: &'a Bound<'py, PyAny>,
+    x2: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl Generic for Prepare<'_, '_> {
+    type Output = crate::Result<Prepared>;
+
+    fn run<T: Real + Element>(self) -> PyResult<Self::Output> {
+        let (x1, x2) = inputs::<T>(self.x1, self.x2)?;
+        let s1 = samples(&x1, "x1")?;
+        let s2 = x2.as_ref().map(|x| samples(x, "x2")).transpose()?;
+        let kernel = self.kernel;
+        run_interruptible(self.py, |cancel| kernel.prepare(s1, s2, cancel))
     }
 }
 

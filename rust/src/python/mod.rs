@@ -74,6 +74,7 @@ fn registry() -> Vec<RegistryEntry> {
 #[pymodule]
 fn _ntkfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limit::PyLimitKernel>()?;
+    m.add_class::<limit::PyPrepared>()?;
     m.add_class::<network::PyNetwork>()?;
     m.add_function(wrap_pyfunction!(init_normal, m)?)?;
     m.add_function(wrap_pyfunction!(solve::solve_spd, m)?)?;
