@@ -186,7 +186,18 @@ def test_the_operator_prepares_once_and_keeps_its_own_inputs():
     calls.clear()
     x[:] = 0.0
     assert np.array_equal(op @ v, first) and not calls
-    assert np.array_equal(op.T @ v, first)  # symmetric: the operator itself
+    # Rectangular: the adjoint is kept too, and prepares once.
+    x, z = sphere_inputs(), sphere_inputs()[::-1] * 1.0
+    rect = nk.KernelOperator(x, z, depth=3, activation=act, beta=0.1)
+    assert rect.T is rect.T and rect.H is rect.T
+    want = nk.limit_kernel(z, x, depth=3, activation=act, beta=0.1, get="ntk") @ v
+    np.testing.assert_allclose(rect.rmatmat(v), want, rtol=1e-10, atol=1e-10)
+    calls.clear()
+    assert np.array_equal(rect.rmatmat(v), rect.T @ v) and not calls
+    # A smooth user σ (through its series) keeps nothing and copies nothing.
+    smooth = nk.KernelOperator(x, depth=3, activation=Custom(np.arctan), beta=0.1)
+    smooth @ v
+    assert smooth._prepared is None and np.shares_memory(smooth.x, x)
 
 
 def test_theorem_1_for_kinked_activations():

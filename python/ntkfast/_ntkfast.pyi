@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "LimitKernel",
+    "PreparedKernel",
     "Network",
     "init_normal",
     "solve_spd",
@@ -32,7 +33,12 @@ ACTIVATIONS: list[tuple[str, str, bool, str | None, float]]
 
 @final
 class PreparedKernel:
-    """What :meth:`LimitKernel.prepare` made: opaque, for :meth:`LimitKernel.product`."""
+    """What :meth:`LimitKernel.prepare` made, for :meth:`LimitKernel.product`."""
+
+    @property
+    def integrates(self) -> bool:
+        """Whether σ is integrated by quadrature (a kinked σ): preparing is then most of a
+        product's cost at moderate N."""
 
 @final
 class LimitKernel:

@@ -56,9 +56,10 @@ class KernelOperator(LinearOperator):  # type: ignore[misc]
 
     Shape (N1, N2). ``op @ V`` accepts V of shape (N2,) or (N2, k); each product costs one
     pass over the kernel's tiles, O(N1 N2 (n0 + L)) time for any k, so pass many columns
-    at once where you can. For a user's σ (:class:`ntkfast.activations.Custom`) the
-    per-sample recursions and correlation tables are made at the first product and kept,
-    with read-only copies of x and x2 (O(N n0) memory) so that they stay valid. Products
+    at once where you can. For a user's σ integrated by quadrature (a
+    :class:`ntkfast.activations.Custom` with kinks) the per-sample tables and correlation
+    tables are made at the first product and kept, with read-only copies of x and x2 (O(N n0)
+    memory) so that they stay valid. Products
     release the GIL, stop on Ctrl-C and give the same bits for any thread count. ``op.T`` is
     K(x2, x) (``op`` itself when symmetric).
     """
@@ -92,14 +93,12 @@ class KernelOperator(LinearOperator):  # type: ignore[misc]
             )
         self.depth, self.activation, self.beta, self.kernel = depth, act, beta, kernel
         self._core = core_kernel(depth, act, beta)
-        # A user's σ: what every product starts from (the diagonals, a kinked σ's tables:
-        # most of a product's cost at moderate N) is made once, at the first product, over
-        # private read-only copies of the inputs, which nothing can change in between.
+        # A user's σ integrated by quadrature (a kinked σ): what every product starts from
+        # (the per-sample tables and the correlation tables, most of a product's cost at
+        # moderate N) is made at the first product and kept (see _prepare_kernel).
         self._prepared: _ntkfast.PreparedKernel | None = None
         self._prepare = act.core_callback is not None and act.core_pieces is None
-        if self._prepare:
-            self.x = _private(self.x)
-            self.x2 = None if self.x2 is None else _private(self.x2)
+        self._adjoint_operator: KernelOperator | None = None
         n2 = self.x.shape[0] if self.x2 is None else self.x2.shape[0]
         super().__init__(dtype=np.dtype(np.float64), shape=(self.x.shape[0], n2))
 
@@ -132,10 +131,24 @@ class KernelOperator(LinearOperator):  # type: ignore[misc]
         check_memory(needed, f"a product with {k} columns (tiles, stripes and the result)")
         out = np.empty((n1, k))
         if self._prepare and self._prepared is None:
-            self._prepared = self._core.prepare(self.x, self.x2)
+            self._prepare_kernel()
         error, terms = self._core.product(self.x, self.x2, self.kernel, v, out, self._prepared)
         check_series(self.activation, error, terms)
         return out
+
+    def _prepare_kernel(self) -> None:
+        """At the first product with a user's σ: when σ turns out to be integrated by
+        quadrature, keep what every product starts from, with read-only copies of the inputs
+        it was made for (so that nothing can change them in between); else never again."""
+        prepared = self._core.prepare(self.x, self.x2)
+        if not prepared.integrates:
+            self._prepare = False
+            return
+        copies = self.x.nbytes + (0 if self.x2 is None else self.x2.nbytes)
+        check_memory(copies, "copies of the inputs, kept with the prepared kernel")
+        self.x = _private(self.x)
+        self.x2 = None if self.x2 is None else _private(self.x2)
+        self._prepared = prepared
 
     def _matvec(self, v: ArrayLike) -> NDArray[np.float64]:
         return self._matmat(np.asarray(v).reshape(-1, 1)).reshape(-1)
@@ -143,15 +156,17 @@ class KernelOperator(LinearOperator):  # type: ignore[misc]
     def _adjoint(self) -> KernelOperator:
         if self.x2 is None:
             return self
-        return KernelOperator(
-            self.x2,
-            self.x,
-            depth=self.depth,
-            activation=self.activation,
-            beta=self.beta,
-            kernel=self.kernel,
-            dtype=self.x.dtype,
-        )
+        if self._adjoint_operator is None:  # kept: SciPy's rmatvec asks for it every time
+            self._adjoint_operator = KernelOperator(
+                self.x2,
+                self.x,
+                depth=self.depth,
+                activation=self.activation,
+                beta=self.beta,
+                kernel=self.kernel,
+                dtype=self.x.dtype,
+            )
+        return self._adjoint_operator
 
     def _transpose(self) -> KernelOperator:
         return self._adjoint()

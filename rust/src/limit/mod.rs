@@ -116,6 +116,20 @@ pub struct Prepared {
     cols: Option<Diagonal>,
     tables: Vec<CorrelationTable>,
     report: Report,
+    /// What it was made for: the kernel's depth and β, the samples' count of
+    /// rows, of columns (None: the rows), of features, and their value size.
+    made_for: MadeFor,
+}
+
+/// The settings and sample shapes a [`Prepared`] serves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct MadeFor {
+    depth: usize,
+    beta: u64,
+    rows: usize,
+    cols: Option<usize>,
+    features: usize,
+    value_size: usize,
 }
 
 impl Prepared {
@@ -124,9 +138,11 @@ impl Prepared {
         (&self.rows, self.cols.as_ref().unwrap_or(&self.rows))
     }
 
-    /// Whether it was made for `n1` rows and `n2` columns (None: the rows).
-    fn made_for(&self, n1: usize, n2: Option<usize>) -> bool {
-        self.rows.ntk().len() == n1 && self.cols.as_ref().map(|d| d.ntk().len()) == n2
+    /// Whether σ is integrated by quadrature (a kinked σ): then the
+    /// per-sample tables and the correlation tables are most of a product's
+    /// cost at moderate N, and worth keeping.
+    pub fn integrates(&self) -> bool {
+        self.rows.table.is_some()
     }
 }
 
@@ -187,8 +203,8 @@ impl<'a> LimitKernel<'a> {
 
     /// Computations with this kernel take their diagonals, tables and report
     /// from `prepared` (made by [`LimitKernel::prepare`] with the same σ, on
-    /// the same samples: a computation on another number of samples is an
-    /// error) instead of making them.
+    /// the same samples; a computation with another depth or β, or on samples
+    /// of another shape or value type, is an error) instead of making them.
     pub fn with_prepared(mut self, prepared: &'a Prepared) -> Self {
         self.prepared = Some(prepared);
         self
@@ -275,9 +291,20 @@ impl<'a> LimitKernel<'a> {
         cancel: &AtomicBool,
     ) -> Result<Held<'a>> {
         match self.prepared {
-            Some(p) if p.made_for(x1.rows, x2.map(|x| x.rows)) => Ok(Held::Given(p)),
-            Some(_) => invalid("the prepared kernel was made for other samples"),
+            Some(p) if p.made_for == self.made_for(x1, x2) => Ok(Held::Given(p)),
+            Some(_) => invalid("the prepared kernel was made for other samples or settings"),
             None => Ok(Held::Made(Box::new(self.prepare(x1, x2, cancel)?))),
+        }
+    }
+
+    fn made_for<T: Real>(&self, x1: Samples<'_, T>, x2: Option<Samples<'_, T>>) -> MadeFor {
+        MadeFor {
+            depth: self.depth,
+            beta: self.beta.to_bits(),
+            rows: x1.rows,
+            cols: x2.map(|x| x.rows),
+            features: x1.cols,
+            value_size: std::mem::size_of::<T>(),
         }
     }
 
@@ -298,6 +325,7 @@ impl<'a> LimitKernel<'a> {
             cols,
             tables,
             report,
+            made_for: self.made_for(x1, x2),
         })
     }
 

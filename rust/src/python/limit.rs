@@ -43,6 +43,16 @@ pub(super) struct PyPrepared {
     inner: Prepared,
 }
 
+#[pymethods]
+impl PyPrepared {
+    /// Whether σ is integrated by quadrature (a kinked σ): then preparing is
+    /// most of a product's cost at moderate N.
+    #[getter]
+    fn integrates(&self) -> bool {
+        self.inner.integrates()
+    }
+}
+
 impl PyLimitKernel {
     /// One of the products (`mode`) of the named kernel between the rows of
     /// x1 and x2, in the dtype of x1, from `prepared` data when given.
