@@ -167,14 +167,11 @@ class Falkon:
     def _inner(self, sample: Sample | None) -> np.ndarray:
         """The estimate of T⁻ᵀ K_nmᵀ K_nm T⁻¹ plus λ I (M, M): (N/M) T Tᵀ + λ I, or with a
         sample [T Tᵀ] + (represents / size) Zᵀ Z + λ I."""
+        centres = sample is None or sample.centres_in_data
+        inner = _triangular_gram(self.t) if centres else np.zeros_like(self.t)
         if sample is None:
-            inner = _triangular_gram(self.t)
             inner *= self.n / len(inner)
-        elif sample.centres_in_data:
-            inner = _triangular_gram(self.t)
-            self._add_sample(inner, sample)
         else:
-            inner = np.zeros_like(self.t)
             self._add_sample(inner, sample)
         inner[np.diag_indices(len(inner))] += self.ridge
         return inner

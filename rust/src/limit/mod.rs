@@ -297,6 +297,7 @@ impl<'a> LimitKernel<'a> {
         }
     }
 
+    /// The settings and sample shapes of a computation on x1 and x2.
     fn made_for<T: Real>(&self, x1: Samples<'_, T>, x2: Option<Samples<'_, T>>) -> MadeFor {
         MadeFor {
             depth: self.depth,

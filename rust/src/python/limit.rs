@@ -55,8 +55,7 @@ impl PyPrepared {
 
 impl PyLimitKernel {
     /// One of the products (`mode`) of the named kernel between the rows of
-    /// x1 and x2, in the dtype of x1, from `prepared` data when given.
-    #[allow(clippy::too_many_arguments)]
+    /// x1 and x2, in the dtype of x1.
     fn products(
         &self,
         py: Python<'_>,
@@ -65,13 +64,12 @@ impl PyLimitKernel {
         v: &Bound<'_, PyAny>,
         out: &Bound<'_, PyAny>,
         mode: Mode<'_, '_>,
-        prepared: Option<&PyPrepared>,
     ) -> PyResult<(f64, usize)> {
         let which = Which::from_name(kernel).map_err(to_py)?;
         let report = self.with_kernel(py, |limit| {
-            let limit = match prepared {
-                Some(p) => limit.with_prepared(&p.inner),
-                None => limit,
+            let limit = match &mode {
+                Mode::Plain(Some(p)) => limit.with_prepared(&p.inner),
+                _ => limit,
             };
             let call = Product {
                 py,
@@ -207,8 +205,8 @@ impl PyLimitKernel {
         out: &Bound<'_, PyAny>,
         prepared: Option<PyRef<'_, PyPrepared>>,
     ) -> PyResult<(f64, usize)> {
-        let prepared = prepared.as_deref();
-        self.products(py, (x1, x2), kernel, v, out, Mode::Plain, prepared)
+        let mode = Mode::Plain(prepared.as_deref());
+        self.products(py, (x1, x2), kernel, v, out, mode)
     }
 
     /// prepare(x1, x2) -> PreparedKernel
@@ -246,7 +244,7 @@ impl PyLimitKernel {
         v: &Bound<'_, PyAny>,
         out: &Bound<'_, PyAny>,
     ) -> PyResult<(f64, usize)> {
-        self.products(py, (x, Some(c)), kernel, v, out, Mode::Normal, None)
+        self.products(py, (x, Some(c)), kernel, v, out, Mode::Normal)
     }
 
     /// product_pair(x1, x2, kernel, v, v_t, out, out_t) -> (series error, series terms)
@@ -266,15 +264,7 @@ impl PyLimitKernel {
         out: &Bound<'_, PyAny>,
         out_t: &Bound<'_, PyAny>,
     ) -> PyResult<(f64, usize)> {
-        self.products(
-            py,
-            (x1, Some(x2)),
-            kernel,
-            v,
-            out,
-            Mode::Pair(v_t, out_t),
-            None,
-        )
+        self.products(py, (x1, Some(x2)), kernel, v, out, Mode::Pair(v_t, out_t))
     }
 
     /// normal_product_memory(rows, centres, k) -> bytes `normal_product`
@@ -356,8 +346,8 @@ impl Generic for Compute<'_, '_> {
 
 /// Which of the products [`Product`] makes.
 enum Mode<'a, 'py> {
-    /// K(x1, x2) · v.
-    Plain,
+    /// K(x1, x2) · v, from data prepared for x1 and x2 when given.
+    Plain(Option<&'a PyPrepared>),
     /// K(x1, x2)ᵀ K(x1, x2) · v.
     Normal,
     /// K(x1, x2) · v and K(x1, x2)ᵀ · v_t (v_t, out_t).
